@@ -1,0 +1,153 @@
+//! Harvest jobs and their objects.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    New,
+    Running,
+    Finished,
+    Aborted,
+}
+
+impl JobStatus {
+    pub fn is_done(self) -> bool {
+        matches!(self, JobStatus::Finished | JobStatus::Aborted)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStats {
+    pub added: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub deleted: u64,
+    pub errored: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorEntry {
+    pub message: String,
+    pub original_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: String,
+    pub source: String,
+    pub status: JobStatus,
+    pub created: String,
+    pub started: Option<String>,
+    pub finished: Option<String>,
+    pub stats: JobStats,
+    pub gather_errors: Vec<ErrorEntry>,
+    pub object_errors: Vec<ErrorEntry>,
+    /// Objects the gather found; `None` until the gather has completed.
+    #[serde(default)]
+    pub object_count: Option<u64>,
+    /// Objects done at the last check, and when that number last grew.
+    #[serde(default)]
+    pub done_count: u64,
+    #[serde(default)]
+    pub last_progress: Option<String>,
+    /// Only the check message carrying this number may continue: a re-sent check replaces
+    /// the old chain instead of running beside it.
+    #[serde(default)]
+    pub check_seq: u64,
+    #[serde(default)]
+    pub last_check: Option<String>,
+}
+
+impl Job {
+    pub fn new(source: &str) -> Self {
+        let now = chrono::Utc::now();
+        Job {
+            // Sortable by creation time; the suffix keeps two jobs of one second apart.
+            id: format!(
+                "{}-{}",
+                now.format("%Y%m%dT%H%M%SZ"),
+                &uuid::Uuid::new_v4().simple().to_string()[..6]
+            ),
+            source: source.to_string(),
+            status: JobStatus::New,
+            created: super::now(),
+            started: None,
+            finished: None,
+            stats: JobStats::default(),
+            gather_errors: Vec::new(),
+            object_errors: Vec::new(),
+            object_count: None,
+            done_count: 0,
+            last_progress: None,
+            check_seq: 0,
+            last_check: None,
+        }
+    }
+}
+
+/// How one harvest object ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Added,
+    Updated,
+    Unchanged,
+    Errored,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Added => "added",
+            Outcome::Updated => "updated",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Errored => "errored",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Outcome> {
+        match s {
+            "added" => Some(Outcome::Added),
+            "updated" => Some(Outcome::Updated),
+            "unchanged" => Some(Outcome::Unchanged),
+            "errored" => Some(Outcome::Errored),
+            _ => None,
+        }
+    }
+}
+
+/// One document of one job: what the gather found and how far it got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HarvestObject {
+    pub id: String,
+    pub guid: String,
+    pub url: String,
+    /// Where the document is kept in the central WAF.
+    pub waf_key: String,
+    pub sha256: Option<String>,
+    /// The validators of the fetched copy, kept for the next conditional GET.
+    #[serde(default)]
+    pub etag: Option<String>,
+    #[serde(default)]
+    pub last_modified: Option<String>,
+    /// Decided before the import writes anything, so a rerun counts the same.
+    #[serde(default)]
+    pub planned: Option<Outcome>,
+    pub outcome: Option<Outcome>,
+    pub error: Option<String>,
+    pub record_id: Option<String>,
+}
+
+/// What Sheaf remembers of a document between jobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentState {
+    pub guid: String,
+    pub url: String,
+    pub waf_key: String,
+    pub sha256: String,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    /// The record the document became; `None` when it was rejected.
+    pub record_id: Option<String>,
+}

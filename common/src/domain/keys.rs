@@ -1,0 +1,151 @@
+//! Every object key Sheaf writes, in one place. Only `waf/` is a contract.
+
+use sha2::{Digest, Sha256};
+
+pub fn source(name: &str) -> String {
+    format!("sources/{name}.json")
+}
+pub const SOURCES: &str = "sources/";
+
+pub fn job(source: &str, job: &str) -> String {
+    format!("jobs/{source}/{job}.json")
+}
+pub fn jobs_of(source: &str) -> String {
+    format!("jobs/{source}/")
+}
+pub const JOBS: &str = "jobs/";
+/// Which source a job id belongs to, so `/api/harvest/jobs/ID` needs no scan.
+pub fn job_index(job: &str) -> String {
+    format!("job-index/{job}")
+}
+/// Held while a source has an unfinished job: at most one at a time.
+pub fn job_lock(source: &str) -> String {
+    format!("locks/jobs/{source}")
+}
+pub fn job_object(source: &str, job: &str, object: &str) -> String {
+    format!("jobs/{source}/{job}/objects/{object}.json")
+}
+pub fn job_objects(source: &str, job: &str) -> String {
+    format!("jobs/{source}/{job}/objects/")
+}
+/// An empty marker whose key carries the outcome, so a job's counts are one listing.
+pub fn job_done(source: &str, job: &str, object: &str, outcome: &str) -> String {
+    format!("jobs/{source}/{job}/done/{object}={outcome}")
+}
+pub fn job_done_prefix(source: &str, job: &str) -> String {
+    format!("jobs/{source}/{job}/done/")
+}
+/// The list of GUIDs a completed gather found.
+pub fn job_gathered(source: &str, job: &str) -> String {
+    format!("jobs/{source}/{job}/gathered.json")
+}
+/// The records a finishing job deletes, written before it deletes them.
+pub fn job_deletions(source: &str, job: &str) -> String {
+    format!("jobs/{source}/{job}/deletions.json")
+}
+
+pub fn document_state(source: &str, object: &str) -> String {
+    format!("state/{source}/{object}.json")
+}
+pub fn document_states(source: &str) -> String {
+    format!("state/{source}/")
+}
+
+pub fn waf_prefix(source: &str) -> String {
+    format!("waf/{source}/")
+}
+
+pub fn record_json(id_key: &str) -> String {
+    format!("catalog/records/{id_key}.json")
+}
+pub fn record_xml(id_key: &str) -> String {
+    format!("catalog/records/{id_key}.xml")
+}
+pub const RECORDS: &str = "catalog/records/";
+pub fn record_marker(source: &str, id_key: &str) -> String {
+    format!("catalog/by-source/{source}/{id_key}")
+}
+pub fn record_markers(source: &str) -> String {
+    format!("catalog/by-source/{source}/")
+}
+/// Which source owns an identifier: the first to import it.
+pub fn record_owner(id_key: &str) -> String {
+    format!("catalog/owners/{id_key}")
+}
+pub fn rejected(source: &str, object: &str) -> String {
+    format!("catalog/rejected/{source}/{object}.json")
+}
+pub fn rejected_of(source: &str) -> String {
+    format!("catalog/rejected/{source}/")
+}
+
+/// A stable short id for a GUID (a URL, an identifier), safe as a key segment.
+pub fn object_id(guid: &str) -> String {
+    hex::encode(&Sha256::digest(guid.as_bytes())[..12])
+}
+
+/// A record identifier as a key segment: readable where it is safe, hashed where it is not.
+pub fn id_key(id: &str) -> String {
+    let safe: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let digest = hex::encode(&Sha256::digest(id.as_bytes())[..6]);
+    if safe == id && safe.len() <= 150 && !safe.starts_with('.') {
+        safe
+    } else {
+        let short: String = safe.chars().take(100).collect();
+        format!("{short}~{digest}")
+    }
+}
+
+/// One path segment made safe for a key, keeping readable names readable.
+pub fn safe_segment(segment: &str) -> String {
+    let decoded = url::form_urlencoded::parse(format!("x={segment}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| segment.to_string());
+    let safe: String = decoded
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(150)
+        .collect();
+    match safe.trim_start_matches('.') {
+        "" => "_".to_string(),
+        s => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_keys_are_safe_and_distinct() {
+        assert_eq!(id_key("abc-123"), "abc-123");
+        let a = id_key("urn:uuid:1/2");
+        let b = id_key("urn:uuid:1_2");
+        assert_ne!(a, b);
+        assert!(crate::store::validate_key(&record_json(&a)).is_ok());
+        assert!(crate::store::validate_key(&record_json(&id_key(".."))).is_ok());
+    }
+
+    #[test]
+    fn segments_never_escape() {
+        assert_eq!(safe_segment("record%201.xml"), "record_1.xml");
+        assert_eq!(safe_segment(".."), "_");
+        assert_eq!(safe_segment("../x"), "_x");
+    }
+}

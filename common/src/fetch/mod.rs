@@ -1,0 +1,79 @@
+//! The HTTP fetcher port: GET with timeouts, a size limit, conditional requests, and the
+//! refusal of private and link-local addresses decided before any connection is made.
+
+mod guard;
+mod reqwest_fetcher;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use guard::{AddressPolicy, check_ip, check_url};
+pub use reqwest_fetcher::ReqwestFetcher;
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum FetchError {
+    #[error("invalid URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("refused {url}: {reason}")]
+    Refused { url: String, reason: String },
+    #[error("{url} is larger than the limit of {limit} bytes")]
+    TooLarge { url: String, limit: u64 },
+    #[error("{url} answered HTTP {status}")]
+    Status { url: String, status: u16 },
+    #[error("fetching {url} failed: {message}")]
+    Transport { url: String, message: String },
+}
+
+impl FetchError {
+    /// Worth another try later (the server or the network failed), as opposed to an answer
+    /// that will not change (refused, too large, 404).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            FetchError::Transport { .. } => true,
+            FetchError::Status { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
+}
+
+/// A GET; the validators make it conditional.
+#[derive(Debug, Clone)]
+pub struct FetchRequest {
+    pub url: String,
+    pub if_none_match: Option<String>,
+    pub if_modified_since: Option<String>,
+    pub max_bytes: u64,
+}
+
+impl FetchRequest {
+    pub fn new(url: impl Into<String>, max_bytes: u64) -> Self {
+        FetchRequest {
+            url: url.into(),
+            if_none_match: None,
+            if_modified_since: None,
+            max_bytes,
+        }
+    }
+}
+
+/// A 2xx answer with its body, or a 304 with none.
+#[derive(Debug, Clone)]
+pub struct FetchResponse {
+    pub status: u16,
+    pub final_url: String,
+    pub body: Bytes,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub content_type: Option<String>,
+}
+
+impl FetchResponse {
+    pub fn not_modified(&self) -> bool {
+        self.status == 304
+    }
+}
+
+#[async_trait]
+pub trait HttpFetcher: Send + Sync {
+    async fn get(&self, request: &FetchRequest) -> Result<FetchResponse, FetchError>;
+}

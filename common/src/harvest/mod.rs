@@ -1,0 +1,139 @@
+//! The harvester interface a source type implements (ckanext-harvest's `IHarvester`:
+//! info, validate_config, gather, fetch, import, plus the link to an original document).
+
+mod waf;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::domain::job::{DocumentState, HarvestObject};
+use crate::domain::record::Metadata;
+use crate::domain::source::{FieldError, Source, SourceType};
+use crate::fetch::{FetchError, FetchRequest};
+use crate::parse::{Rejection, XmlLimits, read_metadata};
+use crate::services::Services;
+
+pub use waf::{WafHarvester, parse_listing};
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HarvesterInfo {
+    pub name: &'static str,
+    pub title: &'static str,
+    pub description: &'static str,
+}
+
+/// One document a gather found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gathered {
+    /// Stable across harvests: the identity of the document at the source.
+    pub guid: String,
+    pub url: String,
+    /// Path of the copy under `waf/SOURCE/`, already safe for a key.
+    pub waf_name: String,
+}
+
+/// Why a gather failed; nothing is deleted after one.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct GatherError {
+    pub message: String,
+    pub url: Option<String>,
+}
+
+impl From<FetchError> for GatherError {
+    fn from(e: FetchError) -> Self {
+        let url = match &e {
+            FetchError::InvalidUrl { url, .. }
+            | FetchError::Refused { url, .. }
+            | FetchError::TooLarge { url, .. }
+            | FetchError::Status { url, .. }
+            | FetchError::Transport { url, .. } => Some(url.clone()),
+        };
+        GatherError {
+            message: e.to_string(),
+            url,
+        }
+    }
+}
+
+/// What a fetch brought.
+#[derive(Debug, Clone)]
+pub enum Fetched {
+    /// The server said 304: the copy we have is current.
+    NotModified,
+    Document {
+        body: Bytes,
+        etag: Option<String>,
+        last_modified: Option<String>,
+    },
+}
+
+#[async_trait]
+pub trait Harvester: Send + Sync {
+    fn info(&self) -> HarvesterInfo;
+
+    /// Checks a source's `config`; the error names the field.
+    fn validate_config(&self, config: &serde_json::Value) -> Result<(), FieldError>;
+
+    /// The link users follow to the original document.
+    fn original_url(&self, _source: &Source, object: &HarvestObject) -> String {
+        object.url.clone()
+    }
+
+    async fn gather(&self, services: &Services, source: &Source) -> Result<Vec<Gathered>, GatherError>;
+
+    /// A conditional GET of the document, using what the last harvest remembered.
+    async fn fetch(
+        &self,
+        services: &Services,
+        _source: &Source,
+        object: &HarvestObject,
+        previous: Option<&DocumentState>,
+    ) -> Result<Fetched, FetchError> {
+        let mut request = FetchRequest::new(&object.url, services.settings.max_document_bytes);
+        if let Some(prev) = previous {
+            request.if_none_match = prev.etag.clone();
+            request.if_modified_since = prev.last_modified.clone();
+        }
+        let resp = services.fetcher.get(&request).await?;
+        if resp.not_modified() {
+            return Ok(Fetched::NotModified);
+        }
+        Ok(Fetched::Document {
+            body: resp.body,
+            etag: resp.etag,
+            last_modified: resp.last_modified,
+        })
+    }
+
+    /// Reads a fetched document into catalogue metadata.
+    fn import(&self, services: &Services, _source: &Source, document: &[u8]) -> Result<Metadata, Rejection> {
+        read_metadata(
+            document,
+            XmlLimits {
+                max_bytes: services.settings.max_document_bytes as usize,
+                ..XmlLimits::default()
+            },
+        )
+    }
+}
+
+/// The harvester of a source type; `None` for types not implemented yet.
+pub fn harvester_for(source_type: SourceType) -> Option<&'static dyn Harvester> {
+    match source_type {
+        SourceType::Waf => Some(&WafHarvester),
+        SourceType::Csw | SourceType::Ckan | SourceType::OaiPmh => None,
+    }
+}
+
+/// Validates a whole source: common fields, then the type's config.
+pub fn validate_source(source: &Source) -> Result<(), FieldError> {
+    source.validate_common()?;
+    let harvester = harvester_for(source.source_type).ok_or_else(|| {
+        FieldError::new(
+            "type",
+            format!("{} sources are not supported yet", source.source_type.as_str()),
+        )
+    })?;
+    harvester.validate_config(&source.config)
+}

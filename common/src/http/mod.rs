@@ -1,0 +1,90 @@
+//! The HTTP API: one axum router, served by the API Lambda (lambda_http) and by `serve`.
+
+mod admin;
+mod error;
+mod harvest;
+mod waf;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{Method, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+
+pub use error::ApiError;
+
+use crate::services::Services;
+use crate::store::LocalStore;
+
+/// Marks a request `serve` trusts without a token (loopback, local mode, no token set).
+/// Only `serve` inserts it: lambda_http has no peer address, so on AWS the token is required.
+#[derive(Debug, Clone, Copy)]
+pub struct TrustedLocal;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub services: Services,
+    pub api_token: Option<String>,
+    /// The local store, for signed `/downloads/` links (local mode only).
+    pub local_store: Option<LocalStore>,
+}
+
+/// Compares in time that does not depend on where the strings differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Changing calls under `/api` need the bearer token (or `TrustedLocal`).
+async fn require_token(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Result<Response, ApiError> {
+    let changing = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if changing && request.extensions().get::<TrustedLocal>().is_none() {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let ok = match (&state.api_token, given) {
+            (Some(token), Some(given)) => constant_time_eq(token.as_bytes(), given.as_bytes()),
+            _ => false,
+        };
+        if !ok {
+            return Err(ApiError::Unauthorized);
+        }
+    }
+    Ok(next.run(request).await)
+}
+
+pub fn router(state: AppState) -> Router {
+    let state = Arc::new(state);
+    let api = Router::new()
+        .route("/harvest/sources", get(harvest::list_sources).post(harvest::add_source))
+        .route(
+            "/harvest/sources/{name}",
+            get(harvest::show_source)
+                .patch(harvest::patch_source)
+                .delete(harvest::deactivate_source),
+        )
+        .route("/harvest/sources/{name}/clear", post(harvest::clear_source))
+        .route("/harvest/sources/{name}/jobs", post(harvest::start_job))
+        .route("/harvest/jobs", get(harvest::list_jobs))
+        .route("/harvest/jobs/{id}", get(harvest::show_job))
+        .route("/harvest/jobs/{id}/abort", post(harvest::abort_job))
+        .route("/catalog/search", get(harvest::search))
+        .route("/catalog/records/{id}", get(harvest::show_record))
+        .route("/catalog/queues", get(harvest::queues))
+        .layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .nest("/api", api)
+        .route("/waf", get(waf::root))
+        .route("/waf/", get(waf::root))
+        .route("/waf/{*path}", get(waf::path))
+        .route("/downloads/{*key}", get(waf::download))
+        .route("/admin", get(admin::page))
+        .with_state(state)
+}

@@ -1,0 +1,121 @@
+//! The central WAF as a browsable listing (HTML, or JSON on `Accept: application/json`), and
+//! signed `/downloads/` links in local mode.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, AppState};
+use crate::store::StoreError;
+
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"))
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+pub async fn root(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    listing(&state, "", &headers).await
+}
+
+pub async fn path(State(state): State<Arc<AppState>>, Path(path): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if path.is_empty() || path.ends_with('/') {
+        return listing(&state, &path, &headers).await;
+    }
+    let key = format!("waf/{path}");
+    match state.services.store.get(&key).await {
+        Ok(obj) => Ok(([(header::CONTENT_TYPE, "application/xml")], obj.body).into_response()),
+        Err(StoreError::NotFound(_)) | Err(StoreError::InvalidKey(_)) => {
+            // A folder named without its slash: send the browser to the listing.
+            let folder = format!("{key}/");
+            let has_children = !state.services.store.list(&folder).await.map_err(|e| ApiError::Internal(e.to_string()))?.is_empty();
+            if has_children {
+                Ok((StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, format!("/waf/{path}/"))]).into_response())
+            } else {
+                Err(ApiError::NotFound(format!("/waf/{path} not found")))
+            }
+        }
+        Err(e) => Err(ApiError::Internal(e.to_string())),
+    }
+}
+
+/// One level of the WAF: its folders and files, as a web server's autoindex would list them.
+async fn listing(state: &AppState, folder: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
+    let prefix = format!("waf/{folder}");
+    let entries = state
+        .services
+        .store
+        .list(&prefix)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if entries.is_empty() && !folder.is_empty() {
+        return Err(ApiError::NotFound(format!("/waf/{folder} not found")));
+    }
+    let mut folders = std::collections::BTreeSet::new();
+    let mut files = BTreeMap::new();
+    for e in &entries {
+        let rest = &e.key[prefix.len()..];
+        match rest.split_once('/') {
+            Some((dir, _)) => {
+                folders.insert(dir.to_string());
+            }
+            None => {
+                files.insert(rest.to_string(), e.size);
+            }
+        }
+    }
+    if wants_json(headers) {
+        let items: Vec<_> = folders
+            .iter()
+            .map(|f| json!({"name": format!("{f}/"), "type": "directory"}))
+            .chain(files.iter().map(|(f, size)| json!({"name": f, "type": "file", "size": size})))
+            .collect();
+        return Ok(axum::Json(json!({"path": format!("/waf/{folder}"), "entries": items})).into_response());
+    }
+    let mut html = format!(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Index of /waf/{0}</title></head><body>\n<h1>Index of /waf/{0}</h1><hr><pre>\n",
+        escape(folder)
+    );
+    if !folder.is_empty() {
+        html.push_str("<a href=\"../\">../</a>\n");
+    }
+    for f in &folders {
+        html.push_str(&format!("<a href=\"{0}/\">{0}/</a>\n", escape(f)));
+    }
+    for (f, size) in &files {
+        html.push_str(&format!("<a href=\"{0}\">{0}</a> {size}\n", escape(f)));
+    }
+    html.push_str("</pre><hr></body></html>\n");
+    Ok(Html(html).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct Signature {
+    expires: u64,
+    signature: String,
+}
+
+/// A local presigned link: served only while its signature and expiry hold.
+pub async fn download(State(state): State<Arc<AppState>>, Path(key): Path<String>, Query(sig): Query<Signature>) -> Result<Response, ApiError> {
+    let Some(local) = &state.local_store else {
+        return Err(ApiError::NotFound("downloads are served by S3 in this mode".into()));
+    };
+    if !local.verify_signature(&key, sig.expires, &sig.signature) {
+        return Ok((StatusCode::FORBIDDEN, "invalid or expired link").into_response());
+    }
+    match state.services.store.get(&key).await {
+        Ok(obj) => Ok(([(header::CONTENT_TYPE, "application/octet-stream")], obj.body).into_response()),
+        Err(StoreError::NotFound(_)) => Err(ApiError::NotFound("download not found".into())),
+        Err(e) => Err(ApiError::Internal(e.to_string())),
+    }
+}

@@ -1,0 +1,156 @@
+//! The mailer port. A message is built once as RFC 5322 bytes; locally they are written to
+//! `outbox/*.eml`, on AWS the same bytes go to SES `SendRawEmail`.
+
+mod local;
+mod ses;
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+pub use local::OutboxMailer;
+pub use ses::SesMailer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("invalid email address {0:?}")]
+    InvalidAddress(String),
+    #[error("sending email failed: {0}")]
+    Send(String),
+}
+
+/// One email with a plain text body and an optional HTML alternative.
+#[derive(Debug, Clone)]
+pub struct Email {
+    pub from: String,
+    pub to: Vec<String>,
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+}
+
+#[async_trait]
+pub trait Mailer: Send + Sync {
+    async fn send(&self, email: &Email) -> Result<(), MailError>;
+}
+
+/// A plausible single address: one `@`, a domain, no spaces, brackets or header breaks.
+pub fn is_valid_address(address: &str) -> bool {
+    let Some((local, domain)) = address.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.is_empty()
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && address.len() <= 254
+        && !address
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>,;\"()[]\\".contains(c))
+}
+
+/// An RFC 2047 encoded word where the text is not plain ASCII.
+fn header_text(text: &str) -> String {
+    if text.chars().all(|c| c.is_ascii() && !c.is_control()) {
+        text.to_string()
+    } else {
+        format!("=?UTF-8?B?{}?=", STANDARD.encode(text))
+    }
+}
+
+/// Base64 body lines of 76 characters, as MIME asks.
+fn base64_lines(text: &str) -> String {
+    let encoded = STANDARD.encode(text);
+    let mut out = String::with_capacity(encoded.len() + encoded.len() / 76 * 2 + 2);
+    for chunk in encoded.as_bytes().chunks(76) {
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        out.push_str("\r\n");
+    }
+    out
+}
+
+impl Email {
+    /// Checks every address, so no header can be injected through one.
+    pub fn validate(&self) -> Result<(), MailError> {
+        for address in std::iter::once(&self.from).chain(&self.to) {
+            if !is_valid_address(address) {
+                return Err(MailError::InvalidAddress(address.clone()));
+            }
+        }
+        if self.to.is_empty() {
+            return Err(MailError::InvalidAddress(String::new()));
+        }
+        Ok(())
+    }
+
+    /// The message as RFC 5322 bytes (MIME, UTF-8, base64 bodies).
+    pub fn to_rfc5322(&self) -> Result<Vec<u8>, MailError> {
+        self.validate()?;
+        let boundary = format!("sheaf-{}", uuid::Uuid::new_v4().simple());
+        let mut m = String::new();
+        m.push_str(&format!("From: {}\r\n", self.from));
+        m.push_str(&format!("To: {}\r\n", self.to.join(", ")));
+        m.push_str(&format!("Subject: {}\r\n", header_text(&self.subject)));
+        m.push_str(&format!("Date: {}\r\n", chrono::Utc::now().to_rfc2822()));
+        m.push_str(&format!(
+            "Message-ID: <{}@sheaf>\r\n",
+            uuid::Uuid::new_v4().simple()
+        ));
+        m.push_str("MIME-Version: 1.0\r\n");
+        let text_part = format!(
+            "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{}",
+            base64_lines(&self.text)
+        );
+        match &self.html {
+            None => m.push_str(&text_part),
+            Some(html) => {
+                m.push_str(&format!(
+                    "Content-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\r\n"
+                ));
+                m.push_str(&format!("--{boundary}\r\n{text_part}"));
+                m.push_str(&format!(
+                    "--{boundary}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{}",
+                    base64_lines(html)
+                ));
+                m.push_str(&format!("--{boundary}--\r\n"));
+            }
+        }
+        Ok(m.into_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_that_could_inject_headers_are_refused() {
+        assert!(is_valid_address("owner@example.org"));
+        for bad in [
+            "owner",
+            "a@b.org\r\nBcc: x@y.org",
+            "a b@c.org",
+            "<a@b.org>",
+            "a@@b.org",
+        ] {
+            assert!(!is_valid_address(bad), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn message_carries_both_bodies_and_encoded_subject() {
+        let email = Email {
+            from: "sheaf@example.org".into(),
+            to: vec!["owner@example.org".into()],
+            subject: "Harvest of «demo» had errors".into(),
+            text: "plain".into(),
+            html: Some("<p>html</p>".into()),
+        };
+        let raw = String::from_utf8(email.to_rfc5322().unwrap()).unwrap();
+        assert!(raw.contains("Subject: =?UTF-8?B?"));
+        assert!(raw.contains("multipart/alternative"));
+        assert!(raw.contains(&STANDARD.encode("plain")));
+        assert!(raw.contains(&STANDARD.encode("<p>html</p>")));
+    }
+}

@@ -1,0 +1,226 @@
+//! Creating, reading, updating and ending jobs.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{Kind, Message, PipelineError};
+use crate::domain::job::{Job, JobStatus};
+use crate::domain::keys;
+use crate::domain::now;
+use crate::domain::source::Source;
+use crate::services::Services;
+use crate::store::{ObjectStore, PutMode, StoreError, get_json, put_json};
+
+pub(super) async fn send(services: &Services, message: &Message, delay: Duration) -> Result<(), PipelineError> {
+    services
+        .queues
+        .get(message.queue())?
+        .send(message.body(), delay)
+        .await?;
+    Ok(())
+}
+
+/// When a job was created, from its sortable id.
+fn job_time(id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let stamp = id.get(..16)?;
+    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+pub async fn load_source(store: &dyn ObjectStore, name: &str) -> Result<Source, PipelineError> {
+    get_json::<Source>(store, &keys::source(name))
+        .await?
+        .map(|(s, _)| s)
+        .ok_or_else(|| PipelineError::NotFound(format!("source {name}")))
+}
+
+pub async fn get_job(store: &dyn ObjectStore, source: &str, id: &str) -> Result<Job, PipelineError> {
+    get_json::<Job>(store, &keys::job(source, id))
+        .await?
+        .map(|(j, _)| j)
+        .ok_or_else(|| PipelineError::NotFound(format!("job {id} of source {source}")))
+}
+
+/// A job by its id alone.
+pub async fn find_job(store: &dyn ObjectStore, id: &str) -> Result<Job, PipelineError> {
+    let not_found = || PipelineError::NotFound(format!("job {id}"));
+    if id.is_empty() || id.contains('/') || id.contains("..") {
+        return Err(not_found());
+    }
+    let source = match store.get(&keys::job_index(id)).await {
+        Ok(obj) => String::from_utf8_lossy(&obj.body).to_string(),
+        Err(StoreError::NotFound(_)) => return Err(not_found()),
+        Err(e) => return Err(e.into()),
+    };
+    get_job(store, &source, id).await
+}
+
+/// Jobs newest first, of one source or of all.
+pub async fn list_jobs(store: &dyn ObjectStore, source: Option<&str>) -> Result<Vec<Job>, PipelineError> {
+    let prefix = source.map_or_else(|| keys::JOBS.to_string(), keys::jobs_of);
+    let mut jobs = Vec::new();
+    for entry in store.list(&prefix).await? {
+        // Job documents sit directly in jobs/SOURCE/; their objects are one level deeper.
+        let rest = &entry.key[keys::JOBS.len()..];
+        if rest.matches('/').count() != 1 || !rest.ends_with(".json") {
+            continue;
+        }
+        if let Some((job, _)) = get_json::<Job>(store, &entry.key).await? {
+            jobs.push(job);
+        }
+    }
+    jobs.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
+    Ok(jobs)
+}
+
+/// Reads, changes and writes a job with `If-Match`, retrying when another writer won.
+/// `change` returns false to leave the job as it is.
+pub(super) async fn update_job(
+    store: &dyn ObjectStore,
+    source: &str,
+    id: &str,
+    mut change: impl FnMut(&mut Job) -> bool,
+) -> Result<Job, PipelineError> {
+    let key = keys::job(source, id);
+    for _ in 0..20 {
+        let (mut job, etag) = get_json::<Job>(store, &key)
+            .await?
+            .ok_or_else(|| PipelineError::NotFound(format!("job {id} of source {source}")))?;
+        if !change(&mut job) {
+            return Ok(job);
+        }
+        match put_json(store, &key, &job, PutMode::Update(etag)).await {
+            Ok(_) => return Ok(job),
+            Err(StoreError::Precondition(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(PipelineError::Conflict(format!("job {id} kept changing under us")))
+}
+
+/// Releases the source's job lock if `job` holds it.
+pub(super) async fn release_lock(store: &dyn ObjectStore, source: &str, job: &str) -> Result<(), PipelineError> {
+    let key = keys::job_lock(source);
+    if let Ok(obj) = store.get(&key).await
+        && obj.body.as_ref() == job.as_bytes()
+    {
+        store.delete(&key).await?;
+    }
+    Ok(())
+}
+
+/// Creates a job for `source` and sends its gather. A source has at most one unfinished job:
+/// a create-once lock names it, and a lock whose job has ended (or never got written) is stale.
+pub async fn start_job(services: &Services, source_name: &str) -> Result<Job, PipelineError> {
+    let store = services.store.as_ref();
+    let source = load_source(store, source_name).await?;
+    if !source.active {
+        return Err(PipelineError::Conflict(format!("source {source_name} is not active")));
+    }
+    let job = Job::new(source_name);
+    let lock = keys::job_lock(source_name);
+    let body = Bytes::from(job.id.clone());
+    match store.put(&lock, body.clone(), "text/plain", PutMode::Create).await {
+        Ok(_) => {}
+        Err(StoreError::Precondition(_)) => {
+            let held = store.get(&lock).await?;
+            let holder = String::from_utf8_lossy(&held.body).to_string();
+            let stale = match get_json::<Job>(store, &keys::job(source_name, &holder)).await? {
+                Some((j, _)) => j.status.is_done(),
+                // A lock over a minute old whose job was never written: its creator died.
+                None => job_time(&holder)
+                    .is_none_or(|t| chrono::Utc::now() - t > chrono::Duration::minutes(1)),
+            };
+            if !stale {
+                return Err(PipelineError::Conflict(format!(
+                    "source {source_name} already has an unfinished job {holder}"
+                )));
+            }
+            store
+                .put(&lock, body, "text/plain", PutMode::Update(held.etag))
+                .await
+                .map_err(|e| match e {
+                    StoreError::Precondition(_) => PipelineError::Conflict(format!(
+                        "source {source_name} is starting another job"
+                    )),
+                    other => other.into(),
+                })?;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    store
+        .put(&keys::job_index(&job.id), Bytes::from(source_name.to_string()), "text/plain", PutMode::Overwrite)
+        .await?;
+    put_json(store, &keys::job(source_name, &job.id), &job, PutMode::Create).await?;
+    send(services, &Message::new(Kind::Gather, source_name, &job.id), Duration::ZERO).await?;
+    tracing::info!(source = source_name, job = %job.id, "job created");
+    Ok(job)
+}
+
+/// Ends an unfinished job as aborted; its messages still in flight are dropped when they
+/// find it ended.
+pub async fn abort_job(services: &Services, source: &str, id: &str, reason: &str) -> Result<Job, PipelineError> {
+    let store = services.store.as_ref();
+    let job = update_job(store, source, id, |job| {
+        if job.status.is_done() {
+            return false;
+        }
+        job.status = JobStatus::Aborted;
+        job.finished = Some(now());
+        job.gather_errors.push(crate::domain::job::ErrorEntry {
+            message: format!("aborted: {reason}"),
+            original_url: None,
+        });
+        true
+    })
+    .await?;
+    release_lock(store, source, id).await?;
+    tracing::warn!(source, job = id, reason, "job aborted");
+    Ok(job)
+}
+
+/// Drops a source's records, jobs, documents and state; keeps the source itself.
+pub async fn clear_source(services: &Services, source: &str) -> Result<u64, PipelineError> {
+    let store = services.store.as_ref();
+    load_source(store, source).await?;
+    let mut removed = 0;
+    for marker in store.list(&keys::record_markers(source)).await? {
+        let id_key = marker.key.rsplit('/').next().unwrap_or_default().to_string();
+        delete_record(store, source, &id_key).await?;
+        removed += 1;
+    }
+    for prefix in [
+        keys::jobs_of(source),
+        keys::waf_prefix(source),
+        keys::document_states(source),
+        keys::rejected_of(source),
+    ] {
+        for entry in store.list(&prefix).await? {
+            if let Some(job) = entry.key.strip_prefix(&keys::jobs_of(source))
+                && let Some(id) = job.strip_suffix(".json")
+                && !id.contains('/')
+            {
+                store.delete(&keys::job_index(id)).await?;
+            }
+            store.delete(&entry.key).await?;
+        }
+    }
+    store.delete(&keys::job_lock(source)).await?;
+    Ok(removed)
+}
+
+/// Removes a record and everything that points at it; the marker goes last, so a rerun
+/// after a crash finds it and finishes the job.
+pub(super) async fn delete_record(store: &dyn ObjectStore, source: &str, id_key: &str) -> Result<(), PipelineError> {
+    store.delete(&keys::record_json(id_key)).await?;
+    store.delete(&keys::record_xml(id_key)).await?;
+    if let Ok(owner) = store.get(&keys::record_owner(id_key)).await
+        && owner.body.as_ref() == source.as_bytes()
+    {
+        store.delete(&keys::record_owner(id_key)).await?;
+    }
+    store.delete(&keys::record_marker(source, id_key)).await?;
+    Ok(())
+}

@@ -1,0 +1,47 @@
+//! The harvest pipeline: gather → fetch → import, and the check that finishes a job.
+//!
+//! Every handler is idempotent: it reads what is already done and redoes only the rest, and it
+//! writes its outcome last, so a message delivered twice or a handler killed at any line and
+//! run again leaves the same state.
+
+mod check;
+mod error;
+mod gather;
+mod import;
+mod jobs;
+mod message;
+mod object_fetch;
+mod run_test;
+mod schedule;
+
+pub use error::PipelineError;
+pub use jobs::{abort_job, clear_source, find_job, get_job, list_jobs, load_source, start_job};
+pub use message::{Kind, Message};
+pub use run_test::run_test;
+pub use schedule::{RunReport, run_scheduled};
+
+use crate::services::Services;
+
+/// Handles one message; an `Err` leaves it on its queue for another try.
+pub async fn handle(services: &Services, message: &Message, receive_count: u32) -> Result<(), PipelineError> {
+    match message.kind {
+        Kind::Gather => gather::gather(services, &message.source, &message.job).await,
+        Kind::Fetch => {
+            object_fetch::fetch(services, &message.source, &message.job, message.object()?, receive_count).await
+        }
+        Kind::Import => import::import(services, &message.source, &message.job, message.object()?).await,
+        Kind::CheckJob => check::check_job(services, &message.source, &message.job, message.seq).await,
+    }
+}
+
+/// Handles a raw message body; a body that is not a message is logged and dropped (retrying
+/// cannot mend it).
+pub async fn handle_body(services: &Services, body: &str, receive_count: u32) -> Result<(), PipelineError> {
+    match serde_json::from_str::<Message>(body) {
+        Ok(message) => handle(services, &message, receive_count).await,
+        Err(e) => {
+            tracing::error!(error = %e, "dropping a message that is not a Sheaf message");
+            Ok(())
+        }
+    }
+}

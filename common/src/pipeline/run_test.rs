@@ -1,0 +1,93 @@
+//! `run-test`: one source harvested synchronously in this process (ckanext-harvest's
+//! `run_test`), through the same handlers the queues feed, with in-memory queues.
+
+use std::sync::Arc;
+
+use super::{Kind, Message, PipelineError, get_job, handle, start_job};
+use crate::domain::job::Job;
+use crate::queue::{MAX_RECEIVE_COUNT, MemoryQueue, QueueName, Queues};
+use crate::services::Services;
+
+/// Progress of a synchronous run: objects done out of those gathered (once known).
+pub trait Progress: Send + Sync {
+    fn update(&self, done: u64, total: Option<u64>);
+}
+
+impl<F: Fn(u64, Option<u64>) + Send + Sync> Progress for F {
+    fn update(&self, done: u64, total: Option<u64>) {
+        self(done, total)
+    }
+}
+
+async fn run(services: &Services, body: String) -> Result<(), PipelineError> {
+    let message: Message =
+        serde_json::from_str(&body).map_err(|e| PipelineError::Message(e.to_string()))?;
+    let mut attempt = 1;
+    loop {
+        match handle(services, &message, attempt).await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < MAX_RECEIVE_COUNT => {
+                tracing::warn!(error = %e, attempt, "retrying");
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn done_count(services: &Services, source: &str, job: &str) -> Result<u64, PipelineError> {
+    let prefix = crate::domain::keys::job_done_prefix(source, job);
+    Ok(services.store.list(&prefix).await?.len() as u64)
+}
+
+pub async fn run_test(services: &Services, source: &str, progress: &dyn Progress) -> Result<Job, PipelineError> {
+    let gather = Arc::new(MemoryQueue::new());
+    let fetch = Arc::new(MemoryQueue::new());
+    let import = Arc::new(MemoryQueue::new());
+    let local = Services {
+        queues: Queues::new()
+            .with(QueueName::Gather, gather.clone())
+            .with(QueueName::Fetch, fetch.clone())
+            .with(QueueName::Import, import.clone()),
+        ..services.clone()
+    };
+    let job = start_job(&local, source).await?;
+    progress.update(0, None);
+    loop {
+        // Gathers first; checks wait until the fetches and imports they count are done.
+        let mut checks = Vec::new();
+        while let Some(body) = gather.pop() {
+            let message: Message =
+                serde_json::from_str(&body).map_err(|e| PipelineError::Message(e.to_string()))?;
+            if message.kind == Kind::CheckJob {
+                checks.push(body);
+            } else {
+                run(&local, body).await?;
+            }
+        }
+        let total = get_job(local.store.as_ref(), source, &job.id).await?.object_count;
+        let mut handled = 0u64;
+        while let Some(body) = fetch.pop().or_else(|| import.pop()) {
+            run(&local, body).await?;
+            handled += 1;
+            if handled % 25 == 0 {
+                progress.update(done_count(&local, source, &job.id).await?, total);
+            }
+        }
+        progress.update(done_count(&local, source, &job.id).await?, total);
+        for body in checks {
+            run(&local, body).await?;
+        }
+        let current = get_job(local.store.as_ref(), source, &job.id).await?;
+        if current.status.is_done() {
+            return Ok(current);
+        }
+        let idle = gather.depth_now() == 0 && fetch.depth_now() == 0 && import.depth_now() == 0;
+        if idle {
+            return Err(PipelineError::Conflict(format!(
+                "job {} has nothing left to run but is not finished",
+                job.id
+            )));
+        }
+    }
+}

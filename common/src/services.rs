@@ -1,0 +1,45 @@
+//! The ports one running Sheaf uses, built once per process by its edge (a Lambda main or
+//! the `sheaf` command) and passed to every stage.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::fetch::HttpFetcher;
+use crate::mail::Mailer;
+use crate::queue::Queues;
+use crate::store::ObjectStore;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Sender of every email.
+    pub mail_from: String,
+    /// Documents larger than this are rejected at fetch.
+    pub max_document_bytes: u64,
+    /// How long a job's check waits before it looks again.
+    pub check_delay: Duration,
+    /// A running job whose count of finished objects has not grown for this long is aborted.
+    pub stall_timeout: Duration,
+    /// Where people reach this Sheaf (links in emails and listings).
+    pub public_url: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            mail_from: "sheaf@localhost".into(),
+            max_document_bytes: 10 * 1024 * 1024,
+            check_delay: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(3600),
+            public_url: "http://127.0.0.1:8765".into(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Services {
+    pub store: Arc<dyn ObjectStore>,
+    pub queues: Queues,
+    pub mailer: Arc<dyn Mailer>,
+    pub fetcher: Arc<dyn HttpFetcher>,
+    pub settings: Settings,
+}

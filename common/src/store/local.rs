@@ -1,0 +1,334 @@
+//! The object store on a local folder: `ROOT/objects/KEY`, written to `ROOT/tmp` first and
+//! renamed into place, so a reader never sees half an object and a crash leaves at most a temp
+//! file. Every mutation takes an exclusive `flock` on `ROOT/store.lock`, which gives the
+//! conditional writes the same meaning as S3's across threads and processes (a `sheaf` command
+//! beside a running `serve`).
+
+use std::fs::{self, File};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+use super::{ListEntry, MultipartUpload, Object, ObjectStore, PutMode, StoreError, validate_key};
+
+#[derive(Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+    /// Base of download links, e.g. `http://127.0.0.1:8765`.
+    public_url: String,
+    signing_key: Vec<u8>,
+}
+
+impl LocalStore {
+    /// Opens (creating when needed) a store under `root`. `public_url` is where `serve` answers,
+    /// for signed `/downloads/` links.
+    pub fn open(root: &Path, public_url: &str) -> Result<Self, StoreError> {
+        for dir in ["objects", "tmp"] {
+            fs::create_dir_all(root.join(dir)).map_err(|e| StoreError::io(dir, e))?;
+        }
+        let signing_key = load_or_create_secret(&root.join("signing.key"))?;
+        Ok(LocalStore {
+            root: root.to_path_buf(),
+            public_url: public_url.trim_end_matches('/').to_string(),
+            signing_key,
+        })
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
+        validate_key(key)?;
+        Ok(self.root.join("objects").join(key))
+    }
+
+    fn lock(&self) -> Result<File, StoreError> {
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.root.join("store.lock"))
+            .map_err(|e| StoreError::io("store.lock", e))?;
+        file.lock().map_err(|e| StoreError::io("store.lock", e))?;
+        Ok(file)
+    }
+
+    fn temp_file(&self) -> Result<(PathBuf, File), StoreError> {
+        let path = self
+            .root
+            .join("tmp")
+            .join(format!("{}.part", uuid::Uuid::new_v4()));
+        let file = File::create(&path).map_err(|e| StoreError::io("tmp", e))?;
+        Ok((path, file))
+    }
+
+    /// Moves a finished temp file to `key`, honouring `mode`; the caller holds no lock.
+    fn commit(&self, tmp: &Path, key: &str, mode: &PutMode) -> Result<String, StoreError> {
+        let dest = self.path(key)?;
+        let _guard = self.lock()?;
+        let current = match fs::read(&dest) {
+            Ok(bytes) => Some(etag_of(&bytes)),
+            Err(e) if e.kind() == ErrorKind::NotFound => None,
+            Err(e) => return Err(StoreError::io(key, e)),
+        };
+        let allowed = match mode {
+            PutMode::Overwrite => true,
+            PutMode::Create => current.is_none(),
+            PutMode::Update(etag) => current.as_deref() == Some(etag.as_str()),
+        };
+        if !allowed {
+            let _ = fs::remove_file(tmp);
+            return Err(StoreError::Precondition(key.to_string()));
+        }
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(|e| StoreError::io(key, e))?;
+        }
+        fs::rename(tmp, &dest).map_err(|e| StoreError::io(key, e))?;
+        let bytes = fs::read(&dest).map_err(|e| StoreError::io(key, e))?;
+        Ok(etag_of(&bytes))
+    }
+
+    /// Checks a `/downloads/` link made by `presign_get`.
+    pub fn verify_signature(&self, key: &str, expires: u64, signature: &str) -> bool {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(u64::MAX);
+        if expires < now {
+            return false;
+        }
+        let Ok(given) = hex::decode(signature) else {
+            return false;
+        };
+        self.mac(key, expires).verify_slice(&given).is_ok()
+    }
+
+    fn mac(&self, key: &str, expires: u64) -> Hmac<Sha256> {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.signing_key).expect("HMAC accepts any key");
+        mac.update(key.as_bytes());
+        mac.update(b"\n");
+        mac.update(expires.to_string().as_bytes());
+        mac
+    }
+}
+
+/// A content hash, so the ETag changes exactly when the bytes do (as S3's MD5 ETag does).
+fn etag_of(bytes: &[u8]) -> String {
+    hex::encode(&Sha256::digest(bytes)[..16])
+}
+
+fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, StoreError> {
+    match fs::read(path) {
+        Ok(bytes) if bytes.len() >= 32 => return Ok(bytes),
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(StoreError::io("signing.key", e)),
+    }
+    let secret: Vec<u8> = (0..2)
+        .flat_map(|_| uuid::Uuid::new_v4().into_bytes())
+        .collect();
+    fs::write(path, &secret).map_err(|e| StoreError::io("signing.key", e))?;
+    Ok(secret)
+}
+
+fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> impl std::future::Future<Output = Result<T, StoreError>> {
+    async move {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| StoreError::io("task", e))?
+    }
+}
+
+fn walk(dir: &Path, key_prefix: &str, out: &mut Vec<ListEntry>) -> std::io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let key = format!("{key_prefix}{name}");
+        let meta = match entry.metadata() {
+            Ok(meta) => meta,
+            // Deleted between read_dir and here: it is simply not listed.
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if meta.is_dir() {
+            walk(&entry.path(), &format!("{key}/"), out)?;
+        } else {
+            out.push(ListEntry {
+                key,
+                size: meta.len(),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ObjectStore for LocalStore {
+    async fn get(&self, key: &str) -> Result<Object, StoreError> {
+        let path = self.path(key)?;
+        let key = key.to_string();
+        blocking(move || match fs::read(&path) {
+            Ok(bytes) => Ok(Object {
+                etag: etag_of(&bytes),
+                body: Bytes::from(bytes),
+                content_type: None,
+            }),
+            Err(e) if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::NotADirectory => {
+                Err(StoreError::NotFound(key))
+            }
+            Err(e) => Err(StoreError::io(&key, e)),
+        })
+        .await
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        _content_type: &str,
+        mode: PutMode,
+    ) -> Result<String, StoreError> {
+        validate_key(key)?;
+        let this = self.clone();
+        let key = key.to_string();
+        blocking(move || {
+            let (tmp, mut file) = this.temp_file()?;
+            file.write_all(&body)
+                .and_then(|_| file.sync_data())
+                .map_err(|e| StoreError::io(&key, e))?;
+            drop(file);
+            this.commit(&tmp, &key, &mode)
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ListEntry>, StoreError> {
+        let (dir_part, _) = prefix.rsplit_once('/').unwrap_or(("", prefix));
+        if !dir_part.is_empty() {
+            validate_key(dir_part)?;
+        }
+        let dir = self.root.join("objects").join(dir_part);
+        let key_prefix = if dir_part.is_empty() {
+            String::new()
+        } else {
+            format!("{dir_part}/")
+        };
+        let prefix = prefix.to_string();
+        blocking(move || {
+            let mut out = Vec::new();
+            walk(&dir, &key_prefix, &mut out).map_err(|e| StoreError::io(&prefix, e))?;
+            out.retain(|e| e.key.starts_with(&prefix));
+            out.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        let this = self.clone();
+        let key = key.to_string();
+        blocking(move || {
+            let _guard = this.lock()?;
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(StoreError::io(&key, e)),
+            }
+            // Prune folders left empty, so listings show no empty directories.
+            let objects = this.root.join("objects");
+            let mut dir = path.parent();
+            while let Some(d) = dir {
+                if d == objects || fs::remove_dir(d).is_err() {
+                    break;
+                }
+                dir = d.parent();
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn start_multipart(
+        &self,
+        key: &str,
+        _content_type: &str,
+    ) -> Result<Box<dyn MultipartUpload>, StoreError> {
+        validate_key(key)?;
+        let this = self.clone();
+        let (tmp, file) = blocking(move || this.temp_file()).await?;
+        Ok(Box::new(LocalUpload {
+            store: self.clone(),
+            key: key.to_string(),
+            tmp,
+            file: Some(file),
+        }))
+    }
+
+    async fn presign_get(&self, key: &str, expires_in: Duration) -> Result<String, StoreError> {
+        validate_key(key)?;
+        let expires = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_err(|e| StoreError::io(key, e))?
+            .as_secs()
+            + expires_in.as_secs();
+        let signature = hex::encode(self.mac(key, expires).finalize().into_bytes());
+        Ok(format!(
+            "{}/downloads/{key}?expires={expires}&signature={signature}",
+            self.public_url
+        ))
+    }
+}
+
+struct LocalUpload {
+    store: LocalStore,
+    key: String,
+    tmp: PathBuf,
+    file: Option<File>,
+}
+
+#[async_trait]
+impl MultipartUpload for LocalUpload {
+    async fn put_part(&mut self, data: Bytes) -> Result<(), StoreError> {
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| StoreError::io(&self.key, "upload already finished"))?;
+        let key = self.key.clone();
+        let file = blocking(move || {
+            file.write_all(&data).map_err(|e| StoreError::io(&key, e))?;
+            Ok(file)
+        })
+        .await?;
+        self.file = Some(file);
+        Ok(())
+    }
+
+    async fn complete(mut self: Box<Self>) -> Result<String, StoreError> {
+        let file = self.file.take();
+        let key = self.key.clone();
+        blocking(move || {
+            if let Some(file) = file {
+                file.sync_data().map_err(|e| StoreError::io(&key, e))?;
+            }
+            self.store.commit(&self.tmp, &key, &PutMode::Overwrite)
+        })
+        .await
+    }
+
+    async fn abort(mut self: Box<Self>) -> Result<(), StoreError> {
+        self.file.take();
+        let _ = fs::remove_file(&self.tmp);
+        Ok(())
+    }
+}

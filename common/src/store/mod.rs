@@ -1,0 +1,161 @@
+//! The object store port: every piece of Sheaf's state is an object behind this trait.
+//!
+//! # Design
+//! Modelled on the `object_store` crate's `PutMode::{Overwrite, Create, Update}` and its
+//! `WriteMultipart`, without depending on it: that crate brings its own HTTP stack and TLS
+//! (we already have the AWS SDK's) and its local backend has no conditional update. Our trait is
+//! the handful of calls the pipeline needs, so both adapters implement exactly the same
+//! semantics and one contract suite (`tests/store_contract.rs`) runs against both.
+
+mod local;
+mod s3;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use local::LocalStore;
+pub use s3::S3Store;
+
+/// Errors of an object store; `Precondition` is the normal outcome of a lost race.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("object {0} not found")]
+    NotFound(String),
+    #[error("object {0} changed or exists already (conditional write refused)")]
+    Precondition(String),
+    #[error("invalid object key {0:?}")]
+    InvalidKey(String),
+    #[error("store I/O on {key}: {message}")]
+    Io { key: String, message: String },
+}
+
+impl StoreError {
+    pub fn io(key: &str, err: impl std::fmt::Display) -> Self {
+        StoreError::Io {
+            key: key.to_string(),
+            message: err.to_string(),
+        }
+    }
+}
+
+/// How a put treats an existing object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutMode {
+    Overwrite,
+    /// Create once: refused when the key exists (`If-None-Match: *`).
+    Create,
+    /// Replace only the version read (`If-Match: ETAG`).
+    Update(String),
+}
+
+/// An object as read, with the version tag a later `PutMode::Update` names.
+#[derive(Debug, Clone)]
+pub struct Object {
+    pub body: Bytes,
+    pub etag: String,
+    pub content_type: Option<String>,
+}
+
+/// A listed key with its size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListEntry {
+    pub key: String,
+    pub size: u64,
+}
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    async fn get(&self, key: &str) -> Result<Object, StoreError>;
+    /// Writes `body` at `key`; returns the new ETag.
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+        mode: PutMode,
+    ) -> Result<String, StoreError>;
+    /// Every key under `prefix`, in lexicographic order.
+    async fn list(&self, prefix: &str) -> Result<Vec<ListEntry>, StoreError>;
+    /// Removes `key`; removing a missing key is not an error (deletes are replayed).
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Starts a multipart upload; parts are uploaded in order and the object appears only on
+    /// `complete`.
+    async fn start_multipart(
+        &self,
+        key: &str,
+        content_type: &str,
+    ) -> Result<Box<dyn MultipartUpload>, StoreError>;
+    /// A URL that lets anyone holding it GET the object until `expires_in` has passed.
+    async fn presign_get(&self, key: &str, expires_in: Duration) -> Result<String, StoreError>;
+}
+
+/// One multipart upload. Dropping it without `complete` leaves no visible object; callers
+/// `abort` on error so nothing half-written lingers.
+#[async_trait]
+pub trait MultipartUpload: Send {
+    /// Uploads the next part (parts are numbered from 1 by the adapter).
+    async fn put_part(&mut self, data: Bytes) -> Result<(), StoreError>;
+    async fn complete(self: Box<Self>) -> Result<String, StoreError>;
+    async fn abort(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+/// Checks a key before it reaches a backend: relative, no `..`, no empty segments.
+pub fn validate_key(key: &str) -> Result<(), StoreError> {
+    let bad = key.is_empty()
+        || key.starts_with('/')
+        || key.ends_with('/')
+        || key.contains('\\')
+        || key.contains('\0')
+        || key.split('/').any(|s| s.is_empty() || s == "." || s == "..");
+    if bad {
+        Err(StoreError::InvalidKey(key.to_string()))
+    } else {
+        Ok(())
+    }
+}
+
+/// Reads a JSON object; `Ok(None)` when absent.
+pub async fn get_json<T: serde::de::DeserializeOwned>(
+    store: &dyn ObjectStore,
+    key: &str,
+) -> Result<Option<(T, String)>, StoreError> {
+    match store.get(key).await {
+        Ok(obj) => {
+            let value = serde_json::from_slice(&obj.body)
+                .map_err(|e| StoreError::io(key, format!("unreadable JSON: {e}")))?;
+            Ok(Some((value, obj.etag)))
+        }
+        Err(StoreError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes a JSON object with the given mode.
+pub async fn put_json<T: serde::Serialize>(
+    store: &dyn ObjectStore,
+    key: &str,
+    value: &T,
+    mode: PutMode,
+) -> Result<String, StoreError> {
+    let body = serde_json::to_vec_pretty(value).map_err(|e| StoreError::io(key, e))?;
+    store
+        .put(key, Bytes::from(body), "application/json", mode)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_that_escape_or_are_empty_are_refused() {
+        for bad in ["", "/a", "a/", "a//b", "../a", "a/../b", "a/./b", "a\\b"] {
+            assert!(validate_key(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in ["a", "waf/src/x.xml", "jobs/s/j/done/o=added"] {
+            assert!(validate_key(good).is_ok(), "{good:?} refused");
+        }
+    }
+}

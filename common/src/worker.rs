@@ -1,0 +1,74 @@
+//! Running pipeline messages off queues: the local polling workers of `serve`, and the batch
+//! handling the Lambda functions share (partial batch failures).
+
+use std::time::Duration;
+
+use crate::pipeline::handle_body;
+use crate::queue::{QueueName, Received};
+use crate::services::Services;
+
+/// One message of a batch, as an SQS event carries it.
+pub struct BatchMessage {
+    pub id: String,
+    pub body: String,
+    pub receive_count: u32,
+}
+
+/// Handles a batch; returns the ids of the messages that failed, for SQS to deliver again.
+pub async fn process_batch(services: &Services, messages: Vec<BatchMessage>) -> Vec<String> {
+    let mut failed = Vec::new();
+    for m in messages {
+        if let Err(e) = handle_body(services, &m.body, m.receive_count).await {
+            tracing::warn!(message = %m.id, error = %e, "message failed; it will be retried");
+            failed.push(m.id);
+        }
+    }
+    failed
+}
+
+/// How long a received message stays hidden while it is handled.
+const VISIBILITY: Duration = Duration::from_secs(300);
+
+/// Polls `queue` until `stop` resolves: handles each message, deletes it on success, and on
+/// failure lets it reappear after a back-off that grows with its receive count.
+pub async fn run_queue_worker(services: Services, queue: QueueName, stop: tokio::sync::watch::Receiver<bool>) {
+    let idle = Duration::from_millis(200);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let q = match services.queues.get(queue) {
+            Ok(q) => q.clone(),
+            Err(e) => {
+                tracing::error!(error = %e, "worker has no queue");
+                return;
+            }
+        };
+        let batch: Vec<Received> = match q.receive(10, VISIBILITY).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(queue = queue.as_str(), error = %e, "receive failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            tokio::time::sleep(idle).await;
+            continue;
+        }
+        for m in batch {
+            match handle_body(&services, &m.body, m.receive_count).await {
+                Ok(()) => {
+                    if let Err(e) = q.delete(&m.receipt).await {
+                        tracing::error!(queue = queue.as_str(), error = %e, "delete failed");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(queue = queue.as_str(), error = %e, attempt = m.receive_count, "message failed");
+                    let backoff = Duration::from_secs(2u64.pow(m.receive_count.min(8)));
+                    let _ = q.change_visibility(&m.receipt, backoff).await;
+                }
+            }
+        }
+    }
+}

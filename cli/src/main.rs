@@ -1,1 +1,125 @@
-fn main() {}
+//! `sheaf`: every Sheaf function in one process over a local folder (or against AWS when a
+//! bucket is configured), and the commands to manage sources, jobs and the catalogue.
+
+mod commands;
+mod examples;
+mod output;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Harvest metadata into a central WAF and a catalogue.
+#[derive(Parser)]
+#[command(name = "sheaf", version)]
+pub struct Cli {
+    /// Local store, queues and outbox.
+    #[arg(
+        long,
+        global = true,
+        env = "SHEAF_DATA_DIR",
+        default_value = "./sheaf-data"
+    )]
+    pub data_dir: PathBuf,
+    /// Use S3 (and SQS, SES) instead of the local folder.
+    #[arg(long, global = true, env = "SHEAF_BUCKET")]
+    pub bucket: Option<String>,
+    /// Address of `serve`.
+    #[arg(
+        long,
+        global = true,
+        env = "SHEAF_LISTEN",
+        default_value = "127.0.0.1:8765"
+    )]
+    pub listen: String,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the API, every stage's worker and the scheduler in one process.
+    Serve,
+    /// Manage one harvest source.
+    #[command(subcommand)]
+    Source(SourceCommand),
+    /// List active sources (all with --all).
+    Sources {
+        #[arg(long)]
+        all: bool,
+    },
+    /// The latest job of a source.
+    Job { name: String },
+    /// Jobs, newest first.
+    Jobs {
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// Abort the unfinished job of a source.
+    JobAbort { name: String },
+    /// Start a job for every active source.
+    JobAll,
+    /// What the schedule does: start due jobs, keep running ones moving, abort stalled ones.
+    Run,
+    /// Harvest one source synchronously and print the job.
+    RunTest { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum SourceCommand {
+    /// Register a source.
+    Add {
+        name: String,
+        url: String,
+        #[arg(long = "type", value_parser = ["waf", "csw", "ckan", "oai-pmh"])]
+        source_type: String,
+        #[arg(long)]
+        title: Option<String>,
+        #[arg(long)]
+        owner: Option<String>,
+        #[arg(long, value_parser = ["manual", "daily", "weekly", "biweekly", "monthly"])]
+        frequency: Option<String>,
+        /// The source's JSON config.
+        #[arg(long)]
+        config: Option<String>,
+        #[arg(long)]
+        inactive: bool,
+    },
+    /// Show a source.
+    Show { name: String },
+    /// Deactivate a source (its records stay).
+    Rm { name: String },
+    /// Drop a source's records, jobs and documents (the source stays).
+    Clear { name: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sheaf: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(io) = e.downcast_ref::<std::io::Error>()
+                && io.kind() == std::io::ErrorKind::BrokenPipe
+            {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("sheaf: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -40,7 +40,12 @@ pub fn parse_bbox(text: &str) -> Result<BBox, String> {
     let [west, south, east, north] = parts[..] else {
         return Err(format!("bbox {text:?} is not W,S,E,N"));
     };
-    let bbox = BBox { west, south, east, north };
+    let bbox = BBox {
+        west,
+        south,
+        east,
+        north,
+    };
     bbox.validate()?;
     Ok(bbox)
 }
@@ -57,8 +62,14 @@ fn matches(record: &Record, query: &SearchQuery, bbox: Option<&BBox>) -> bool {
     {
         return false;
     }
-    if let Some(q) = query.q.as_deref().map(str::to_lowercase).filter(|q| !q.is_empty()) {
-        let hay = format!("{} {} {}", m.title, m.abstract_text, m.keywords.join(" ")).to_lowercase();
+    if let Some(q) = query
+        .q
+        .as_deref()
+        .map(str::to_lowercase)
+        .filter(|q| !q.is_empty())
+    {
+        let hay =
+            format!("{} {} {}", m.title, m.abstract_text, m.keywords.join(" ")).to_lowercase();
         if !q.split_whitespace().all(|word| hay.contains(word)) {
             return false;
         }
@@ -84,7 +95,10 @@ fn matches(record: &Record, query: &SearchQuery, bbox: Option<&BBox>) -> bool {
     true
 }
 
-pub async fn search(store: &dyn ObjectStore, query: &SearchQuery) -> Result<SearchPage, PipelineError> {
+pub async fn search(
+    store: &dyn ObjectStore,
+    query: &SearchQuery,
+) -> Result<SearchPage, PipelineError> {
     let bbox = query
         .bbox
         .as_deref()
@@ -104,14 +118,24 @@ pub async fn search(store: &dyn ObjectStore, query: &SearchQuery) -> Result<Sear
             hits.push(record);
         }
     }
-    hits.sort_by(|a, b| a.metadata.title.cmp(&b.metadata.title).then(a.metadata.id.cmp(&b.metadata.id)));
+    hits.sort_by(|a, b| {
+        a.metadata
+            .title
+            .cmp(&b.metadata.title)
+            .then(a.metadata.id.cmp(&b.metadata.id))
+    });
     let total = hits.len() as u64;
     let records = hits
         .into_iter()
         .skip(((page - 1) * page_size) as usize)
         .take(page_size as usize)
         .collect();
-    Ok(SearchPage { total, page, page_size, records })
+    Ok(SearchPage {
+        total,
+        page,
+        page_size,
+        records,
+    })
 }
 
 pub async fn get_record(store: &dyn ObjectStore, id: &str) -> Result<Record, PipelineError> {
@@ -121,7 +145,10 @@ pub async fn get_record(store: &dyn ObjectStore, id: &str) -> Result<Record, Pip
         .ok_or_else(|| PipelineError::NotFound(format!("record {id}")))
 }
 
-pub async fn get_record_xml(store: &dyn ObjectStore, id: &str) -> Result<bytes::Bytes, PipelineError> {
+pub async fn get_record_xml(
+    store: &dyn ObjectStore,
+    id: &str,
+) -> Result<bytes::Bytes, PipelineError> {
     match store.get(&keys::record_xml(&keys::id_key(id))).await {
         Ok(obj) => Ok(obj.body),
         Err(StoreError::NotFound(_)) => Err(PipelineError::NotFound(format!("record {id}"))),

@@ -66,7 +66,10 @@ pub async fn add_source(store: &dyn ObjectStore, new: NewSource) -> Result<Sourc
     }
 }
 
-pub async fn list_sources(store: &dyn ObjectStore, include_inactive: bool) -> Result<Vec<Source>, PipelineError> {
+pub async fn list_sources(
+    store: &dyn ObjectStore,
+    include_inactive: bool,
+) -> Result<Vec<Source>, PipelineError> {
     let mut out = Vec::new();
     for entry in store.list(keys::SOURCES).await? {
         if let Some((source, _)) = get_json::<Source>(store, &entry.key).await?
@@ -79,7 +82,11 @@ pub async fn list_sources(store: &dyn ObjectStore, include_inactive: bool) -> Re
 }
 
 /// Applies `patch` with `If-Match`, validating the result as a whole.
-pub async fn patch_source(store: &dyn ObjectStore, name: &str, patch: SourcePatch) -> Result<Source, PipelineError> {
+pub async fn patch_source(
+    store: &dyn ObjectStore,
+    name: &str,
+    patch: SourcePatch,
+) -> Result<Source, PipelineError> {
     let key = keys::source(name);
     for _ in 0..10 {
         let (mut source, etag) = get_json::<Source>(store, &key)
@@ -111,11 +118,16 @@ pub async fn patch_source(store: &dyn ObjectStore, name: &str, patch: SourcePatc
             Err(e) => return Err(e.into()),
         }
     }
-    Err(PipelineError::Conflict(format!("source {name} kept changing under us")))
+    Err(PipelineError::Conflict(format!(
+        "source {name} kept changing under us"
+    )))
 }
 
 /// Deactivates a source; its records stay.
-pub async fn deactivate_source(store: &dyn ObjectStore, name: &str) -> Result<Source, PipelineError> {
+pub async fn deactivate_source(
+    store: &dyn ObjectStore,
+    name: &str,
+) -> Result<Source, PipelineError> {
     load_source(store, name).await?;
     patch_source(
         store,

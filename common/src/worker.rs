@@ -31,7 +31,11 @@ const VISIBILITY: Duration = Duration::from_secs(300);
 
 /// Polls `queue` until `stop` resolves: handles each message, deletes it on success, and on
 /// failure lets it reappear after a back-off that grows with its receive count.
-pub async fn run_queue_worker(services: Services, queue: QueueName, stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn run_queue_worker(
+    services: Services,
+    queue: QueueName,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
     let idle = Duration::from_millis(200);
     loop {
         if *stop.borrow() {

@@ -96,8 +96,12 @@ pub fn check_url(url: &str, policy: AddressPolicy) -> Result<url::Url, FetchErro
             url: url.to_string(),
             reason: "no host".into(),
         }),
-        Some(url::Host::Ipv4(ip)) => check_ip(IpAddr::V4(ip), policy).map_err(refuse).map(|_| parsed),
-        Some(url::Host::Ipv6(ip)) => check_ip(IpAddr::V6(ip), policy).map_err(refuse).map(|_| parsed),
+        Some(url::Host::Ipv4(ip)) => check_ip(IpAddr::V4(ip), policy)
+            .map_err(refuse)
+            .map(|_| parsed),
+        Some(url::Host::Ipv6(ip)) => check_ip(IpAddr::V6(ip), policy)
+            .map_err(refuse)
+            .map(|_| parsed),
         Some(url::Host::Domain(name)) => {
             let name = name.trim_end_matches('.').to_ascii_lowercase();
             let local_name = name == "localhost" || name.ends_with(".localhost");
@@ -131,7 +135,10 @@ mod tests {
             "http://localhost/",
         ] {
             assert!(
-                matches!(check_url(url, AddressPolicy::PublicOnly), Err(FetchError::Refused { .. })),
+                matches!(
+                    check_url(url, AddressPolicy::PublicOnly),
+                    Err(FetchError::Refused { .. })
+                ),
                 "{url} not refused"
             );
         }
@@ -148,9 +155,17 @@ mod tests {
 
     #[test]
     fn other_schemes_are_invalid() {
-        for url in ["file:///etc/passwd", "ftp://example.org/", "gopher://x/", "not a url"] {
+        for url in [
+            "file:///etc/passwd",
+            "ftp://example.org/",
+            "gopher://x/",
+            "not a url",
+        ] {
             assert!(
-                matches!(check_url(url, AddressPolicy::AllowPrivate), Err(FetchError::InvalidUrl { .. })),
+                matches!(
+                    check_url(url, AddressPolicy::AllowPrivate),
+                    Err(FetchError::InvalidUrl { .. })
+                ),
                 "{url}"
             );
         }

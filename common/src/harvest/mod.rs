@@ -80,7 +80,11 @@ pub trait Harvester: Send + Sync {
         object.url.clone()
     }
 
-    async fn gather(&self, services: &Services, source: &Source) -> Result<Vec<Gathered>, GatherError>;
+    async fn gather(
+        &self,
+        services: &Services,
+        source: &Source,
+    ) -> Result<Vec<Gathered>, GatherError>;
 
     /// A conditional GET of the document, using what the last harvest remembered.
     async fn fetch(
@@ -107,7 +111,12 @@ pub trait Harvester: Send + Sync {
     }
 
     /// Reads a fetched document into catalogue metadata.
-    fn import(&self, services: &Services, _source: &Source, document: &[u8]) -> Result<Metadata, Rejection> {
+    fn import(
+        &self,
+        services: &Services,
+        _source: &Source,
+        document: &[u8],
+    ) -> Result<Metadata, Rejection> {
         read_metadata(
             document,
             XmlLimits {
@@ -132,7 +141,10 @@ pub fn validate_source(source: &Source) -> Result<(), FieldError> {
     let harvester = harvester_for(source.source_type).ok_or_else(|| {
         FieldError::new(
             "type",
-            format!("{} sources are not supported yet", source.source_type.as_str()),
+            format!(
+                "{} sources are not supported yet",
+                source.source_type.as_str()
+            ),
         )
     })?;
     harvester.validate_config(&source.config)

@@ -27,7 +27,11 @@ static HREF: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Links of a listing page that stay inside `base` (a folder URL ending in `/`): folders
 /// (to descend into) and XML documents. Sort links, parents and other sites are dropped.
-pub fn parse_listing(html: &str, page: &url::Url, base: &url::Url) -> (Vec<url::Url>, Vec<url::Url>) {
+pub fn parse_listing(
+    html: &str,
+    page: &url::Url,
+    base: &url::Url,
+) -> (Vec<url::Url>, Vec<url::Url>) {
     let mut folders = Vec::new();
     let mut documents = Vec::new();
     for cap in HREF.captures_iter(html) {
@@ -95,13 +99,20 @@ impl Harvester for WafHarvester {
             // The WAF harvester has no options of its own yet; refuse typos rather than
             // silently ignoring them.
             if !matches!(key.as_str(), "default_tags" | "default_extras") {
-                return Err(FieldError::new(format!("config.{key}"), "unknown option for a WAF source"));
+                return Err(FieldError::new(
+                    format!("config.{key}"),
+                    "unknown option for a WAF source",
+                ));
             }
         }
         Ok(())
     }
 
-    async fn gather(&self, services: &Services, source: &Source) -> Result<Vec<Gathered>, GatherError> {
+    async fn gather(
+        &self,
+        services: &Services,
+        source: &Source,
+    ) -> Result<Vec<Gathered>, GatherError> {
         let start = url::Url::parse(&source.url).map_err(|e| GatherError {
             message: format!("invalid source URL: {e}"),
             url: Some(source.url.clone()),

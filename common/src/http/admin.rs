@@ -10,20 +10,32 @@ use crate::pipeline;
 use crate::sources;
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 pub async fn page(State(state): State<Arc<AppState>>) -> Result<Html<String>, ApiError> {
     let store = state.services.store.as_ref();
     let mut rows = String::new();
     for source in sources::list_sources(store, true).await? {
-        let latest = pipeline::list_jobs(store, Some(&source.name)).await?.into_iter().next();
+        let latest = pipeline::list_jobs(store, Some(&source.name))
+            .await?
+            .into_iter()
+            .next();
         let job = latest.map_or_else(
             || "no job yet".to_string(),
             |j| {
                 format!(
                     "{} {:?}: {} added, {} updated, {} unchanged, {} deleted, {} errored",
-                    j.id, j.status, j.stats.added, j.stats.updated, j.stats.unchanged, j.stats.deleted, j.stats.errored
+                    j.id,
+                    j.status,
+                    j.stats.added,
+                    j.stats.updated,
+                    j.stats.unchanged,
+                    j.stats.deleted,
+                    j.stats.errored
                 )
             },
         );

@@ -32,40 +32,62 @@ pub struct AllQuery {
     all: Option<String>,
 }
 
-pub async fn list_sources(State(state): State<Arc<AppState>>, Query(q): Query<AllQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn list_sources(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<AllQuery>,
+) -> Result<Json<Value>, ApiError> {
     let all = matches!(q.all.as_deref(), Some("true" | "1" | "yes"));
     let list = sources::list_sources(state.services.store.as_ref(), all).await?;
     Ok(Json(json!(list)))
 }
 
-pub async fn add_source(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn add_source(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let new: NewSource = parse_body(&body)?;
     let source = sources::add_source(state.services.store.as_ref(), new).await?;
     Ok((StatusCode::CREATED, Json(source)).into_response())
 }
 
-pub async fn show_source(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn show_source(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let source = pipeline::load_source(state.services.store.as_ref(), &name).await?;
     Ok(Json(json!(source)))
 }
 
-pub async fn patch_source(State(state): State<Arc<AppState>>, Path(name): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn patch_source(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let patch: SourcePatch = parse_body(&body)?;
     let source = sources::patch_source(state.services.store.as_ref(), &name, patch).await?;
     Ok(Json(json!(source)))
 }
 
-pub async fn deactivate_source(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn deactivate_source(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let source = sources::deactivate_source(state.services.store.as_ref(), &name).await?;
     Ok(Json(json!(source)))
 }
 
-pub async fn clear_source(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn clear_source(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let removed = pipeline::clear_source(&state.services, &name).await?;
     Ok(Json(json!({"success": true, "records_removed": removed})))
 }
 
-pub async fn start_job(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Response, ApiError> {
+pub async fn start_job(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     let job = pipeline::start_job(&state.services, &name).await?;
     Ok((StatusCode::CREATED, Json(job)).into_response())
 }
@@ -75,26 +97,42 @@ pub struct JobsQuery {
     source: Option<String>,
 }
 
-pub async fn list_jobs(State(state): State<Arc<AppState>>, Query(q): Query<JobsQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn list_jobs(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<JobsQuery>,
+) -> Result<Json<Value>, ApiError> {
     let jobs = pipeline::list_jobs(state.services.store.as_ref(), q.source.as_deref()).await?;
     Ok(Json(json!(jobs)))
 }
 
-pub async fn show_job(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn show_job(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let job = pipeline::find_job(state.services.store.as_ref(), &id).await?;
     Ok(Json(json!(job)))
 }
 
-pub async fn abort_job(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn abort_job(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let job = pipeline::find_job(state.services.store.as_ref(), &id).await?;
     let job = pipeline::abort_job(&state.services, &job.source, &id, "aborted by request").await?;
     Ok(Json(json!(job)))
 }
 
-pub async fn search(State(state): State<Arc<AppState>>, Query(q): Query<BTreeMap<String, String>>) -> Result<Json<Value>, ApiError> {
+pub async fn search(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
     let number = |name: &str| -> Result<Option<u64>, ApiError> {
         q.get(name)
-            .map(|v| v.parse::<u64>().map_err(|_| ApiError::BadRequest(FieldError::new(name, "must be a whole number"))))
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    ApiError::BadRequest(FieldError::new(name, "must be a whole number"))
+                })
+            })
             .transpose()
     };
     let query = SearchQuery {
@@ -112,7 +150,10 @@ pub async fn search(State(state): State<Arc<AppState>>, Query(q): Query<BTreeMap
 }
 
 /// `/api/catalog/records/ID` (JSON) and `/api/catalog/records/ID.xml` (the original).
-pub async fn show_record(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn show_record(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let store = state.services.store.as_ref();
     if let Some(base) = id.strip_suffix(".xml")
         && let Ok(xml) = catalog::get_record_xml(store, base).await

@@ -41,8 +41,15 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Changing calls under `/api` need the bearer token (or `TrustedLocal`).
-async fn require_token(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Result<Response, ApiError> {
-    let changing = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+async fn require_token(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let changing = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
     if changing && request.extensions().get::<TrustedLocal>().is_none() {
         let given = request
             .headers()
@@ -63,7 +70,10 @@ async fn require_token(State(state): State<Arc<AppState>>, request: Request, nex
 pub fn router(state: AppState) -> Router {
     let state = Arc::new(state);
     let api = Router::new()
-        .route("/harvest/sources", get(harvest::list_sources).post(harvest::add_source))
+        .route(
+            "/harvest/sources",
+            get(harvest::list_sources).post(harvest::add_source),
+        )
         .route(
             "/harvest/sources/{name}",
             get(harvest::show_source)

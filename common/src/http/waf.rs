@@ -21,14 +21,24 @@ fn wants_json(headers: &HeaderMap) -> bool {
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
-pub async fn root(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn root(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     listing(&state, "", &headers).await
 }
 
-pub async fn path(State(state): State<Arc<AppState>>, Path(path): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn path(
+    State(state): State<Arc<AppState>>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     if path.is_empty() || path.ends_with('/') {
         return listing(&state, &path, &headers).await;
     }
@@ -38,9 +48,19 @@ pub async fn path(State(state): State<Arc<AppState>>, Path(path): Path<String>, 
         Err(StoreError::NotFound(_)) | Err(StoreError::InvalidKey(_)) => {
             // A folder named without its slash: send the browser to the listing.
             let folder = format!("{key}/");
-            let has_children = !state.services.store.list(&folder).await.map_err(|e| ApiError::Internal(e.to_string()))?.is_empty();
+            let has_children = !state
+                .services
+                .store
+                .list(&folder)
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+                .is_empty();
             if has_children {
-                Ok((StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, format!("/waf/{path}/"))]).into_response())
+                Ok((
+                    StatusCode::MOVED_PERMANENTLY,
+                    [(header::LOCATION, format!("/waf/{path}/"))],
+                )
+                    .into_response())
             } else {
                 Err(ApiError::NotFound(format!("/waf/{path} not found")))
             }
@@ -50,7 +70,11 @@ pub async fn path(State(state): State<Arc<AppState>>, Path(path): Path<String>, 
 }
 
 /// One level of the WAF: its folders and files, as a web server's autoindex would list them.
-async fn listing(state: &AppState, folder: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
+async fn listing(
+    state: &AppState,
+    folder: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let prefix = format!("waf/{folder}");
     let entries = state
         .services
@@ -78,9 +102,15 @@ async fn listing(state: &AppState, folder: &str, headers: &HeaderMap) -> Result<
         let items: Vec<_> = folders
             .iter()
             .map(|f| json!({"name": format!("{f}/"), "type": "directory"}))
-            .chain(files.iter().map(|(f, size)| json!({"name": f, "type": "file", "size": size})))
+            .chain(
+                files
+                    .iter()
+                    .map(|(f, size)| json!({"name": f, "type": "file", "size": size})),
+            )
             .collect();
-        return Ok(axum::Json(json!({"path": format!("/waf/{folder}"), "entries": items})).into_response());
+        return Ok(
+            axum::Json(json!({"path": format!("/waf/{folder}"), "entries": items})).into_response(),
+        );
     }
     let mut html = format!(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Index of /waf/{0}</title></head><body>\n<h1>Index of /waf/{0}</h1><hr><pre>\n",
@@ -106,15 +136,25 @@ pub struct Signature {
 }
 
 /// A local presigned link: served only while its signature and expiry hold.
-pub async fn download(State(state): State<Arc<AppState>>, Path(key): Path<String>, Query(sig): Query<Signature>) -> Result<Response, ApiError> {
+pub async fn download(
+    State(state): State<Arc<AppState>>,
+    Path(key): Path<String>,
+    Query(sig): Query<Signature>,
+) -> Result<Response, ApiError> {
     let Some(local) = &state.local_store else {
-        return Err(ApiError::NotFound("downloads are served by S3 in this mode".into()));
+        return Err(ApiError::NotFound(
+            "downloads are served by S3 in this mode".into(),
+        ));
     };
     if !local.verify_signature(&key, sig.expires, &sig.signature) {
         return Ok((StatusCode::FORBIDDEN, "invalid or expired link").into_response());
     }
     match state.services.store.get(&key).await {
-        Ok(obj) => Ok(([(header::CONTENT_TYPE, "application/octet-stream")], obj.body).into_response()),
+        Ok(obj) => Ok((
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            obj.body,
+        )
+            .into_response()),
         Err(StoreError::NotFound(_)) => Err(ApiError::NotFound("download not found".into())),
         Err(e) => Err(ApiError::Internal(e.to_string())),
     }

@@ -14,12 +14,17 @@ fn values(root: &Element, names: &[&str]) -> Vec<String> {
 }
 
 fn first(root: &Element, names: &[&str]) -> Option<String> {
-    names.iter().find_map(|n| values(root, &[n]).into_iter().next())
+    names
+        .iter()
+        .find_map(|n| values(root, &[n]).into_iter().next())
 }
 
 /// `ows:BoundingBox`: EPSG:4326 URNs put latitude first, CRS84 (and no CRS) longitude first.
 fn bbox(root: &Element) -> Result<Option<BBox>, Rejection> {
-    let Some(b) = root.child("BoundingBox").or_else(|| root.child("WGS84BoundingBox")) else {
+    let Some(b) = root
+        .child("BoundingBox")
+        .or_else(|| root.child("WGS84BoundingBox"))
+    else {
         return Ok(None);
     };
     let corner = |name: &str| -> Result<(f64, f64), Rejection> {
@@ -28,19 +33,33 @@ fn bbox(root: &Element) -> Result<Option<BBox>, Rejection> {
             .split_whitespace()
             .map(str::parse)
             .collect::<Result<_, _>>()
-            .map_err(|_| Rejection::Invalid(format!("bounding box {name} {text:?} is not two numbers")))?;
+            .map_err(|_| {
+                Rejection::Invalid(format!("bounding box {name} {text:?} is not two numbers"))
+            })?;
         match nums.as_slice() {
             [a, b] => Ok((*a, *b)),
-            _ => Err(Rejection::Invalid(format!("bounding box {name} {text:?} is not two numbers"))),
+            _ => Err(Rejection::Invalid(format!(
+                "bounding box {name} {text:?} is not two numbers"
+            ))),
         }
     };
     let (lower, upper) = (corner("LowerCorner")?, corner("UpperCorner")?);
     let crs = b.attr("crs").unwrap_or_default();
     let lat_first = b.name == "BoundingBox" && crs.contains("4326") && !crs.contains("CRS84");
     let bbox = if lat_first {
-        BBox { south: lower.0, west: lower.1, north: upper.0, east: upper.1 }
+        BBox {
+            south: lower.0,
+            west: lower.1,
+            north: upper.0,
+            east: upper.1,
+        }
     } else {
-        BBox { west: lower.0, south: lower.1, east: upper.0, north: upper.1 }
+        BBox {
+            west: lower.0,
+            south: lower.1,
+            east: upper.0,
+            north: upper.1,
+        }
     };
     bbox.validate().map_err(Rejection::Invalid)?;
     Ok(Some(bbox))
@@ -63,7 +82,11 @@ pub(super) fn read(root: &Element) -> Result<Metadata, Rejection> {
     let links = values(root, &["references", "URI", "source"])
         .into_iter()
         .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
-        .map(|url| Link { url, protocol: None, name: None })
+        .map(|url| Link {
+            url,
+            protocol: None,
+            name: None,
+        })
         .collect();
     Ok(Metadata {
         id,

@@ -12,7 +12,12 @@ pub(super) fn text(property: &Element) -> Option<String> {
     property
         .children
         .iter()
-        .find(|c| matches!(c.name.as_str(), "CharacterString" | "Anchor" | "URL" | "Decimal" | "Date" | "DateTime" | "Real"))
+        .find(|c| {
+            matches!(
+                c.name.as_str(),
+                "CharacterString" | "Anchor" | "URL" | "Decimal" | "Date" | "DateTime" | "Real"
+            )
+        })
         .map(|c| c.all_text())
         .and_then(|t| clean(&t))
         .or_else(|| clean(&property.all_text()))
@@ -30,7 +35,10 @@ fn number(property: Option<&Element>) -> Option<f64> {
 /// unreadable side is an error, not silently dropped.
 fn bbox(scope: &[&Element]) -> Result<Option<BBox>, Rejection> {
     let mut out: Option<BBox> = None;
-    for b in scope.iter().flat_map(|s| s.descendants("EX_GeographicBoundingBox")) {
+    for b in scope
+        .iter()
+        .flat_map(|s| s.descendants("EX_GeographicBoundingBox"))
+    {
         let side = |name: &str| {
             number(b.child(name)).ok_or_else(|| {
                 Rejection::Invalid(format!("bounding box {name} is missing or not a number"))
@@ -50,7 +58,10 @@ fn bbox(scope: &[&Element]) -> Result<Option<BBox>, Rejection> {
 
 /// The first temporal extent: a period's begin/end, or an instant as both.
 fn time(scope: &[&Element]) -> Option<TimeExtent> {
-    for t in scope.iter().flat_map(|s| s.descendants("EX_TemporalExtent")) {
+    for t in scope
+        .iter()
+        .flat_map(|s| s.descendants("EX_TemporalExtent"))
+    {
         if let Some(period) = t.descendants("TimePeriod").first() {
             let position = |names: &[&str]| {
                 names.iter().find_map(|n| {
@@ -130,7 +141,10 @@ pub(super) fn read_iso19139(root: &Element) -> Result<Metadata, Rejection> {
         .map(|p| Contact {
             name: p.child("individualName").and_then(text),
             organisation: p.child("organisationName").and_then(text),
-            email: p.descendants("electronicMailAddress").into_iter().find_map(text),
+            email: p
+                .descendants("electronicMailAddress")
+                .into_iter()
+                .find_map(text),
             role: role(p.child("role")),
         })
         .collect::<Vec<_>>();

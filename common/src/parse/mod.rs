@@ -80,5 +80,8 @@ fn clean(text: &str) -> Option<String> {
 /// Keeps the first of equal strings, in order.
 fn dedup(values: Vec<String>) -> Vec<String> {
     let mut seen = std::collections::HashSet::new();
-    values.into_iter().filter(|v| seen.insert(v.clone())).collect()
+    values
+        .into_iter()
+        .filter(|v| seen.insert(v.clone()))
+        .collect()
 }

@@ -72,7 +72,11 @@ impl Element {
         for step in path {
             let mut next = Vec::new();
             for e in current {
-                next.extend(e.children.iter().filter(|c| *step == "*" || c.name == *step));
+                next.extend(
+                    e.children
+                        .iter()
+                        .filter(|c| *step == "*" || c.name == *step),
+                );
             }
             current = next;
         }
@@ -125,7 +129,9 @@ fn decode(bytes: &[u8]) -> Result<String, XmlError> {
             value[1..].split(quote).next().map(str::to_string)
         });
     match declared {
-        Some(label) if !label.eq_ignore_ascii_case("utf-8") && !label.eq_ignore_ascii_case("utf8") => {
+        Some(label)
+            if !label.eq_ignore_ascii_case("utf-8") && !label.eq_ignore_ascii_case("utf8") =>
+        {
             let Some(encoding) = Encoding::for_label(label.as_bytes()) else {
                 return fail(format!("unknown declared encoding {label:?}"));
             };
@@ -176,35 +182,38 @@ pub fn parse(bytes: &[u8], limits: XmlLimits) -> Result<Element, XmlError> {
         let (ns, event) = reader
             .read_resolved_event()
             .map_err(|e| XmlError(format!("malformed XML: {e}")))?;
-        let open = |ns: ResolveResult, e: &quick_xml::events::BytesStart| -> Result<Element, XmlError> {
-            let ns = match ns {
-                ResolveResult::Bound(n) => String::from_utf8_lossy(n.as_ref()).into_owned(),
-                _ => String::new(),
+        let open =
+            |ns: ResolveResult, e: &quick_xml::events::BytesStart| -> Result<Element, XmlError> {
+                let ns = match ns {
+                    ResolveResult::Bound(n) => String::from_utf8_lossy(n.as_ref()).into_owned(),
+                    _ => String::new(),
+                };
+                let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                let mut attrs = Vec::new();
+                for a in e.attributes() {
+                    let a = a.map_err(|e| XmlError(format!("malformed attribute: {e}")))?;
+                    let value = a
+                        .unescape_value()
+                        .map_err(|e| XmlError(format!("malformed attribute value: {e}")))?;
+                    attrs.push((
+                        String::from_utf8_lossy(a.key.local_name().as_ref()).into_owned(),
+                        value.into_owned(),
+                    ));
+                }
+                Ok(Element {
+                    ns,
+                    name,
+                    attrs,
+                    ..Default::default()
+                })
             };
-            let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
-            let mut attrs = Vec::new();
-            for a in e.attributes() {
-                let a = a.map_err(|e| XmlError(format!("malformed attribute: {e}")))?;
-                let value = a
-                    .unescape_value()
-                    .map_err(|e| XmlError(format!("malformed attribute value: {e}")))?;
-                attrs.push((
-                    String::from_utf8_lossy(a.key.local_name().as_ref()).into_owned(),
-                    value.into_owned(),
-                ));
-            }
-            Ok(Element {
-                ns,
-                name,
-                attrs,
-                ..Default::default()
-            })
-        };
         match event {
             Event::DocType(d) => {
                 let dtd = String::from_utf8_lossy(d.as_ref()).to_string();
                 if dtd.contains("<!ENTITY") {
-                    return fail("the document declares DTD entities, which are refused (XXE and entity expansion)");
+                    return fail(
+                        "the document declares DTD entities, which are refused (XXE and entity expansion)",
+                    );
                 }
             }
             Event::Start(e) => {
@@ -225,7 +234,9 @@ pub fn parse(bytes: &[u8], limits: XmlLimits) -> Result<Element, XmlError> {
                 }
             }
             Event::End(_) => {
-                let element = stack.pop().ok_or_else(|| XmlError("unbalanced end tag".into()))?;
+                let element = stack
+                    .pop()
+                    .ok_or_else(|| XmlError("unbalanced end tag".into()))?;
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(element),
                     None => root = Some(element),
@@ -243,12 +254,18 @@ pub fn parse(bytes: &[u8], limits: XmlLimits) -> Result<Element, XmlError> {
                 }
             }
             Event::GeneralRef(r) => {
-                let name = r.decode().map_err(|e| XmlError(format!("undecodable reference: {e}")))?;
+                let name = r
+                    .decode()
+                    .map_err(|e| XmlError(format!("undecodable reference: {e}")))?;
                 let resolved = match r.resolve_char_ref() {
                     Ok(Some(c)) => c.to_string(),
                     _ => match quick_xml::escape::resolve_xml_entity(&name) {
                         Some(s) => s.to_string(),
-                        None => return fail(format!("unresolvable entity &{name}; (entities are not expanded)")),
+                        None => {
+                            return fail(format!(
+                                "unresolvable entity &{name}; (entities are not expanded)"
+                            ));
+                        }
                     },
                 };
                 if let Some(current) = stack.last_mut() {
@@ -280,7 +297,8 @@ mod tests {
 
     #[test]
     fn namespaces_resolve_by_uri_not_prefix() {
-        let doc = read(br#"<a:r xmlns:a="urn:x"><a:t>one &amp; two</a:t><b xmlns="urn:y"/></a:r>"#).unwrap();
+        let doc = read(br#"<a:r xmlns:a="urn:x"><a:t>one &amp; two</a:t><b xmlns="urn:y"/></a:r>"#)
+            .unwrap();
         assert_eq!(doc.ns, "urn:x");
         assert_eq!(doc.child("t").unwrap().text, "one & two");
         assert_eq!(doc.child("b").unwrap().ns, "urn:y");
@@ -298,8 +316,16 @@ mod tests {
     fn depth_size_truncation_and_empty_are_refused() {
         let deep = format!("{}{}", "<a>".repeat(300), "</a>".repeat(300));
         assert!(read(deep.as_bytes()).unwrap_err().0.contains("deeper"));
-        let small = XmlLimits { max_bytes: 10, max_depth: 10 };
-        assert!(parse(b"<r>0123456789</r>", small).unwrap_err().0.contains("over the limit"));
+        let small = XmlLimits {
+            max_bytes: 10,
+            max_depth: 10,
+        };
+        assert!(
+            parse(b"<r>0123456789</r>", small)
+                .unwrap_err()
+                .0
+                .contains("over the limit")
+        );
         assert!(read(b"<r><a>text</a>").unwrap_err().0.contains("truncated"));
         assert!(read(b"  \n").unwrap_err().0.contains("empty"));
     }

@@ -18,7 +18,11 @@ use crate::store::{PutMode, StoreError, get_json, put_json};
 /// Object errors kept in a job document at most (the rest stay in the object documents).
 const MAX_OBJECT_ERRORS: usize = 1000;
 
-async fn outcomes(services: &Services, source: &str, job_id: &str) -> Result<BTreeMap<String, Outcome>, PipelineError> {
+async fn outcomes(
+    services: &Services,
+    source: &str,
+    job_id: &str,
+) -> Result<BTreeMap<String, Outcome>, PipelineError> {
     let prefix = keys::job_done_prefix(source, job_id);
     let mut out = BTreeMap::new();
     for entry in services.store.list(&prefix).await? {
@@ -44,7 +48,12 @@ fn count(outcomes: &BTreeMap<String, Outcome>) -> JobStats {
     stats
 }
 
-pub(super) async fn check_job(services: &Services, source: &str, job_id: &str, seq: Option<u64>) -> Result<(), PipelineError> {
+pub(super) async fn check_job(
+    services: &Services,
+    source: &str,
+    job_id: &str,
+    seq: Option<u64>,
+) -> Result<(), PipelineError> {
     let store = services.store.as_ref();
     let Some((job, _)) = get_json::<Job>(store, &keys::job(source, job_id)).await? else {
         return Ok(());
@@ -80,12 +89,21 @@ pub(super) async fn check_job(services: &Services, source: &str, job_id: &str, s
     }
     let mut next = Message::new(Kind::CheckJob, source, job_id);
     next.seq = Some(job.check_seq);
-    send(services, &next, services.settings.check_delay.min(Duration::from_secs(900))).await
+    send(
+        services,
+        &next,
+        services.settings.check_delay.min(Duration::from_secs(900)),
+    )
+    .await
 }
 
 /// Finishes a job whose objects are all done. Each step is the same on a rerun: the
 /// deletions are listed once (create-once), deleted, then the job is written finished.
-pub(super) async fn finish(services: &Services, job: Job, outcomes: BTreeMap<String, Outcome>) -> Result<(), PipelineError> {
+pub(super) async fn finish(
+    services: &Services,
+    job: Job,
+    outcomes: BTreeMap<String, Outcome>,
+) -> Result<(), PipelineError> {
     let store = services.store.as_ref();
     let (source, job_id) = (job.source.clone(), job.id.clone());
     let mut deleted = 0u64;
@@ -94,10 +112,13 @@ pub(super) async fn finish(services: &Services, job: Job, outcomes: BTreeMap<Str
         let deletions: Vec<String> = match get_json::<Vec<String>>(store, &deletions_key).await? {
             Some((list, _)) => list,
             None => {
-                let gathered: HashSet<String> = get_json::<Vec<String>>(store, &keys::job_gathered(&source, &job_id))
-                    .await?
-                    .map(|(g, _)| g.into_iter().collect())
-                    .ok_or_else(|| PipelineError::NotFound(format!("gather result of job {job_id}")))?;
+                let gathered: HashSet<String> =
+                    get_json::<Vec<String>>(store, &keys::job_gathered(&source, &job_id))
+                        .await?
+                        .map(|(g, _)| g.into_iter().collect())
+                        .ok_or_else(|| {
+                            PipelineError::NotFound(format!("gather result of job {job_id}"))
+                        })?;
                 let mut list = Vec::new();
                 let prefix = keys::record_markers(&source);
                 for entry in store.list(&prefix).await? {
@@ -109,10 +130,12 @@ pub(super) async fn finish(services: &Services, job: Job, outcomes: BTreeMap<Str
                 }
                 match put_json(store, &deletions_key, &list, PutMode::Create).await {
                     Ok(_) => list,
-                    Err(StoreError::Precondition(_)) => get_json::<Vec<String>>(store, &deletions_key)
-                        .await?
-                        .map(|(l, _)| l)
-                        .unwrap_or_default(),
+                    Err(StoreError::Precondition(_)) => {
+                        get_json::<Vec<String>>(store, &deletions_key)
+                            .await?
+                            .map(|(l, _)| l)
+                            .unwrap_or_default()
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -127,7 +150,9 @@ pub(super) async fn finish(services: &Services, job: Job, outcomes: BTreeMap<Str
         if *outcome != Outcome::Errored || object_errors.len() >= MAX_OBJECT_ERRORS {
             continue;
         }
-        if let Some((object, _)) = get_json::<HarvestObject>(store, &keys::job_object(&source, &job_id, id)).await? {
+        if let Some((object, _)) =
+            get_json::<HarvestObject>(store, &keys::job_object(&source, &job_id, id)).await?
+        {
             object_errors.push(ErrorEntry {
                 message: object.error.unwrap_or_else(|| "unknown error".into()),
                 original_url: Some(object.url),
@@ -173,10 +198,20 @@ async fn notify_owner(services: &Services, job: &Job) {
     };
     let mut text = format!(
         "The harvest job {} of source {} finished with errors.\n\nAdded {}, updated {}, unchanged {}, deleted {}, errored {}.\n",
-        job.id, job.source, job.stats.added, job.stats.updated, job.stats.unchanged, job.stats.deleted, job.stats.errored
+        job.id,
+        job.source,
+        job.stats.added,
+        job.stats.updated,
+        job.stats.unchanged,
+        job.stats.deleted,
+        job.stats.errored
     );
     for e in job.gather_errors.iter().chain(&job.object_errors).take(50) {
-        text.push_str(&format!("\n- {} ({})", e.message, e.original_url.as_deref().unwrap_or("-")));
+        text.push_str(&format!(
+            "\n- {} ({})",
+            e.message,
+            e.original_url.as_deref().unwrap_or("-")
+        ));
     }
     text.push_str(&format!(
         "\n\nDetails: {}/api/harvest/jobs/{}\n",

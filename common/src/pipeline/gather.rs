@@ -14,7 +14,11 @@ use crate::harvest::harvester_for;
 use crate::services::Services;
 use crate::store::{PutMode, StoreError, get_json, put_json};
 
-pub(super) async fn gather(services: &Services, source_name: &str, job_id: &str) -> Result<(), PipelineError> {
+pub(super) async fn gather(
+    services: &Services,
+    source_name: &str,
+    job_id: &str,
+) -> Result<(), PipelineError> {
     let store = services.store.as_ref();
     let job = update_job(store, source_name, job_id, |job| {
         if job.status != JobStatus::New {
@@ -42,7 +46,10 @@ pub(super) async fn gather(services: &Services, source_name: &str, job_id: &str)
     let gathered = match harvester_for(source.source_type) {
         Some(h) => h.gather(services, &source).await,
         None => Err(crate::harvest::GatherError {
-            message: format!("{} sources are not supported yet", source.source_type.as_str()),
+            message: format!(
+                "{} sources are not supported yet",
+                source.source_type.as_str()
+            ),
             url: None,
         }),
     };
@@ -68,39 +75,26 @@ pub(super) async fn gather(services: &Services, source_name: &str, job_id: &str)
         }
     };
     let guids: Vec<&str> = documents.iter().map(|d| d.guid.as_str()).collect();
-    put_json(store, &keys::job_gathered(source_name, job_id), &guids, PutMode::Overwrite).await?;
+    put_json(
+        store,
+        &keys::job_gathered(source_name, job_id),
+        &guids,
+        PutMode::Overwrite,
+    )
+    .await?;
 
     // One object document per GUID; a redelivered gather finds them and re-sends only the
     // fetches of objects not yet done.
-    let pending: Vec<Option<String>> = futures::stream::iter(documents.iter())
-        .map(|doc| async move {
-            let id = keys::object_id(&doc.guid);
-            let object = HarvestObject {
-                id: id.clone(),
-                guid: doc.guid.clone(),
-                url: doc.url.clone(),
-                waf_key: format!("{}{}", keys::waf_prefix(source_name), doc.waf_name),
-                sha256: None,
-                etag: None,
-                last_modified: None,
-                planned: None,
-                outcome: None,
-                error: None,
-                record_id: None,
-            };
-            let key = keys::job_object(source_name, job_id, &id);
-            match put_json(store, &key, &object, PutMode::Create).await {
-                Ok(_) => Ok(Some(id)),
-                Err(StoreError::Precondition(_)) => {
-                    let existing = get_json::<HarvestObject>(store, &key).await?;
-                    Ok(existing.filter(|(o, _)| o.outcome.is_none()).map(|_| id))
-                }
-                Err(e) => Err(PipelineError::from(e)),
-            }
+    let pending: Vec<Option<String>> = futures::stream::iter(documents.clone())
+        .map(|doc| {
+            let store = services.store.clone();
+            let (source_name, job_id) = (source_name.to_string(), job_id.to_string());
+            async move { create_object(store.as_ref(), &source_name, &job_id, doc).await }
         })
         .buffer_unordered(16)
         .try_collect()
         .await?;
+
     let bodies: Vec<String> = pending
         .into_iter()
         .flatten()
@@ -125,7 +119,50 @@ pub(super) async fn gather(services: &Services, source_name: &str, job_id: &str)
     .await?;
     let mut check = Message::new(Kind::CheckJob, source_name, job_id);
     check.seq = Some(job.check_seq);
-    send(services, &check, services.settings.check_delay.min(Duration::from_secs(900))).await?;
-    tracing::info!(source = source_name, job = job_id, documents = count, fetches = sent, "gathered");
+    send(
+        services,
+        &check,
+        services.settings.check_delay.min(Duration::from_secs(900)),
+    )
+    .await?;
+    tracing::info!(
+        source = source_name,
+        job = job_id,
+        documents = count,
+        fetches = sent,
+        "gathered"
+    );
     Ok(())
+}
+
+/// Creates a gathered document's object once; `Some(id)` when it still needs its fetch.
+async fn create_object(
+    store: &dyn crate::store::ObjectStore,
+    source_name: &str,
+    job_id: &str,
+    doc: crate::harvest::Gathered,
+) -> Result<Option<String>, PipelineError> {
+    let id = keys::object_id(&doc.guid);
+    let object = HarvestObject {
+        id: id.clone(),
+        guid: doc.guid.clone(),
+        url: doc.url.clone(),
+        waf_key: format!("{}{}", keys::waf_prefix(source_name), doc.waf_name),
+        sha256: None,
+        etag: None,
+        last_modified: None,
+        planned: None,
+        outcome: None,
+        error: None,
+        record_id: None,
+    };
+    let key = keys::job_object(source_name, job_id, &id);
+    match put_json(store, &key, &object, PutMode::Create).await {
+        Ok(_) => Ok(Some(id)),
+        Err(StoreError::Precondition(_)) => {
+            let existing = get_json::<HarvestObject>(store, &key).await?;
+            Ok(existing.filter(|(o, _)| o.outcome.is_none()).map(|_| id))
+        }
+        Err(e) => Err(PipelineError::from(e)),
+    }
 }

@@ -47,7 +47,13 @@ pub(super) async fn reject(
         job: job_id.to_string(),
         rejected: now(),
     };
-    put_json(services.store.as_ref(), &keys::rejected(source, &object.id), &rejected, PutMode::Overwrite).await?;
+    put_json(
+        services.store.as_ref(),
+        &keys::rejected(source, &object.id),
+        &rejected,
+        PutMode::Overwrite,
+    )
+    .await?;
     Ok(())
 }
 
@@ -61,7 +67,15 @@ async fn claim(
     guid: &str,
 ) -> Result<Result<bool, String>, PipelineError> {
     let owner_key = keys::record_owner(id_key);
-    match store.put(&owner_key, Bytes::from(source.to_string()), "text/plain", PutMode::Create).await {
+    match store
+        .put(
+            &owner_key,
+            Bytes::from(source.to_string()),
+            "text/plain",
+            PutMode::Create,
+        )
+        .await
+    {
         Ok(_) => {}
         Err(StoreError::Precondition(_)) => {
             let owner = store.get(&owner_key).await?;
@@ -75,7 +89,9 @@ async fn claim(
         Err(e) => return Err(e.into()),
     }
     let marker_key = keys::record_marker(source, id_key);
-    let marker = Marker { guid: guid.to_string() };
+    let marker = Marker {
+        guid: guid.to_string(),
+    };
     match put_json(store, &marker_key, &marker, PutMode::Create).await {
         Ok(_) => Ok(Ok(false)),
         Err(StoreError::Precondition(_)) => {
@@ -95,7 +111,12 @@ async fn claim(
     }
 }
 
-pub(super) async fn import(services: &Services, source_name: &str, job_id: &str, object_id: &str) -> Result<(), PipelineError> {
+pub(super) async fn import(
+    services: &Services,
+    source_name: &str,
+    job_id: &str,
+    object_id: &str,
+) -> Result<(), PipelineError> {
     let store = services.store.as_ref();
     let Some(mut object) = load_object(services, source_name, job_id, object_id).await? else {
         return Ok(());
@@ -105,7 +126,10 @@ pub(super) async fn import(services: &Services, source_name: &str, job_id: &str,
     }
     let source = load_source(store, source_name).await?;
     let harvester = harvester_for(source.source_type).ok_or_else(|| {
-        PipelineError::Conflict(format!("{} sources are not supported yet", source.source_type.as_str()))
+        PipelineError::Conflict(format!(
+            "{} sources are not supported yet",
+            source.source_type.as_str()
+        ))
     })?;
     let document = store.get(&object.waf_key).await?;
     let sha256 = super::object_fetch::sha256_hex(&document.body);
@@ -127,7 +151,15 @@ pub(super) async fn import(services: &Services, source_name: &str, job_id: &str,
             let reason = rejection.to_string();
             reject(services, source_name, job_id, &object, &reason).await?;
             put_json(store, &state_key, &state(None), PutMode::Overwrite).await?;
-            return finish_object(services, source_name, job_id, object, Outcome::Errored, Some(reason)).await;
+            return finish_object(
+                services,
+                source_name,
+                job_id,
+                object,
+                Outcome::Errored,
+                Some(reason),
+            )
+            .await;
         }
     };
     let id_key = keys::id_key(&metadata.id);
@@ -136,16 +168,34 @@ pub(super) async fn import(services: &Services, source_name: &str, job_id: &str,
         Err(reason) => {
             reject(services, source_name, job_id, &object, &reason).await?;
             put_json(store, &state_key, &state(None), PutMode::Overwrite).await?;
-            return finish_object(services, source_name, job_id, object, Outcome::Errored, Some(reason)).await;
+            return finish_object(
+                services,
+                source_name,
+                job_id,
+                object,
+                Outcome::Errored,
+                Some(reason),
+            )
+            .await;
         }
     };
     let planned = match object.planned {
         Some(p) => p,
         None => {
             let had_record = existed && store.get(&keys::record_json(&id_key)).await.is_ok();
-            let p = if had_record { Outcome::Updated } else { Outcome::Added };
+            let p = if had_record {
+                Outcome::Updated
+            } else {
+                Outcome::Added
+            };
             object.planned = Some(p);
-            put_json(store, &keys::job_object(source_name, job_id, object_id), &object, PutMode::Overwrite).await?;
+            put_json(
+                store,
+                &keys::job_object(source_name, job_id, object_id),
+                &object,
+                PutMode::Overwrite,
+            )
+            .await?;
             p
         }
     };
@@ -157,11 +207,30 @@ pub(super) async fn import(services: &Services, source_name: &str, job_id: &str,
         sha256: sha256.clone(),
     };
     store
-        .put(&keys::record_xml(&id_key), document.body.clone(), "application/xml", PutMode::Overwrite)
+        .put(
+            &keys::record_xml(&id_key),
+            document.body.clone(),
+            "application/xml",
+            PutMode::Overwrite,
+        )
         .await?;
-    put_json(store, &keys::record_json(&id_key), &record, PutMode::Overwrite).await?;
-    store.delete(&keys::rejected(source_name, object_id)).await?;
-    put_json(store, &state_key, &state(Some(record.metadata.id.clone())), PutMode::Overwrite).await?;
+    put_json(
+        store,
+        &keys::record_json(&id_key),
+        &record,
+        PutMode::Overwrite,
+    )
+    .await?;
+    store
+        .delete(&keys::rejected(source_name, object_id))
+        .await?;
+    put_json(
+        store,
+        &state_key,
+        &state(Some(record.metadata.id.clone())),
+        PutMode::Overwrite,
+    )
+    .await?;
     object.record_id = Some(record.metadata.id.clone());
     finish_object(services, source_name, job_id, object, planned, None).await
 }

@@ -12,7 +12,11 @@ use crate::domain::source::Source;
 use crate::services::Services;
 use crate::store::{ObjectStore, PutMode, StoreError, get_json, put_json};
 
-pub(super) async fn send(services: &Services, message: &Message, delay: Duration) -> Result<(), PipelineError> {
+pub(super) async fn send(
+    services: &Services,
+    message: &Message,
+    delay: Duration,
+) -> Result<(), PipelineError> {
     services
         .queues
         .get(message.queue())?
@@ -36,7 +40,11 @@ pub async fn load_source(store: &dyn ObjectStore, name: &str) -> Result<Source, 
         .ok_or_else(|| PipelineError::NotFound(format!("source {name}")))
 }
 
-pub async fn get_job(store: &dyn ObjectStore, source: &str, id: &str) -> Result<Job, PipelineError> {
+pub async fn get_job(
+    store: &dyn ObjectStore,
+    source: &str,
+    id: &str,
+) -> Result<Job, PipelineError> {
     get_json::<Job>(store, &keys::job(source, id))
         .await?
         .map(|(j, _)| j)
@@ -58,7 +66,10 @@ pub async fn find_job(store: &dyn ObjectStore, id: &str) -> Result<Job, Pipeline
 }
 
 /// Jobs newest first, of one source or of all.
-pub async fn list_jobs(store: &dyn ObjectStore, source: Option<&str>) -> Result<Vec<Job>, PipelineError> {
+pub async fn list_jobs(
+    store: &dyn ObjectStore,
+    source: Option<&str>,
+) -> Result<Vec<Job>, PipelineError> {
     let prefix = source.map_or_else(|| keys::JOBS.to_string(), keys::jobs_of);
     let mut jobs = Vec::new();
     for entry in store.list(&prefix).await? {
@@ -97,11 +108,17 @@ pub(super) async fn update_job(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(PipelineError::Conflict(format!("job {id} kept changing under us")))
+    Err(PipelineError::Conflict(format!(
+        "job {id} kept changing under us"
+    )))
 }
 
 /// Releases the source's job lock if `job` holds it.
-pub(super) async fn release_lock(store: &dyn ObjectStore, source: &str, job: &str) -> Result<(), PipelineError> {
+pub(super) async fn release_lock(
+    store: &dyn ObjectStore,
+    source: &str,
+    job: &str,
+) -> Result<(), PipelineError> {
     let key = keys::job_lock(source);
     if let Ok(obj) = store.get(&key).await
         && obj.body.as_ref() == job.as_bytes()
@@ -117,12 +134,17 @@ pub async fn start_job(services: &Services, source_name: &str) -> Result<Job, Pi
     let store = services.store.as_ref();
     let source = load_source(store, source_name).await?;
     if !source.active {
-        return Err(PipelineError::Conflict(format!("source {source_name} is not active")));
+        return Err(PipelineError::Conflict(format!(
+            "source {source_name} is not active"
+        )));
     }
     let job = Job::new(source_name);
     let lock = keys::job_lock(source_name);
     let body = Bytes::from(job.id.clone());
-    match store.put(&lock, body.clone(), "text/plain", PutMode::Create).await {
+    match store
+        .put(&lock, body.clone(), "text/plain", PutMode::Create)
+        .await
+    {
         Ok(_) => {}
         Err(StoreError::Precondition(_)) => {
             let held = store.get(&lock).await?;
@@ -151,17 +173,38 @@ pub async fn start_job(services: &Services, source_name: &str) -> Result<Job, Pi
         Err(e) => return Err(e.into()),
     }
     store
-        .put(&keys::job_index(&job.id), Bytes::from(source_name.to_string()), "text/plain", PutMode::Overwrite)
+        .put(
+            &keys::job_index(&job.id),
+            Bytes::from(source_name.to_string()),
+            "text/plain",
+            PutMode::Overwrite,
+        )
         .await?;
-    put_json(store, &keys::job(source_name, &job.id), &job, PutMode::Create).await?;
-    send(services, &Message::new(Kind::Gather, source_name, &job.id), Duration::ZERO).await?;
+    put_json(
+        store,
+        &keys::job(source_name, &job.id),
+        &job,
+        PutMode::Create,
+    )
+    .await?;
+    send(
+        services,
+        &Message::new(Kind::Gather, source_name, &job.id),
+        Duration::ZERO,
+    )
+    .await?;
     tracing::info!(source = source_name, job = %job.id, "job created");
     Ok(job)
 }
 
 /// Ends an unfinished job as aborted; its messages still in flight are dropped when they
 /// find it ended.
-pub async fn abort_job(services: &Services, source: &str, id: &str, reason: &str) -> Result<Job, PipelineError> {
+pub async fn abort_job(
+    services: &Services,
+    source: &str,
+    id: &str,
+    reason: &str,
+) -> Result<Job, PipelineError> {
     let store = services.store.as_ref();
     let job = update_job(store, source, id, |job| {
         if job.status.is_done() {
@@ -187,7 +230,12 @@ pub async fn clear_source(services: &Services, source: &str) -> Result<u64, Pipe
     load_source(store, source).await?;
     let mut removed = 0;
     for marker in store.list(&keys::record_markers(source)).await? {
-        let id_key = marker.key.rsplit('/').next().unwrap_or_default().to_string();
+        let id_key = marker
+            .key
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         delete_record(store, source, &id_key).await?;
         removed += 1;
     }
@@ -213,7 +261,11 @@ pub async fn clear_source(services: &Services, source: &str) -> Result<u64, Pipe
 
 /// Removes a record and everything that points at it; the marker goes last, so a rerun
 /// after a crash finds it and finishes the job.
-pub(super) async fn delete_record(store: &dyn ObjectStore, source: &str, id_key: &str) -> Result<(), PipelineError> {
+pub(super) async fn delete_record(
+    store: &dyn ObjectStore,
+    source: &str,
+    id_key: &str,
+) -> Result<(), PipelineError> {
     store.delete(&keys::record_json(id_key)).await?;
     store.delete(&keys::record_xml(id_key)).await?;
     if let Ok(owner) = store.get(&keys::record_owner(id_key)).await

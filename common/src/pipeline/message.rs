@@ -45,9 +45,9 @@ impl Message {
     }
 
     pub fn object(&self) -> Result<&str, PipelineError> {
-        self.object
-            .as_deref()
-            .ok_or_else(|| PipelineError::Message(format!("{:?} message without object", self.kind)))
+        self.object.as_deref().ok_or_else(|| {
+            PipelineError::Message(format!("{:?} message without object", self.kind))
+        })
     }
 
     /// The queue this message travels on.

@@ -23,20 +23,39 @@ pub use schedule::{RunReport, run_scheduled};
 use crate::services::Services;
 
 /// Handles one message; an `Err` leaves it on its queue for another try.
-pub async fn handle(services: &Services, message: &Message, receive_count: u32) -> Result<(), PipelineError> {
+pub async fn handle(
+    services: &Services,
+    message: &Message,
+    receive_count: u32,
+) -> Result<(), PipelineError> {
     match message.kind {
         Kind::Gather => gather::gather(services, &message.source, &message.job).await,
         Kind::Fetch => {
-            object_fetch::fetch(services, &message.source, &message.job, message.object()?, receive_count).await
+            object_fetch::fetch(
+                services,
+                &message.source,
+                &message.job,
+                message.object()?,
+                receive_count,
+            )
+            .await
         }
-        Kind::Import => import::import(services, &message.source, &message.job, message.object()?).await,
-        Kind::CheckJob => check::check_job(services, &message.source, &message.job, message.seq).await,
+        Kind::Import => {
+            import::import(services, &message.source, &message.job, message.object()?).await
+        }
+        Kind::CheckJob => {
+            check::check_job(services, &message.source, &message.job, message.seq).await
+        }
     }
 }
 
 /// Handles a raw message body; a body that is not a message is logged and dropped (retrying
 /// cannot mend it).
-pub async fn handle_body(services: &Services, body: &str, receive_count: u32) -> Result<(), PipelineError> {
+pub async fn handle_body(
+    services: &Services,
+    body: &str,
+    receive_count: u32,
+) -> Result<(), PipelineError> {
     match serde_json::from_str::<Message>(body) {
         Ok(message) => handle(services, &message, receive_count).await,
         Err(e) => {

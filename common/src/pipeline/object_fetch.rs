@@ -47,7 +47,13 @@ pub(super) async fn finish_object(
     if object.outcome.is_none() {
         object.outcome = Some(outcome);
         object.error = error;
-        put_json(store, &keys::job_object(source, job_id, &object.id), &object, PutMode::Overwrite).await?;
+        put_json(
+            store,
+            &keys::job_object(source, job_id, &object.id),
+            &object,
+            PutMode::Overwrite,
+        )
+        .await?;
     }
     let outcome = object.outcome.unwrap_or(outcome);
     store
@@ -92,8 +98,13 @@ pub(super) async fn fetch(
         )));
     };
     let state_key = keys::document_state(source_name, object_id);
-    let previous = get_json::<DocumentState>(store, &state_key).await?.map(|(s, _)| s);
-    let fetched = match harvester.fetch(services, &source, &object, previous.as_ref()).await {
+    let previous = get_json::<DocumentState>(store, &state_key)
+        .await?
+        .map(|(s, _)| s);
+    let fetched = match harvester
+        .fetch(services, &source, &object, previous.as_ref())
+        .await
+    {
         Ok(f) => f,
         Err(e) if e.is_transient() && receive_count < MAX_RECEIVE_COUNT - 1 => {
             tracing::warn!(source = source_name, url = %object.url, error = %e, "fetch failed, will retry");
@@ -103,14 +114,34 @@ pub(super) async fn fetch(
             tracing::warn!(source = source_name, url = %object.url, error = %e, "fetch failed");
             let message = e.to_string();
             super::import::reject(services, source_name, job_id, &object, &message).await?;
-            return finish_object(services, source_name, job_id, object, Outcome::Errored, Some(message)).await;
+            return finish_object(
+                services,
+                source_name,
+                job_id,
+                object,
+                Outcome::Errored,
+                Some(message),
+            )
+            .await;
         }
     };
     let (body, etag, last_modified) = match fetched {
         Fetched::NotModified => {
-            return finish_object(services, source_name, job_id, object, Outcome::Unchanged, None).await;
+            return finish_object(
+                services,
+                source_name,
+                job_id,
+                object,
+                Outcome::Unchanged,
+                None,
+            )
+            .await;
         }
-        Fetched::Document { body, etag, last_modified } => (body, etag, last_modified),
+        Fetched::Document {
+            body,
+            etag,
+            last_modified,
+        } => (body, etag, last_modified),
     };
     let sha256 = sha256_hex(&body);
     if let Some(prev) = &previous
@@ -126,7 +157,15 @@ pub(super) async fn fetch(
             };
             put_json(store, &state_key, &state, PutMode::Overwrite).await?;
         }
-        return finish_object(services, source_name, job_id, object, Outcome::Unchanged, None).await;
+        return finish_object(
+            services,
+            source_name,
+            job_id,
+            object,
+            Outcome::Unchanged,
+            None,
+        )
+        .await;
     }
     store
         .put(&object.waf_key, body, "application/xml", PutMode::Overwrite)
@@ -134,7 +173,13 @@ pub(super) async fn fetch(
     object.sha256 = Some(sha256);
     object.etag = etag;
     object.last_modified = last_modified;
-    put_json(store, &keys::job_object(source_name, job_id, object_id), &object, PutMode::Overwrite).await?;
+    put_json(
+        store,
+        &keys::job_object(source_name, job_id, object_id),
+        &object,
+        PutMode::Overwrite,
+    )
+    .await?;
     send(
         services,
         &Message::for_object(Kind::Import, source_name, job_id, object_id),

@@ -40,7 +40,11 @@ async fn done_count(services: &Services, source: &str, job: &str) -> Result<u64,
     Ok(services.store.list(&prefix).await?.len() as u64)
 }
 
-pub async fn run_test(services: &Services, source: &str, progress: &dyn Progress) -> Result<Job, PipelineError> {
+pub async fn run_test(
+    services: &Services,
+    source: &str,
+    progress: &dyn Progress,
+) -> Result<Job, PipelineError> {
     let gather = Arc::new(MemoryQueue::new());
     let fetch = Arc::new(MemoryQueue::new());
     let import = Arc::new(MemoryQueue::new());
@@ -65,7 +69,9 @@ pub async fn run_test(services: &Services, source: &str, progress: &dyn Progress
                 run(&local, body).await?;
             }
         }
-        let total = get_job(local.store.as_ref(), source, &job.id).await?.object_count;
+        let total = get_job(local.store.as_ref(), source, &job.id)
+            .await?
+            .object_count;
         let mut handled = 0u64;
         while let Some(body) = fetch.pop().or_else(|| import.pop()) {
             run(&local, body).await?;

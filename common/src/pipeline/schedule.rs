@@ -23,16 +23,20 @@ pub struct RunReport {
 }
 
 fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&chrono::Utc))
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
 }
 
 pub async fn run_scheduled(services: &Services) -> Result<RunReport, PipelineError> {
     let store = services.store.as_ref();
     let mut report = RunReport::default();
     let now_t = chrono::Utc::now();
-    let stall = chrono::Duration::from_std(services.settings.stall_timeout).unwrap_or(chrono::Duration::hours(1));
-    let check_gap = chrono::Duration::from_std(services.settings.check_delay * 3 + Duration::from_secs(60))
-        .unwrap_or(chrono::Duration::minutes(5));
+    let stall = chrono::Duration::from_std(services.settings.stall_timeout)
+        .unwrap_or(chrono::Duration::hours(1));
+    let check_gap =
+        chrono::Duration::from_std(services.settings.check_delay * 3 + Duration::from_secs(60))
+            .unwrap_or(chrono::Duration::minutes(5));
 
     let mut sources = Vec::new();
     for entry in store.list(keys::SOURCES).await? {
@@ -50,7 +54,13 @@ pub async fn run_scheduled(services: &Services) -> Result<RunReport, PipelineErr
                 .or(job.started.as_deref())
                 .unwrap_or(&job.created);
             if parse_time(moved).is_some_and(|t| now_t - t > stall) {
-                abort_job(services, &source.name, &job.id, "no progress within the stall timeout").await?;
+                abort_job(
+                    services,
+                    &source.name,
+                    &job.id,
+                    "no progress within the stall timeout",
+                )
+                .await?;
                 report.aborted.push(job.id.clone());
                 continue;
             }

@@ -210,9 +210,7 @@ impl Queue for LocalQueue {
             let mut depth = QueueDepth::default();
             for path in q.message_files(&q.dir)? {
                 match q.read(&path)? {
-                    Some(m) if m.visible_at_ms > now && m.receive_count > 0 => {
-                        depth.in_flight += 1
-                    }
+                    Some(m) if m.visible_at_ms > now && m.receive_count > 0 => depth.in_flight += 1,
                     Some(_) => depth.visible += 1,
                     None => {}
                 }

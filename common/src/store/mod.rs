@@ -108,7 +108,9 @@ pub fn validate_key(key: &str) -> Result<(), StoreError> {
         || key.ends_with('/')
         || key.contains('\\')
         || key.contains('\0')
-        || key.split('/').any(|s| s.is_empty() || s == "." || s == "..");
+        || key
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..");
     if bad {
         Err(StoreError::InvalidKey(key.to_string()))
     } else {

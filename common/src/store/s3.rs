@@ -42,10 +42,12 @@ where
             StoreError::Precondition(key.into())
         }
         _ => {
-            let message = err
-                .message()
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("{}", aws_smithy_types::error::display::DisplayErrorContext(&err)));
+            let message = err.message().map(str::to_string).unwrap_or_else(|| {
+                format!(
+                    "{}",
+                    aws_smithy_types::error::display::DisplayErrorContext(&err)
+                )
+            });
             StoreError::io(key, format!("S3 {code}: {message}"))
         }
     }
@@ -186,7 +188,8 @@ impl ObjectStore for S3Store {
 
     async fn presign_get(&self, key: &str, expires_in: Duration) -> Result<String, StoreError> {
         validate_key(key)?;
-        let config = PresigningConfig::expires_in(expires_in).map_err(|e| StoreError::io(key, e))?;
+        let config =
+            PresigningConfig::expires_in(expires_in).map_err(|e| StoreError::io(key, e))?;
         let req = self
             .client
             .get_object()

@@ -1,0 +1,37 @@
+//! The SQS-triggered functions' shared handler: every record through the pipeline, failures
+//! reported as partial batch failures (the trigger sets `ReportBatchItemFailures`).
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use common::services::Services;
+use common::worker::{BatchMessage, process_batch};
+use lambda_runtime::{Error, LambdaEvent};
+
+pub async fn handle_sqs(
+    services: &Services,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, Error> {
+    let mut response = SqsBatchResponse::default();
+    let mut batch = Vec::new();
+    for record in event.payload.records {
+        let Some(id) = record.message_id.clone() else {
+            tracing::error!("an SQS record without a message id; skipping it");
+            continue;
+        };
+        let receive_count = record
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        batch.push(BatchMessage {
+            id,
+            body: record.body.unwrap_or_default(),
+            receive_count,
+        });
+    }
+    for id in process_batch(services, batch).await {
+        let mut failure = BatchItemFailure::default();
+        failure.item_identifier = id;
+        response.batch_item_failures.push(failure);
+    }
+    Ok(response)
+}

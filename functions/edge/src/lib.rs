@@ -1,0 +1,165 @@
+//! The edge every Sheaf binary shares: configuration from the environment (CONTRACTS.md's
+//! variables), the adapters built from it, and logging. `common` reads no environment; this
+//! crate is where that happens, once, for the Lambda functions and the `sheaf` command alike.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use common::aws::{AwsSettings, load_sdk_config, s3_client};
+use common::fetch::{AddressPolicy, ReqwestFetcher};
+use common::mail::{OutboxMailer, SesMailer};
+use common::queue::{LocalQueue, QueueName, Queues, SqsQueue};
+use common::services::{Services, Settings};
+use common::store::{LocalStore, S3Store};
+
+#[cfg(feature = "lambda")]
+pub mod lambda;
+
+/// Everything configurable, as CONTRACTS.md names it.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub bucket: Option<String>,
+    pub listen: String,
+    pub api_token: Option<String>,
+    pub allow_private_urls: bool,
+    pub mail_from: String,
+    pub endpoint_url: Option<String>,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Config {
+    /// Reads the variables; flags (in the `sheaf` command) override them afterwards.
+    pub fn from_env() -> Self {
+        Config {
+            data_dir: var("SHEAF_DATA_DIR")
+                .map_or_else(|| PathBuf::from("./sheaf-data"), PathBuf::from),
+            bucket: var("SHEAF_BUCKET"),
+            listen: var("SHEAF_LISTEN").unwrap_or_else(|| "127.0.0.1:8765".into()),
+            api_token: var("SHEAF_API_TOKEN"),
+            allow_private_urls: var("SHEAF_ALLOW_PRIVATE_URLS")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1"),
+            mail_from: var("SHEAF_MAIL_FROM").unwrap_or_else(|| "sheaf@localhost".into()),
+            endpoint_url: var("AWS_ENDPOINT_URL"),
+        }
+    }
+
+    pub fn public_url(&self) -> String {
+        format!("http://{}", self.listen)
+    }
+}
+
+/// The SQS queue URL variables, by queue.
+pub fn queue_url_var(name: QueueName) -> &'static str {
+    match name {
+        QueueName::Gather => "SHEAF_GATHER_QUEUE_URL",
+        QueueName::Fetch => "SHEAF_FETCH_QUEUE_URL",
+        QueueName::Import => "SHEAF_IMPORT_QUEUE_URL",
+        QueueName::Notify => "SHEAF_NOTIFY_QUEUE_URL",
+        QueueName::PackageFast => "SHEAF_PACKAGE_FAST_QUEUE_URL",
+        QueueName::PackageSlow => "SHEAF_PACKAGE_SLOW_QUEUE_URL",
+    }
+}
+
+/// Built services, and the local store when in local mode (for signed download links).
+pub struct Built {
+    pub services: Services,
+    pub local_store: Option<LocalStore>,
+}
+
+/// Builds every adapter: S3, SQS and SES when a bucket is configured, else the data folder.
+/// `local_policy` is the address policy of local mode when private URLs are not allowed.
+pub async fn build_services(config: &Config, local_policy: AddressPolicy) -> anyhow::Result<Built> {
+    let settings = Settings {
+        mail_from: config.mail_from.clone(),
+        public_url: config.public_url(),
+        ..Settings::default()
+    };
+    let timeout = Duration::from_secs(60);
+    match &config.bucket {
+        Some(bucket) => {
+            let aws = AwsSettings {
+                endpoint_url: config.endpoint_url.clone(),
+            };
+            let sdk = load_sdk_config(&aws).await;
+            let sqs = aws_sdk_sqs::Client::new(&sdk);
+            let mut queues = Queues::new();
+            for name in QueueName::ALL {
+                if let Some(url) = var(queue_url_var(name)) {
+                    let dlq = var(&queue_url_var(name).replace("_QUEUE_URL", "_DLQ_URL"));
+                    queues = queues.with(name, Arc::new(SqsQueue::new(sqs.clone(), url, dlq)));
+                }
+            }
+            let policy = if config.allow_private_urls {
+                AddressPolicy::AllowPrivate
+            } else {
+                AddressPolicy::PublicOnly
+            };
+            let services = Services {
+                store: Arc::new(S3Store::new(s3_client(&sdk, &aws), bucket.clone())),
+                queues,
+                mailer: Arc::new(SesMailer::new(aws_sdk_ses::Client::new(&sdk))),
+                fetcher: Arc::new(ReqwestFetcher::new(policy, timeout)?),
+                settings,
+            };
+            Ok(Built {
+                services,
+                local_store: None,
+            })
+        }
+        None => {
+            let dir = &config.data_dir;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the data folder {}", dir.display()))?;
+            let store = LocalStore::open(&dir.join("store"), &config.public_url())
+                .with_context(|| format!("opening the store in {}", dir.display()))?;
+            let mut queues = Queues::new();
+            for name in QueueName::ALL {
+                queues = queues.with(
+                    name,
+                    Arc::new(LocalQueue::open(&dir.join("queues"), name.as_str())?),
+                );
+            }
+            let policy = if config.allow_private_urls {
+                AddressPolicy::AllowPrivate
+            } else {
+                local_policy
+            };
+            let services = Services {
+                store: Arc::new(store.clone()),
+                queues,
+                mailer: Arc::new(OutboxMailer::new(dir.join("outbox"))),
+                fetcher: Arc::new(ReqwestFetcher::new(policy, timeout)?),
+                settings: Settings {
+                    check_delay: Duration::from_secs(2),
+                    ..settings
+                },
+            };
+            Ok(Built {
+                services,
+                local_store: Some(store),
+            })
+        }
+    }
+}
+
+/// Logs as JSON for CloudWatch when `AWS_LAMBDA_LOG_FORMAT=JSON`, else as text, to stderr.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AWS_LAMBDA_LOG_LEVEL")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = var("AWS_LAMBDA_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().without_time().init();
+    } else {
+        builder.init();
+    }
+}

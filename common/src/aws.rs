@@ -16,6 +16,10 @@ use aws_smithy_http_client::{
 #[derive(Debug, Clone, Default)]
 pub struct AwsSettings {
     pub endpoint_url: Option<String>,
+    /// A region instead of the standard look-up (tests against moto).
+    pub region: Option<String>,
+    /// Fixed credentials instead of the standard chain (tests against moto).
+    pub static_credentials: Option<(String, String)>,
 }
 
 /// Loads credentials and region the standard AWS way (environment, profile, container or
@@ -27,6 +31,18 @@ pub async fn load_sdk_config(settings: &AwsSettings) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http_client);
     if let Some(endpoint) = &settings.endpoint_url {
         loader = loader.endpoint_url(endpoint);
+    }
+    if let Some(region) = &settings.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some((key, secret)) = &settings.static_credentials {
+        loader = loader.credentials_provider(aws_credential_types::Credentials::new(
+            key.clone(),
+            secret.clone(),
+            None,
+            None,
+            "static",
+        ));
     }
     loader.load().await
 }

@@ -85,6 +85,7 @@ pub async fn build_services(config: &Config, local_policy: AddressPolicy) -> any
         Some(bucket) => {
             let aws = AwsSettings {
                 endpoint_url: config.endpoint_url.clone(),
+                ..AwsSettings::default()
             };
             let sdk = load_sdk_config(&aws).await;
             let sqs = aws_sdk_sqs::Client::new(&sdk);

@@ -1,0 +1,291 @@
+//! Real servers for the integration tests, on free loopback ports: nginx serving a folder with
+//! autoindex, and moto's server for S3, SQS and SES. A missing program fails the test: install
+//! them with `tests/run.sh`.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_config::SdkConfig;
+use common::aws::{AwsSettings, load_sdk_config, s3_client};
+use common::fetch::{AddressPolicy, ReqwestFetcher};
+use common::mail::OutboxMailer;
+use common::queue::{LocalQueue, QueueName, Queues, SqsQueue};
+use common::services::{Services, Settings};
+use common::store::{LocalStore, S3Store};
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited before listening: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not listen on port {port} within 30 s");
+}
+
+fn find_program(env_var: &str, candidates: &[PathBuf], hint: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(env_var) {
+        return PathBuf::from(p);
+    }
+    for c in candidates {
+        if c.exists() {
+            return c.clone();
+        }
+    }
+    panic!("{hint} not found (set {env_var}, or run tests/run.sh, which installs it)");
+}
+
+/// nginx serving `root` with `autoindex on`, as a real WAF server does.
+pub struct Nginx {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    pub fn serve(root: &Path) -> Nginx {
+        let program = find_program(
+            "SHEAF_NGINX",
+            &[
+                PathBuf::from("/usr/sbin/nginx"),
+                PathBuf::from("/usr/local/sbin/nginx"),
+            ],
+            "nginx",
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let d = dir.path().display();
+        let conf = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+events {{ worker_connections 64; }}\n\
+http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
+ types {{ application/xml xml; text/plain txt; text/html html; }}\n\
+ server {{ listen 127.0.0.1:{port}; root {root}; autoindex on; location / {{ }} }}\n}}\n",
+            root = root.display()
+        );
+        std::fs::write(dir.path().join("nginx.conf"), conf).expect("write nginx.conf");
+        let mut child = Command::new(program)
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .arg("-p")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        wait_for_port(port, &mut child, "nginx");
+        Nginx {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!(
+            "http://127.0.0.1:{}/{}",
+            self.port,
+            path.trim_start_matches('/')
+        )
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// moto's server (S3, SQS, SES) on a free port.
+pub struct Moto {
+    pub port: u16,
+    child: Child,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let program = find_program(
+            "SHEAF_MOTO_SERVER",
+            &[workspace_root().join(".venv/bin/moto_server")],
+            "moto_server",
+        );
+        let port = free_port();
+        let mut child = Command::new(program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        wait_for_port(port, &mut child, "moto_server");
+        Moto { port, child }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn settings(&self) -> AwsSettings {
+        AwsSettings {
+            endpoint_url: Some(self.endpoint()),
+            region: Some("us-east-1".into()),
+            static_credentials: Some(("testing".into(), "testing".into())),
+        }
+    }
+
+    /// An SDK configuration with fake credentials, pointed at this server.
+    pub async fn sdk_config(&self) -> SdkConfig {
+        load_sdk_config(&self.settings()).await
+    }
+
+    pub async fn s3(&self) -> aws_sdk_s3::Client {
+        s3_client(&self.sdk_config().await, &self.settings())
+    }
+
+    pub async fn sqs(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.sdk_config().await)
+    }
+
+    pub async fn bucket(&self, name: &str) -> S3Store {
+        let s3 = self.s3().await;
+        s3.create_bucket()
+            .bucket(name)
+            .send()
+            .await
+            .expect("create bucket");
+        S3Store::new(s3, name)
+    }
+
+    /// A queue with a dead-letter queue after `max_receive` receives, as template.yaml sets.
+    pub async fn queue(&self, name: &str, max_receive: u32) -> SqsQueue {
+        let sqs = self.sqs().await;
+        let dlq = sqs
+            .create_queue()
+            .queue_name(format!("{name}-dlq"))
+            .send()
+            .await
+            .expect("dlq");
+        let dlq_url = dlq.queue_url().expect("dlq url").to_string();
+        let attrs = sqs
+            .get_queue_attributes()
+            .queue_url(&dlq_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("dlq arn");
+        let arn = attrs
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+            .expect("arn")
+            .clone();
+        let policy =
+            format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"{max_receive}"}}"#);
+        let q = sqs
+            .create_queue()
+            .queue_name(name)
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
+                policy,
+            )
+            .send()
+            .await
+            .expect("queue");
+        SqsQueue::new(sqs, q.queue_url().expect("url"), Some(dlq_url))
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn test_settings() -> Settings {
+    Settings {
+        check_delay: Duration::from_millis(300),
+        ..Settings::default()
+    }
+}
+
+pub fn fetcher() -> Arc<ReqwestFetcher> {
+    Arc::new(
+        ReqwestFetcher::new(AddressPolicy::AllowLoopback, Duration::from_secs(20))
+            .expect("fetcher"),
+    )
+}
+
+/// Local mode over a temporary folder.
+pub fn local_services(dir: &Path) -> Services {
+    let store = LocalStore::open(&dir.join("store"), "http://127.0.0.1:8765").expect("store");
+    let mut queues = Queues::new();
+    for name in QueueName::ALL {
+        queues = queues.with(
+            name,
+            Arc::new(LocalQueue::open(&dir.join("queues"), name.as_str()).expect("queue")),
+        );
+    }
+    Services {
+        store: Arc::new(store),
+        queues,
+        mailer: Arc::new(OutboxMailer::new(dir.join("outbox"))),
+        fetcher: fetcher(),
+        settings: test_settings(),
+    }
+}
+
+/// AWS mode: a bucket and SQS queues in moto.
+pub async fn aws_services(moto: &Moto, dir: &Path) -> Services {
+    let store = moto.bucket("sheaf-test").await;
+    let mut queues = Queues::new();
+    for name in [QueueName::Gather, QueueName::Fetch, QueueName::Import] {
+        queues = queues.with(
+            name,
+            Arc::new(moto.queue(&format!("sheaf-{}", name.as_str()), 5).await),
+        );
+    }
+    Services {
+        store: Arc::new(store),
+        queues,
+        mailer: Arc::new(OutboxMailer::new(dir.join("outbox"))),
+        fetcher: fetcher(),
+        settings: test_settings(),
+    }
+}
+
+/// Copies a folder tree.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}

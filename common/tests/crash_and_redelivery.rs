@@ -1,0 +1,193 @@
+//! Every stage is idempotent: a harvest whose handler dies at any write and is delivered
+//! again, or whose every message is delivered twice, ends in exactly the state of a clean run.
+
+mod support;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use common::domain::job::JobStats;
+use common::domain::source::SourceType;
+use common::pipeline::{self, Kind, Message, get_job};
+use common::queue::{MemoryQueue, QueueName, Queues};
+use common::services::Services;
+use common::sources::{NewSource, add_source};
+use common::store::{ListEntry, MultipartUpload, Object, ObjectStore, PutMode, StoreError};
+use support::*;
+
+/// A store that fails every write once its budget of writes is spent, as if the process had
+/// died at that line; `heal` lets writes through again (the redelivery's fresh process).
+struct CrashingStore {
+    inner: Arc<dyn ObjectStore>,
+    budget: AtomicI64,
+    writes: AtomicU64,
+}
+
+impl CrashingStore {
+    fn spend(&self, key: &str) -> Result<(), StoreError> {
+        if self.budget.load(Ordering::SeqCst) == 0 {
+            return Err(StoreError::io(key, "injected crash"));
+        }
+        self.budget.fetch_sub(1, Ordering::SeqCst);
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn heal(&self) {
+        self.budget.store(-1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl ObjectStore for CrashingStore {
+    async fn get(&self, key: &str) -> Result<Object, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn put(&self, key: &str, body: Bytes, content_type: &str, mode: PutMode) -> Result<String, StoreError> {
+        self.spend(key)?;
+        self.inner.put(key, body, content_type, mode).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ListEntry>, StoreError> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.spend(key)?;
+        self.inner.delete(key).await
+    }
+    async fn start_multipart(&self, key: &str, content_type: &str) -> Result<Box<dyn MultipartUpload>, StoreError> {
+        self.inner.start_multipart(key, content_type).await
+    }
+    async fn presign_get(&self, key: &str, expires_in: Duration) -> Result<String, StoreError> {
+        self.inner.presign_get(key, expires_in).await
+    }
+}
+
+/// What a harvest leaves: the job's counts, and every record, marker and kept document
+/// (records without their harvest time, which differs between runs).
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    stats: JobStats,
+    errors: usize,
+    objects: BTreeMap<String, String>,
+}
+
+async fn snapshot(store: &dyn ObjectStore, stats: JobStats, errors: usize) -> Outcome {
+    let mut objects = BTreeMap::new();
+    for prefix in ["catalog/", "waf/", "state/"] {
+        for entry in store.list(prefix).await.expect("list") {
+            let body = store.get(&entry.key).await.expect("get").body;
+            let text = match serde_json::from_slice::<serde_json::Value>(&body) {
+                Ok(mut v) => {
+                    if let Some(o) = v.as_object_mut() {
+                        o.remove("harvested");
+                        o.remove("rejected");
+                        o.remove("job");
+                    }
+                    v.to_string()
+                }
+                Err(_) => String::from_utf8_lossy(&body).into_owned(),
+            };
+            objects.insert(entry.key, text);
+        }
+    }
+    Outcome { stats, errors, objects }
+}
+
+/// Runs one harvest by hand: each message is handled (twice when `duplicate`), a failed
+/// handler's message is delivered again after the store heals.
+async fn run(waf_url: &str, dir: &Path, crash_after: Option<i64>, duplicate: bool) -> (Outcome, u64) {
+    let base = local_services(dir);
+    let crashing = Arc::new(CrashingStore {
+        inner: base.store.clone(),
+        budget: AtomicI64::new(-1),
+        writes: AtomicU64::new(0),
+    });
+    let (gather, fetch, import) = (Arc::new(MemoryQueue::new()), Arc::new(MemoryQueue::new()), Arc::new(MemoryQueue::new()));
+    let services = Services {
+        store: crashing.clone(),
+        queues: Queues::new()
+            .with(QueueName::Gather, gather.clone())
+            .with(QueueName::Fetch, fetch.clone())
+            .with(QueueName::Import, import.clone()),
+        ..base
+    };
+    add_source(
+        services.store.as_ref(),
+        NewSource {
+            name: "crash".into(),
+            url: waf_url.into(),
+            source_type: SourceType::Waf,
+            title: None,
+            active: None,
+            owner: None,
+            frequency: None,
+            config: None,
+        },
+    )
+    .await
+    .expect("source");
+    let job = pipeline::start_job(&services, "crash").await.expect("job");
+    crashing.writes.store(0, Ordering::SeqCst);
+    if let Some(k) = crash_after {
+        crashing.budget.store(k, Ordering::SeqCst);
+    }
+    let mut redeliver: VecDeque<String> = VecDeque::new();
+    for _ in 0..10_000 {
+        let next = redeliver.pop_front().or_else(|| fetch.pop()).or_else(|| import.pop()).or_else(|| gather.pop());
+        let Some(body) = next else { break };
+        let message: Message = serde_json::from_str(&body).expect("message");
+        let times = if duplicate && message.kind != Kind::CheckJob { 2 } else { 1 };
+        for _ in 0..times {
+            if pipeline::handle(&services, &message, 1).await.is_err() {
+                crashing.heal();
+                redeliver.push_back(body.clone());
+                break;
+            }
+        }
+        let current = get_job(services.store.as_ref(), "crash", &job.id).await.expect("job");
+        if current.status.is_done() && redeliver.is_empty() && fetch.depth_now() == 0 && import.depth_now() == 0 {
+            break;
+        }
+    }
+    let done = get_job(services.store.as_ref(), "crash", &job.id).await.expect("job");
+    assert!(done.status.is_done(), "job finished: {done:?}");
+    let writes = crashing.writes.load(Ordering::SeqCst);
+    (snapshot(services.store.as_ref(), done.stats, done.object_errors.len()).await, writes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_at_any_write_or_a_duplicate_delivery_changes_nothing() {
+    let site = tempfile::tempdir().expect("tempdir");
+    let records = workspace_root().join("tests/records/waf");
+    let waf = site.path().join("waf");
+    std::fs::create_dir_all(waf.join("sub")).expect("mkdir");
+    for (from, to) in [
+        ("iso19139/glider-mission.xml", "glider.xml"),
+        ("dublin-core/record-harbour-survey.xml", "sub/harbour.xml"),
+        ("bad/no-title.xml", "no-title.xml"),
+    ] {
+        std::fs::copy(records.join(from), waf.join(to)).expect("copy");
+    }
+    let nginx = Nginx::serve(site.path());
+    let url = nginx.url("waf/");
+
+    let clean_dir = tempfile::tempdir().expect("tempdir");
+    let (reference, writes) = run(&url, clean_dir.path(), None, false).await;
+    assert_eq!((reference.stats.added, reference.stats.errored), (2, 1), "{reference:?}");
+    assert!(writes > 10, "a harvest writes state as it goes ({writes} writes)");
+
+    let dup_dir = tempfile::tempdir().expect("tempdir");
+    let (twice, _) = run(&url, dup_dir.path(), None, true).await;
+    assert_eq!(twice, reference, "every message delivered twice");
+
+    for k in 0..writes as i64 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (crashed, _) = run(&url, dir.path(), Some(k), false).await;
+        assert_eq!(crashed, reference, "crash after {k} writes, then redelivery");
+    }
+}

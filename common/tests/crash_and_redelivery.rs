@@ -48,7 +48,13 @@ impl ObjectStore for CrashingStore {
     async fn get(&self, key: &str) -> Result<Object, StoreError> {
         self.inner.get(key).await
     }
-    async fn put(&self, key: &str, body: Bytes, content_type: &str, mode: PutMode) -> Result<String, StoreError> {
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+        mode: PutMode,
+    ) -> Result<String, StoreError> {
         self.spend(key)?;
         self.inner.put(key, body, content_type, mode).await
     }
@@ -59,7 +65,11 @@ impl ObjectStore for CrashingStore {
         self.spend(key)?;
         self.inner.delete(key).await
     }
-    async fn start_multipart(&self, key: &str, content_type: &str) -> Result<Box<dyn MultipartUpload>, StoreError> {
+    async fn start_multipart(
+        &self,
+        key: &str,
+        content_type: &str,
+    ) -> Result<Box<dyn MultipartUpload>, StoreError> {
         self.inner.start_multipart(key, content_type).await
     }
     async fn presign_get(&self, key: &str, expires_in: Duration) -> Result<String, StoreError> {
@@ -95,19 +105,32 @@ async fn snapshot(store: &dyn ObjectStore, stats: JobStats, errors: usize) -> Ou
             objects.insert(entry.key, text);
         }
     }
-    Outcome { stats, errors, objects }
+    Outcome {
+        stats,
+        errors,
+        objects,
+    }
 }
 
 /// Runs one harvest by hand: each message is handled (twice when `duplicate`), a failed
 /// handler's message is delivered again after the store heals.
-async fn run(waf_url: &str, dir: &Path, crash_after: Option<i64>, duplicate: bool) -> (Outcome, u64) {
+async fn run(
+    waf_url: &str,
+    dir: &Path,
+    crash_after: Option<i64>,
+    duplicate: bool,
+) -> (Outcome, u64) {
     let base = local_services(dir);
     let crashing = Arc::new(CrashingStore {
         inner: base.store.clone(),
         budget: AtomicI64::new(-1),
         writes: AtomicU64::new(0),
     });
-    let (gather, fetch, import) = (Arc::new(MemoryQueue::new()), Arc::new(MemoryQueue::new()), Arc::new(MemoryQueue::new()));
+    let (gather, fetch, import) = (
+        Arc::new(MemoryQueue::new()),
+        Arc::new(MemoryQueue::new()),
+        Arc::new(MemoryQueue::new()),
+    );
     let services = Services {
         store: crashing.clone(),
         queues: Queues::new()
@@ -138,10 +161,18 @@ async fn run(waf_url: &str, dir: &Path, crash_after: Option<i64>, duplicate: boo
     }
     let mut redeliver: VecDeque<String> = VecDeque::new();
     for _ in 0..10_000 {
-        let next = redeliver.pop_front().or_else(|| fetch.pop()).or_else(|| import.pop()).or_else(|| gather.pop());
+        let next = redeliver
+            .pop_front()
+            .or_else(|| fetch.pop())
+            .or_else(|| import.pop())
+            .or_else(|| gather.pop());
         let Some(body) = next else { break };
         let message: Message = serde_json::from_str(&body).expect("message");
-        let times = if duplicate && message.kind != Kind::CheckJob { 2 } else { 1 };
+        let times = if duplicate && message.kind != Kind::CheckJob {
+            2
+        } else {
+            1
+        };
         for _ in 0..times {
             if pipeline::handle(&services, &message, 1).await.is_err() {
                 crashing.heal();
@@ -149,15 +180,31 @@ async fn run(waf_url: &str, dir: &Path, crash_after: Option<i64>, duplicate: boo
                 break;
             }
         }
-        let current = get_job(services.store.as_ref(), "crash", &job.id).await.expect("job");
-        if current.status.is_done() && redeliver.is_empty() && fetch.depth_now() == 0 && import.depth_now() == 0 {
+        let current = get_job(services.store.as_ref(), "crash", &job.id)
+            .await
+            .expect("job");
+        if current.status.is_done()
+            && redeliver.is_empty()
+            && fetch.depth_now() == 0
+            && import.depth_now() == 0
+        {
             break;
         }
     }
-    let done = get_job(services.store.as_ref(), "crash", &job.id).await.expect("job");
+    let done = get_job(services.store.as_ref(), "crash", &job.id)
+        .await
+        .expect("job");
     assert!(done.status.is_done(), "job finished: {done:?}");
     let writes = crashing.writes.load(Ordering::SeqCst);
-    (snapshot(services.store.as_ref(), done.stats, done.object_errors.len()).await, writes)
+    (
+        snapshot(
+            services.store.as_ref(),
+            done.stats,
+            done.object_errors.len(),
+        )
+        .await,
+        writes,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,8 +225,15 @@ async fn a_crash_at_any_write_or_a_duplicate_delivery_changes_nothing() {
 
     let clean_dir = tempfile::tempdir().expect("tempdir");
     let (reference, writes) = run(&url, clean_dir.path(), None, false).await;
-    assert_eq!((reference.stats.added, reference.stats.errored), (2, 1), "{reference:?}");
-    assert!(writes > 10, "a harvest writes state as it goes ({writes} writes)");
+    assert_eq!(
+        (reference.stats.added, reference.stats.errored),
+        (2, 1),
+        "{reference:?}"
+    );
+    assert!(
+        writes > 10,
+        "a harvest writes state as it goes ({writes} writes)"
+    );
 
     let dup_dir = tempfile::tempdir().expect("tempdir");
     let (twice, _) = run(&url, dup_dir.path(), None, true).await;
@@ -188,6 +242,9 @@ async fn a_crash_at_any_write_or_a_duplicate_delivery_changes_nothing() {
     for k in 0..writes as i64 {
         let dir = tempfile::tempdir().expect("tempdir");
         let (crashed, _) = run(&url, dir.path(), Some(k), false).await;
-        assert_eq!(crashed, reference, "crash after {k} writes, then redelivery");
+        assert_eq!(
+            crashed, reference,
+            "crash after {k} writes, then redelivery"
+        );
     }
 }

@@ -1,1 +1,186 @@
-fn main() {}
+//! The real third-party records (SHEAF_EXTRA_FIXTURES, set by .ci/run to shared/fixtures):
+//! served by nginx and harvested, each file ending as its fixtures README implies. Run by
+//! tests/run.sh only when the variable is set (this target is not in the default test run).
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::domain::job::Job;
+use common::domain::source::SourceType;
+use common::harvest::parse_listing;
+use common::pipeline::run_test;
+use common::services::Services;
+use common::sources::{NewSource, add_source};
+use support::*;
+
+fn xml_files(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".xml"))
+        .collect();
+    out.sort();
+    out
+}
+
+async fn harvest(services: &Services, name: &str, url: String) -> Job {
+    add_source(
+        services.store.as_ref(),
+        NewSource {
+            name: name.into(),
+            url,
+            source_type: SourceType::Waf,
+            title: None,
+            active: None,
+            owner: None,
+            frequency: None,
+            config: None,
+        },
+    )
+    .await
+    .expect("source");
+    run_test(services, name, &|_: u64, _: Option<u64>| {})
+        .await
+        .expect("harvest")
+}
+
+fn main() {
+    let Ok(fixtures) = std::env::var("SHEAF_EXTRA_FIXTURES") else {
+        panic!(
+            "SHEAF_EXTRA_FIXTURES must name the fixtures folder (tests/run.sh runs this target only then)"
+        );
+    };
+    let fixtures = Path::new(&fixtures)
+        .canonicalize()
+        .expect("fixtures folder");
+    let site = tempfile::tempdir().expect("tempdir");
+    copy_tree(&fixtures, site.path());
+    // The oversize record is kept gzipped; serve it as the 30 MB document it stands for.
+    let gz = site.path().join("bad/oversize-30MB.xml.gz");
+    let xml = gunzip(&gz);
+    std::fs::write(site.path().join("bad/oversize-30MB.xml"), xml).expect("write oversize");
+    let nginx = Nginx::serve(site.path());
+    let mut passed = 0;
+    let mut failures: Vec<String> = Vec::new();
+    let mut check = |ok: bool, what: String| {
+        if ok {
+            passed += 1;
+        } else {
+            eprintln!("FAILED: {what}");
+            failures.push(what);
+        }
+    };
+
+    // Every captured listing yields the documents or folders it shows.
+    for style in ["apache", "nginx", "iis"] {
+        for file in
+            std::fs::read_dir(site.path().join("waf-listings").join(style)).expect("listings")
+        {
+            let path = file.expect("entry").path();
+            let html = std::fs::read_to_string(&path).expect("listing");
+            let page = url::Url::parse("http://127.0.0.1/").expect("url");
+            let (folders, docs) = parse_listing(&html, &page, &page);
+            // IIS pages carry absolute paths of their own site: resolve against those.
+            let found = folders.len() + docs.len();
+            let found = if found == 0 {
+                let any = regex_href(&html);
+                let page = url::Url::parse(&format!("http://127.0.0.1{any}")).expect("url");
+                let base = url::Url::parse("http://127.0.0.1/").expect("url");
+                let (f, d) = parse_listing(&html, &page, &base);
+                f.len() + d.len()
+            } else {
+                found
+            };
+            check(found > 0, format!("{}: no links read", path.display()));
+        }
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let services = local_services(dir.path());
+        for folder in ["iso19139", "iso19115-3", "dublin-core"] {
+            let files = xml_files(&site.path().join(folder));
+            let job = harvest(&services, folder, nginx.url(&format!("{folder}/"))).await;
+            check(
+                job.stats.added == files.len() as u64 && job.stats.errored == 0,
+                format!(
+                    "{folder}: {} files, job {:?} errors {:?}",
+                    files.len(),
+                    job.stats,
+                    job.object_errors
+                ),
+            );
+        }
+        let job = harvest(&services, "bad", nginx.url("bad/")).await;
+        let errors: BTreeMap<String, String> = job
+            .object_errors
+            .iter()
+            .map(|e| {
+                let name = e
+                    .original_url
+                    .as_deref()
+                    .unwrap_or("")
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                (name, e.message.clone())
+            })
+            .collect();
+        for file in xml_files(&site.path().join("bad")) {
+            let rejected = errors.get(&file);
+            let ok = if file.contains("-valid") {
+                rejected.is_none()
+            } else if file.starts_with("xxe") || file.starts_with("duplicate-id") {
+                true
+            } else {
+                rejected.is_some_and(|m| !m.is_empty())
+            };
+            check(ok, format!("bad/{file}: {:?}", rejected));
+        }
+        let duplicates = errors
+            .keys()
+            .filter(|k| k.starts_with("duplicate-id"))
+            .count();
+        check(
+            duplicates == 1,
+            format!("one of the duplicate-id files refused, got {duplicates}"),
+        );
+    });
+    println!("extra fixtures: {passed} passed, {} failed", failures.len());
+    if !failures.is_empty() {
+        std::process::exit(1);
+    }
+}
+
+fn regex_href(html: &str) -> String {
+    let lower = html.to_ascii_lowercase();
+    let start = lower.find("href=\"/").map(|i| i + 6).unwrap_or(0);
+    let end = html[start..].find('"').map(|i| start + i).unwrap_or(start);
+    let href = &html[start..end];
+    href.rsplit_once('/')
+        .map(|(dir, _)| format!("{dir}/"))
+        .unwrap_or_else(|| "/".into())
+}
+
+fn gunzip(path: &Path) -> Vec<u8> {
+    let output = std::process::Command::new("gzip")
+        .arg("-dc")
+        .arg(path)
+        .output()
+        .expect("gzip -dc");
+    assert!(
+        output.status.success(),
+        "gunzip of {} failed",
+        path.display()
+    );
+    output.stdout
+}

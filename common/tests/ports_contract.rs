@@ -13,61 +13,164 @@ use support::*;
 
 async fn store_contract(store: &dyn ObjectStore) {
     // Create once: a second create is refused and leaves the first.
-    let etag = store.put("a/one.json", Bytes::from_static(b"1"), "application/json", PutMode::Create).await.expect("create");
-    let again = store.put("a/one.json", Bytes::from_static(b"2"), "application/json", PutMode::Create).await;
-    assert!(matches!(again, Err(StoreError::Precondition(_))), "{again:?}");
+    let etag = store
+        .put(
+            "a/one.json",
+            Bytes::from_static(b"1"),
+            "application/json",
+            PutMode::Create,
+        )
+        .await
+        .expect("create");
+    let again = store
+        .put(
+            "a/one.json",
+            Bytes::from_static(b"2"),
+            "application/json",
+            PutMode::Create,
+        )
+        .await;
+    assert!(
+        matches!(again, Err(StoreError::Precondition(_))),
+        "{again:?}"
+    );
     let got = store.get("a/one.json").await.expect("get");
     assert_eq!(got.body.as_ref(), b"1");
     assert_eq!(got.etag, etag);
 
     // Update only the version read.
-    let new_etag = store.put("a/one.json", Bytes::from_static(b"3"), "application/json", PutMode::Update(etag.clone())).await.expect("update");
+    let new_etag = store
+        .put(
+            "a/one.json",
+            Bytes::from_static(b"3"),
+            "application/json",
+            PutMode::Update(etag.clone()),
+        )
+        .await
+        .expect("update");
     assert_ne!(new_etag, etag);
-    let stale = store.put("a/one.json", Bytes::from_static(b"4"), "application/json", PutMode::Update(etag)).await;
-    assert!(matches!(stale, Err(StoreError::Precondition(_))), "{stale:?}");
-    assert_eq!(store.get("a/one.json").await.expect("get").body.as_ref(), b"3");
+    let stale = store
+        .put(
+            "a/one.json",
+            Bytes::from_static(b"4"),
+            "application/json",
+            PutMode::Update(etag),
+        )
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::Precondition(_))),
+        "{stale:?}"
+    );
+    assert_eq!(
+        store.get("a/one.json").await.expect("get").body.as_ref(),
+        b"3"
+    );
 
     // Listing by prefix, in key order, nested keys included.
-    store.put("a/b/two.xml", Bytes::from_static(b"<x/>"), "application/xml", PutMode::Overwrite).await.expect("put");
-    store.put("ab/three", Bytes::from_static(b""), "text/plain", PutMode::Overwrite).await.expect("put");
-    let keys: Vec<String> = store.list("a/").await.expect("list").into_iter().map(|e| e.key).collect();
+    store
+        .put(
+            "a/b/two.xml",
+            Bytes::from_static(b"<x/>"),
+            "application/xml",
+            PutMode::Overwrite,
+        )
+        .await
+        .expect("put");
+    store
+        .put(
+            "ab/three",
+            Bytes::from_static(b""),
+            "text/plain",
+            PutMode::Overwrite,
+        )
+        .await
+        .expect("put");
+    let keys: Vec<String> = store
+        .list("a/")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
     assert_eq!(keys, ["a/b/two.xml", "a/one.json"]);
-    let keys: Vec<String> = store.list("a").await.expect("list").into_iter().map(|e| e.key).collect();
+    let keys: Vec<String> = store
+        .list("a")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
     assert_eq!(keys, ["a/b/two.xml", "a/one.json", "ab/three"]);
     assert!(store.list("nothing/").await.expect("list").is_empty());
 
     // Deleting is idempotent; a missing object is NotFound.
     store.delete("a/one.json").await.expect("delete");
     store.delete("a/one.json").await.expect("delete again");
-    assert!(matches!(store.get("a/one.json").await, Err(StoreError::NotFound(_))));
-    assert!(matches!(store.get("../etc/passwd").await, Err(StoreError::InvalidKey(_))));
+    assert!(matches!(
+        store.get("a/one.json").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.get("../etc/passwd").await,
+        Err(StoreError::InvalidKey(_))
+    ));
 
     // Multipart: the object appears only on complete; an aborted upload leaves nothing.
-    let mut upload = store.start_multipart("zips/one.zip", "application/zip").await.expect("start");
+    let mut upload = store
+        .start_multipart("zips/one.zip", "application/zip")
+        .await
+        .expect("start");
     let part = Bytes::from(vec![7u8; 5 * 1024 * 1024]);
     upload.put_part(part.clone()).await.expect("part 1");
-    upload.put_part(Bytes::from_static(b"tail")).await.expect("part 2");
-    assert!(matches!(store.get("zips/one.zip").await, Err(StoreError::NotFound(_))));
+    upload
+        .put_part(Bytes::from_static(b"tail"))
+        .await
+        .expect("part 2");
+    assert!(matches!(
+        store.get("zips/one.zip").await,
+        Err(StoreError::NotFound(_))
+    ));
     upload.complete().await.expect("complete");
     let zip = store.get("zips/one.zip").await.expect("get");
     assert_eq!(zip.body.len(), part.len() + 4);
-    let mut aborted = store.start_multipart("zips/two.zip", "application/zip").await.expect("start");
+    let mut aborted = store
+        .start_multipart("zips/two.zip", "application/zip")
+        .await
+        .expect("start");
     aborted.put_part(part).await.expect("part");
     aborted.abort().await.expect("abort");
-    assert!(matches!(store.get("zips/two.zip").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.get("zips/two.zip").await,
+        Err(StoreError::NotFound(_))
+    ));
 
     // A presigned link fetches the object without credentials until it expires.
-    let url = store.presign_get("a/b/two.xml", Duration::from_secs(300)).await.expect("presign");
+    let url = store
+        .presign_get("a/b/two.xml", Duration::from_secs(300))
+        .await
+        .expect("presign");
     assert!(url.starts_with("http://127.0.0.1"), "{url}");
 }
 
 async fn queue_contract(queue: &dyn Queue) {
-    queue.send("one".into(), Duration::ZERO).await.expect("send");
-    queue.send_batch((0..12).map(|i| format!("batch-{i}")).collect()).await.expect("batch");
-    queue.send("later".into(), Duration::from_secs(60)).await.expect("delayed");
+    queue
+        .send("one".into(), Duration::ZERO)
+        .await
+        .expect("send");
+    queue
+        .send_batch((0..12).map(|i| format!("batch-{i}")).collect())
+        .await
+        .expect("batch");
+    queue
+        .send("later".into(), Duration::from_secs(60))
+        .await
+        .expect("delayed");
     let mut seen = Vec::new();
     for _ in 0..10 {
-        let got = queue.receive(10, Duration::from_secs(30)).await.expect("receive");
+        let got = queue
+            .receive(10, Duration::from_secs(30))
+            .await
+            .expect("receive");
         for m in got {
             assert_eq!(m.receive_count, 1);
             queue.delete(&m.receipt).await.expect("delete");
@@ -79,16 +182,38 @@ async fn queue_contract(queue: &dyn Queue) {
     }
     seen.sort();
     assert_eq!(seen.len(), 13, "{seen:?}");
-    assert!(!seen.contains(&"later".to_string()), "a delayed message waits");
+    assert!(
+        !seen.contains(&"later".to_string()),
+        "a delayed message waits"
+    );
 
     // Not deleted: it comes back once its visibility runs out, counted.
     queue.purge().await.expect("purge");
-    queue.send("retry me".into(), Duration::ZERO).await.expect("send");
-    let first = queue.receive(1, Duration::from_secs(30)).await.expect("receive");
+    queue
+        .send("retry me".into(), Duration::ZERO)
+        .await
+        .expect("send");
+    let first = queue
+        .receive(1, Duration::from_secs(30))
+        .await
+        .expect("receive");
     assert_eq!(first.len(), 1);
-    assert!(queue.receive(1, Duration::from_secs(30)).await.expect("receive").is_empty(), "hidden while in flight");
-    queue.change_visibility(&first[0].receipt, Duration::ZERO).await.expect("visibility");
-    let second = queue.receive(1, Duration::from_secs(30)).await.expect("receive");
+    assert!(
+        queue
+            .receive(1, Duration::from_secs(30))
+            .await
+            .expect("receive")
+            .is_empty(),
+        "hidden while in flight"
+    );
+    queue
+        .change_visibility(&first[0].receipt, Duration::ZERO)
+        .await
+        .expect("visibility");
+    let second = queue
+        .receive(1, Duration::from_secs(30))
+        .await
+        .expect("receive");
     assert_eq!(second.len(), 1);
     assert_eq!(second[0].body, "retry me");
     assert_eq!(second[0].receive_count, 2);
@@ -97,13 +222,29 @@ async fn queue_contract(queue: &dyn Queue) {
 
 /// A message received too often goes to the dead-letter queue, where `depth` shows it.
 async fn dead_letter_contract(queue: &dyn Queue) {
-    queue.send("poison".into(), Duration::ZERO).await.expect("send");
+    queue
+        .send("poison".into(), Duration::ZERO)
+        .await
+        .expect("send");
     for _ in 0..=MAX_RECEIVE_COUNT + 1 {
-        for m in queue.receive(1, Duration::from_secs(30)).await.expect("receive") {
-            queue.change_visibility(&m.receipt, Duration::ZERO).await.expect("visibility");
+        for m in queue
+            .receive(1, Duration::from_secs(30))
+            .await
+            .expect("receive")
+        {
+            queue
+                .change_visibility(&m.receipt, Duration::ZERO)
+                .await
+                .expect("visibility");
         }
     }
-    assert!(queue.receive(1, Duration::from_secs(1)).await.expect("receive").is_empty());
+    assert!(
+        queue
+            .receive(1, Duration::from_secs(1))
+            .await
+            .expect("receive")
+            .is_empty()
+    );
     let depth = queue.depth().await.expect("depth");
     assert_eq!(depth.dead_letters, 1, "{depth:?}");
 }
@@ -111,18 +252,31 @@ async fn dead_letter_contract(queue: &dyn Queue) {
 #[tokio::test]
 async fn local_store_and_queue_keep_the_contract() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = LocalStore::open(&dir.path().join("store"), "http://127.0.0.1:8765").expect("store");
+    let store =
+        LocalStore::open(&dir.path().join("store"), "http://127.0.0.1:8765").expect("store");
     store_contract(&store).await;
-    let url = store.presign_get("a/b/two.xml", Duration::from_secs(60)).await.expect("presign");
+    let url = store
+        .presign_get("a/b/two.xml", Duration::from_secs(60))
+        .await
+        .expect("presign");
     let query = url.split('?').nth(1).expect("query");
-    let params: std::collections::HashMap<_, _> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let params: std::collections::HashMap<_, _> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
     let expires: u64 = params["expires"].parse().expect("expires");
     assert!(store.verify_signature("a/b/two.xml", expires, &params["signature"]));
-    assert!(!store.verify_signature("a/one.json", expires, &params["signature"]), "bound to its key");
-    assert!(!store.verify_signature("a/b/two.xml", 1, &params["signature"]), "expired");
+    assert!(
+        !store.verify_signature("a/one.json", expires, &params["signature"]),
+        "bound to its key"
+    );
+    assert!(
+        !store.verify_signature("a/b/two.xml", 1, &params["signature"]),
+        "expired"
+    );
 
     queue_contract(&LocalQueue::open(&dir.path().join("queues"), "contract").expect("queue")).await;
-    dead_letter_contract(&LocalQueue::open(&dir.path().join("queues"), "poison").expect("queue")).await;
+    dead_letter_contract(&LocalQueue::open(&dir.path().join("queues"), "poison").expect("queue"))
+        .await;
 }
 
 #[tokio::test]
@@ -130,7 +284,10 @@ async fn s3_sqs_and_ses_adapters_keep_the_contract_on_moto() {
     let moto = Moto::start();
     let store = moto.bucket("contract").await;
     store_contract(&store).await;
-    let url = store.presign_get("a/b/two.xml", Duration::from_secs(300)).await.expect("presign");
+    let url = store
+        .presign_get("a/b/two.xml", Duration::from_secs(300))
+        .await
+        .expect("presign");
     let fetched = reqwest::get(&url).await.expect("GET presigned");
     assert_eq!(fetched.status(), 200);
     assert_eq!(fetched.bytes().await.expect("body").as_ref(), b"<x/>");
@@ -142,7 +299,11 @@ async fn s3_sqs_and_ses_adapters_keep_the_contract_on_moto() {
     // data dump fails on some S3 models the store contract leaves behind.)
     let moto = Moto::start();
     let ses = aws_sdk_ses::Client::new(&moto.sdk_config().await);
-    ses.verify_email_identity().email_address("sheaf@example.org").send().await.expect("verify");
+    ses.verify_email_identity()
+        .email_address("sheaf@example.org")
+        .send()
+        .await
+        .expect("verify");
     let mailer = SesMailer::new(ses);
     let email = Email {
         from: "sheaf@example.org".into(),
@@ -158,7 +319,8 @@ async fn s3_sqs_and_ses_adapters_keep_the_contract_on_moto() {
         .text()
         .await
         .expect("body");
-    let dump: serde_json::Value = serde_json::from_str(&dump).unwrap_or_else(|e| panic!("{e}: {dump}"));
+    let dump: serde_json::Value =
+        serde_json::from_str(&dump).unwrap_or_else(|e| panic!("{e}: {dump}"));
     let received = dump["ses"]["RawMessage"].as_array().expect("raw messages");
     assert_eq!(received.len(), 1, "{received:?}");
     let raw = received[0]["raw_data"].as_str().expect("raw data");

@@ -209,7 +209,7 @@ async fn run_test_with_progress(
             }
             bar.set_position(done);
         } else if let Some(total) = total {
-            let tenth = if total == 0 { 10 } else { done * 10 / total };
+            let tenth = (done * 10).checked_div(total).unwrap_or(10);
             if last_tenth.swap(tenth, std::sync::atomic::Ordering::Relaxed) != tenth {
                 eprintln!("{name}: {done}/{total} documents");
             }

@@ -76,7 +76,7 @@ pub async fn run_test(
         while let Some(body) = fetch.pop().or_else(|| import.pop()) {
             run(&local, body).await?;
             handled += 1;
-            if handled % 25 == 0 {
+            if handled.is_multiple_of(25) {
                 progress.update(done_count(&local, source, &job.id).await?, total);
             }
         }

@@ -134,14 +134,12 @@ fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, StoreError> {
     Ok(secret)
 }
 
-fn blocking<T: Send + 'static>(
+async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> impl std::future::Future<Output = Result<T, StoreError>> {
-    async move {
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| StoreError::io("task", e))?
-    }
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::io("task", e))?
 }
 
 fn walk(dir: &Path, key_prefix: &str, out: &mut Vec<ListEntry>) -> std::io::Result<()> {

@@ -1,0 +1,33 @@
+//! The `infra/events/*.json` files are real events of their kind, carrying messages Sheaf reads.
+#![cfg(feature = "lambda")]
+
+use aws_lambda_events::event::cloudwatch_events::CloudWatchEvent;
+use aws_lambda_events::event::sqs::SqsEvent;
+use common::pipeline::{Kind, Message};
+
+fn messages(event: &[u8]) -> Vec<Message> {
+    let event: SqsEvent = serde_json::from_slice(event).expect("an SQS event");
+    event
+        .records
+        .iter()
+        .map(|r| serde_json::from_str(r.body.as_deref().expect("body")).expect("a Sheaf message"))
+        .collect()
+}
+
+#[test]
+fn sqs_events_carry_pipeline_messages_of_their_stage() {
+    let gather = messages(include_bytes!("../../../infra/events/gather.json"));
+    assert_eq!(gather.iter().map(|m| m.kind).collect::<Vec<_>>(), [Kind::Gather, Kind::CheckJob]);
+    let fetch = messages(include_bytes!("../../../infra/events/fetch.json"));
+    assert!(fetch.iter().all(|m| m.kind == Kind::Fetch && m.object.is_some()));
+    let import = messages(include_bytes!("../../../infra/events/import.json"));
+    assert!(import.iter().all(|m| m.kind == Kind::Import && m.object.is_some()));
+}
+
+#[test]
+fn scheduler_and_api_events_parse() {
+    let tick: CloudWatchEvent = serde_json::from_slice(include_bytes!("../../../infra/events/scheduler.json")).expect("scheduled event");
+    assert_eq!(tick.detail_type.as_deref(), Some("Scheduled Event"));
+    let api: serde_json::Value = serde_json::from_slice(include_bytes!("../../../infra/events/api.json")).expect("json");
+    assert_eq!(api["requestContext"]["http"]["path"], "/api/catalog/search");
+}

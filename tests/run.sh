@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Sheaf's test command: installs what the tests need, then runs every test of the workspace.
+#  - a Python virtualenv in .venv from the pinned tests/requirements.txt (moto, cfn-lint, SAM CLI)
+#  - nginx (and util-linux's unshare, iproute2's ip) through apt-get when missing and running as root
+# With SHEAF_EXTRA_FIXTURES=DIR it also harvests the real third-party records in DIR.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+started=$(date +%s)
+say() { printf '== %s\n' "$*" >&2; }
+
+# --- Python tools, pinned --------------------------------------------------------------------
+stamp=.venv/.requirements.sha256
+want=$(sha256sum tests/requirements.txt | cut -d' ' -f1)
+if [ ! -x .venv/bin/moto_server ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  say "installing tests/requirements.txt into .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install --disable-pip-version-check -q -r tests/requirements.txt
+  echo "$want" > "$stamp"
+fi
+
+# --- System programs -------------------------------------------------------------------------
+missing=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)
+command -v gzip >/dev/null 2>&1 || missing+=(gzip)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    say "installing ${missing[*]} with apt-get"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "tests/run.sh: missing ${missing[*]}; install them (sudo apt-get install ${missing[*]}) or run as root" >&2
+    exit 1
+  fi
+fi
+export SHEAF_NGINX=${SHEAF_NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
+export SHEAF_MOTO_SERVER=$root/.venv/bin/moto_server
+export PATH=$PATH:/usr/sbin:/sbin
+
+# --- The SAM template ------------------------------------------------------------------------
+say "linting template.yaml"
+.venv/bin/cfn-lint template.yaml
+SAM_CLI_TELEMETRY=0 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
+  .venv/bin/sam validate --lint -t template.yaml --region us-east-1 >/dev/null
+
+# --- Every test of the workspace -------------------------------------------------------------
+# No AWS settings of the caller's may leak into tests that start their own moto.
+unset AWS_PROFILE AWS_ENDPOINT_URL SHEAF_BUCKET SHEAF_DATA_DIR SHEAF_API_TOKEN
+if cargo nextest --version >/dev/null 2>&1; then
+  say "cargo nextest run --workspace"
+  cargo nextest run --workspace --no-fail-fast
+else
+  say "cargo test --workspace"
+  cargo test --workspace --no-fail-fast
+fi
+
+if [ -n "${SHEAF_EXTRA_FIXTURES:-}" ]; then
+  say "harvesting the real records in $SHEAF_EXTRA_FIXTURES"
+  SHEAF_EXTRA_FIXTURES=$(cd "$SHEAF_EXTRA_FIXTURES" && pwd) cargo test -p sheaf-common --test extra_fixtures
+fi
+say "tests/run.sh passed in $(( $(date +%s) - started )) s"

@@ -45,7 +45,8 @@ pub async fn path(
     let key = format!("waf/{path}");
     match state.services.store.get(&key).await {
         Ok(obj) => Ok(([(header::CONTENT_TYPE, "application/xml")], obj.body).into_response()),
-        Err(StoreError::NotFound(_)) | Err(StoreError::InvalidKey(_)) => {
+        Err(StoreError::InvalidKey(_)) => Err(ApiError::NotFound(format!("/waf/{path} not found"))),
+        Err(StoreError::NotFound(_)) => {
             // A folder named without its slash: send the browser to the listing.
             let folder = format!("{key}/");
             let has_children = !state

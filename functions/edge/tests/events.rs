@@ -17,17 +17,31 @@ fn messages(event: &[u8]) -> Vec<Message> {
 #[test]
 fn sqs_events_carry_pipeline_messages_of_their_stage() {
     let gather = messages(include_bytes!("../../../infra/events/gather.json"));
-    assert_eq!(gather.iter().map(|m| m.kind).collect::<Vec<_>>(), [Kind::Gather, Kind::CheckJob]);
+    assert_eq!(
+        gather.iter().map(|m| m.kind).collect::<Vec<_>>(),
+        [Kind::Gather, Kind::CheckJob]
+    );
     let fetch = messages(include_bytes!("../../../infra/events/fetch.json"));
-    assert!(fetch.iter().all(|m| m.kind == Kind::Fetch && m.object.is_some()));
+    assert!(
+        fetch
+            .iter()
+            .all(|m| m.kind == Kind::Fetch && m.object.is_some())
+    );
     let import = messages(include_bytes!("../../../infra/events/import.json"));
-    assert!(import.iter().all(|m| m.kind == Kind::Import && m.object.is_some()));
+    assert!(
+        import
+            .iter()
+            .all(|m| m.kind == Kind::Import && m.object.is_some())
+    );
 }
 
 #[test]
 fn scheduler_and_api_events_parse() {
-    let tick: CloudWatchEvent = serde_json::from_slice(include_bytes!("../../../infra/events/scheduler.json")).expect("scheduled event");
+    let tick: CloudWatchEvent =
+        serde_json::from_slice(include_bytes!("../../../infra/events/scheduler.json"))
+            .expect("scheduled event");
     assert_eq!(tick.detail_type.as_deref(), Some("Scheduled Event"));
-    let api: serde_json::Value = serde_json::from_slice(include_bytes!("../../../infra/events/api.json")).expect("json");
+    let api: serde_json::Value =
+        serde_json::from_slice(include_bytes!("../../../infra/events/api.json")).expect("json");
     assert_eq!(api["requestContext"]["http"]["path"], "/api/catalog/search");
 }

@@ -1,0 +1,276 @@
+//! The HTTP API through the router itself (no socket): authentication of changing calls,
+//! 400s that name the field, and the WAF listing.
+
+mod support;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use bytes::Bytes;
+use common::http::{AppState, TrustedLocal, router};
+use common::store::PutMode;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+fn app(dir: &std::path::Path) -> (axum::Router, common::services::Services) {
+    let services = support::local_services(dir);
+    let app = router(AppState {
+        services: services.clone(),
+        api_token: Some("s3cret-token".into()),
+        local_store: None,
+    });
+    (app, services)
+}
+
+async fn call(app: &axum::Router, request: Request<Body>) -> (StatusCode, Value) {
+    let response = app.clone().oneshot(request).await.expect("response");
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, value)
+}
+
+fn post(path: &str, body: Value, token: Option<&str>) -> Request<Body> {
+    let mut builder = Request::post(path).header("content-type", "application/json");
+    if let Some(t) = token {
+        builder = builder.header("authorization", format!("Bearer {t}"));
+    }
+    builder.body(Body::from(body.to_string())).expect("request")
+}
+
+#[tokio::test]
+async fn changing_calls_need_the_token_and_bad_sources_name_their_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (app, _) = app(dir.path());
+    let source = json!({"name": "noaa", "url": "https://example.org/waf/", "type": "waf"});
+
+    let (status, _) = call(&app, post("/api/harvest/sources", source.clone(), None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = call(
+        &app,
+        post("/api/harvest/sources", source.clone(), Some("wrong")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = call(
+        &app,
+        post("/api/harvest/sources", source.clone(), Some("s3cret-token")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["frequency"], "manual");
+    let (status, _) = call(
+        &app,
+        post("/api/harvest/sources", source, Some("s3cret-token")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    // Reading needs no token.
+    let (status, body) = call(
+        &app,
+        Request::get("/api/harvest/sources")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body[0]["name"], "noaa");
+
+    // `serve` marks trusted loopback requests; lambda_http never does.
+    let mut trusted = post(
+        "/api/harvest/sources",
+        json!({"name": "local", "url": "http://127.0.0.1:9/", "type": "waf"}),
+        None,
+    );
+    trusted.extensions_mut().insert(TrustedLocal);
+    let (status, _) = call(&app, trusted).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    for (body, field) in [
+        (json!({"name": "a", "type": "waf"}), "url"),
+        (
+            json!({"name": "a", "url": "https://x.org/", "type": "gopher"}),
+            "type",
+        ),
+        (
+            json!({"name": "A B", "url": "https://x.org/", "type": "waf"}),
+            "name",
+        ),
+        (
+            json!({"name": "a", "url": "ftp://x.org/", "type": "waf"}),
+            "url",
+        ),
+        (
+            json!({"name": "a", "url": "https://x.org/", "type": "waf", "config": []}),
+            "config",
+        ),
+        (
+            json!({"name": "a", "url": "https://x.org/", "type": "waf", "config": {"colour": 1}}),
+            "config.colour",
+        ),
+        (
+            json!({"name": "a", "url": "https://x.org/", "type": "waf", "owner": "not-an-email"}),
+            "owner",
+        ),
+        (
+            json!({"name": "a", "url": "https://x.org/", "type": "waf", "frequency": "hourly"}),
+            "frequency",
+        ),
+        (
+            json!({"name": "a", "url": "https://x.org/", "type": "csw"}),
+            "type",
+        ),
+    ] {
+        let (status, answer) = call(
+            &app,
+            post("/api/harvest/sources", body.clone(), Some("s3cret-token")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} → {answer}");
+        assert_eq!(answer["field"], field, "{body} → {answer}");
+    }
+
+    let (status, _) = call(
+        &app,
+        Request::get("/api/harvest/sources/nope")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = call(
+        &app,
+        Request::get("/api/harvest/jobs/20200101T000000Z-x")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // One unfinished job per source.
+    let (status, job) = call(
+        &app,
+        post(
+            "/api/harvest/sources/noaa/jobs",
+            json!({}),
+            Some("s3cret-token"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    let (status, _) = call(
+        &app,
+        post(
+            "/api/harvest/sources/noaa/jobs",
+            json!({}),
+            Some("s3cret-token"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let id = job["id"].as_str().expect("id");
+    let (status, shown) = call(
+        &app,
+        Request::get(format!("/api/harvest/jobs/{id}"))
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(
+        (status, shown["status"].clone()),
+        (StatusCode::OK, json!("new"))
+    );
+    let (status, aborted) = call(
+        &app,
+        post(
+            &format!("/api/harvest/jobs/{id}/abort"),
+            json!({}),
+            Some("s3cret-token"),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, aborted["status"].clone()),
+        (StatusCode::OK, json!("aborted"))
+    );
+    let (status, _) = call(
+        &app,
+        post(
+            "/api/harvest/sources/noaa/jobs",
+            json!({}),
+            Some("s3cret-token"),
+        ),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "a new job once the last one ended"
+    );
+}
+
+#[tokio::test]
+async fn the_central_waf_is_listed_as_folders_and_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (app, services) = app(dir.path());
+    for key in ["waf/src/a.xml", "waf/src/sub/b.xml", "sources/secret.json"] {
+        services
+            .store
+            .put(
+                key,
+                Bytes::from_static(b"<x/>"),
+                "application/xml",
+                PutMode::Overwrite,
+            )
+            .await
+            .expect("put");
+    }
+    let (status, html) = call(
+        &app,
+        Request::get("/waf/src/").body(Body::empty()).expect("req"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let html = html.as_str().expect("html").to_string();
+    assert!(
+        html.contains("<a href=\"a.xml\">a.xml</a>") && html.contains("<a href=\"sub/\">sub/</a>"),
+        "{html}"
+    );
+    let (status, listing) = call(
+        &app,
+        Request::get("/waf/src/")
+            .header("accept", "application/json")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        listing["entries"].as_array().map(Vec::len),
+        Some(2),
+        "{listing}"
+    );
+    let (status, body) = call(
+        &app,
+        Request::get("/waf/src/sub/b.xml")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
+    assert_eq!((status, body), (StatusCode::OK, json!("<x/>")));
+    let (status, _) = call(
+        &app,
+        Request::get("/waf/src/../../sources/secret.json")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "nothing outside waf/ is served"
+    );
+}

@@ -12,11 +12,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use common::domain::job::JobStats;
-use common::domain::source::SourceType;
 use common::pipeline::{self, Kind, Message, get_job};
 use common::queue::{MemoryQueue, QueueName, Queues};
 use common::services::Services;
-use common::sources::{NewSource, add_source};
+use common::sources::add_source;
 use common::store::{ListEntry, MultipartUpload, Object, ObjectStore, PutMode, StoreError};
 use support::*;
 
@@ -141,16 +140,7 @@ async fn run(
     };
     add_source(
         services.store.as_ref(),
-        NewSource {
-            name: "crash".into(),
-            url: waf_url.into(),
-            source_type: SourceType::Waf,
-            title: None,
-            active: None,
-            owner: None,
-            frequency: None,
-            config: None,
-        },
+        support::waf_source("crash", waf_url),
     )
     .await
     .expect("source");

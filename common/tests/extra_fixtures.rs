@@ -155,7 +155,7 @@ fn main() {
             format!("one of the duplicate-id files refused, got {duplicates}"),
         );
     });
-    println!("extra fixtures: {passed} passed, {} failed", failures.len());
+    println!("fixtures: {passed} passed, {} failed", failures.len());
     if !failures.is_empty() {
         std::process::exit(1);
     }

@@ -8,11 +8,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::domain::source::SourceType;
 use common::fetch::{AddressPolicy, FetchError, FetchRequest, HttpFetcher, ReqwestFetcher};
 use common::pipeline::run_test;
 use common::services::Services;
-use common::sources::{NewSource, add_source};
+use common::sources::add_source;
 
 const TEST: &str = "private_and_link_local_addresses_are_refused_before_connecting";
 
@@ -110,16 +109,7 @@ async fn checks() {
     };
     add_source(
         services.store.as_ref(),
-        NewSource {
-            name: "private".into(),
-            url: "http://169.254.169.254/waf/".into(),
-            source_type: SourceType::Waf,
-            title: None,
-            active: None,
-            owner: None,
-            frequency: None,
-            config: None,
-        },
+        support::waf_source("private", "http://169.254.169.254/waf/"),
     )
     .await
     .expect("source");

@@ -145,26 +145,18 @@ pub(super) async fn import(
     };
     let state_key = keys::document_state(source_name, object_id);
 
-    let metadata = match harvester.import(services, &source, &document.body) {
-        Ok(m) => m,
-        Err(rejection) => {
-            let reason = rejection.to_string();
-            reject(services, source_name, job_id, &object, &reason).await?;
-            put_json(store, &state_key, &state(None), PutMode::Overwrite).await?;
-            return finish_object(
-                services,
-                source_name,
-                job_id,
-                object,
-                Outcome::Errored,
-                Some(reason),
-            )
-            .await;
+    // A document that does not read, or whose identifier another document owns, is rejected.
+    let claimed = match harvester.import(services, &source, &document.body) {
+        Err(rejection) => Err(rejection.to_string()),
+        Ok(metadata) => {
+            let id_key = keys::id_key(&metadata.id);
+            claim(store, source_name, &metadata.id, &id_key, &object.guid)
+                .await?
+                .map(|existed| (metadata, id_key, existed))
         }
     };
-    let id_key = keys::id_key(&metadata.id);
-    let existed = match claim(store, source_name, &metadata.id, &id_key, &object.guid).await? {
-        Ok(existed) => existed,
+    let (metadata, id_key, existed) = match claimed {
+        Ok(claimed) => claimed,
         Err(reason) => {
             reject(services, source_name, job_id, &object, &reason).await?;
             put_json(store, &state_key, &state(None), PutMode::Overwrite).await?;

@@ -289,3 +289,17 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A WAF source with every option at its default.
+pub fn waf_source(name: &str, url: impl Into<String>) -> common::sources::NewSource {
+    common::sources::NewSource {
+        name: name.into(),
+        url: url.into(),
+        source_type: common::domain::source::SourceType::Waf,
+        title: None,
+        active: None,
+        owner: None,
+        frequency: None,
+        config: None,
+    }
+}

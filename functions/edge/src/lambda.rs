@@ -4,7 +4,16 @@
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use common::services::Services;
 use common::worker::{BatchMessage, process_batch};
-use lambda_runtime::{Error, LambdaEvent};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+/// The whole main of an SQS-triggered stage function: logging, the adapters, the handler.
+pub async fn run_sqs_function() -> Result<(), Error> {
+    crate::init_tracing();
+    let config = crate::Config::from_env();
+    let built = crate::build_services(&config, Default::default()).await?;
+    let services = &built.services;
+    lambda_runtime::run(service_fn(|event| handle_sqs(services, event))).await
+}
 
 pub async fn handle_sqs(
     services: &Services,

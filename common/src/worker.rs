@@ -16,14 +16,17 @@ pub struct BatchMessage {
 
 /// Handles a batch; returns the ids of the messages that failed, for SQS to deliver again.
 pub async fn process_batch(services: &Services, messages: Vec<BatchMessage>) -> Vec<String> {
-    let mut failed = Vec::new();
-    for m in messages {
-        if let Err(e) = handle_body(services, &m.body, m.receive_count).await {
-            tracing::warn!(message = %m.id, error = %e, "message failed; it will be retried");
-            failed.push(m.id);
+    let results = futures::future::join_all(messages.iter().map(|m| async move {
+        match handle_body(services, &m.body, m.receive_count).await {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::warn!(message = %m.id, error = %e, "message failed; it will be retried");
+                Some(m.id.clone())
+            }
         }
-    }
-    failed
+    }))
+    .await;
+    results.into_iter().flatten().collect()
 }
 
 /// How long a received message stays hidden while it is handled.
@@ -60,7 +63,8 @@ pub async fn run_queue_worker(
             tokio::time::sleep(idle).await;
             continue;
         }
-        for m in batch {
+        // The batch's messages are independent: handle them together.
+        let handled = batch.iter().map(|m| async {
             match handle_body(&services, &m.body, m.receive_count).await {
                 Ok(()) => {
                     if let Err(e) = q.delete(&m.receipt).await {
@@ -73,6 +77,7 @@ pub async fn run_queue_worker(
                     let _ = q.change_visibility(&m.receipt, backoff).await;
                 }
             }
-        }
+        });
+        futures::future::join_all(handled).await;
     }
 }

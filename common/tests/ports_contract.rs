@@ -130,9 +130,10 @@ async fn store_contract(store: &dyn ObjectStore) {
         store.get("zips/one.zip").await,
         Err(StoreError::NotFound(_))
     ));
-    upload.complete().await.expect("complete");
+    let etag = upload.complete().await.expect("complete");
     let zip = store.get("zips/one.zip").await.expect("get");
     assert_eq!(zip.body.len(), part.len() + 4);
+    assert_eq!(zip.etag, etag);
     let mut aborted = store
         .start_multipart("zips/two.zip", "application/zip")
         .await

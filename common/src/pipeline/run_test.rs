@@ -35,6 +35,9 @@ async fn run(services: &Services, body: String) -> Result<(), PipelineError> {
     }
 }
 
+/// Messages handled at once: enough to overlap network and disk waits.
+const CONCURRENCY: usize = 16;
+
 async fn done_count(services: &Services, source: &str, job: &str) -> Result<u64, PipelineError> {
     let prefix = crate::domain::keys::job_done_prefix(source, job);
     Ok(services.store.list(&prefix).await?.len() as u64)
@@ -72,13 +75,16 @@ pub async fn run_test(
         let total = get_job(local.store.as_ref(), source, &job.id)
             .await?
             .object_count;
-        let mut handled = 0u64;
-        while let Some(body) = fetch.pop().or_else(|| import.pop()) {
-            run(&local, body).await?;
-            handled += 1;
-            if handled.is_multiple_of(25) {
-                progress.update(done_count(&local, source, &job.id).await?, total);
+        // Fetches and imports run CONCURRENCY at a time, as the queue workers would.
+        loop {
+            let batch: Vec<String> = std::iter::from_fn(|| fetch.pop().or_else(|| import.pop()))
+                .take(CONCURRENCY)
+                .collect();
+            if batch.is_empty() {
+                break;
             }
+            futures::future::try_join_all(batch.into_iter().map(|body| run(&local, body))).await?;
+            progress.update(done_count(&local, source, &job.id).await?, total);
         }
         progress.update(done_count(&local, source, &job.id).await?, total);
         for body in checks {

@@ -64,19 +64,25 @@ impl LocalStore {
         Ok((path, file))
     }
 
-    /// Moves a finished temp file to `key`, honouring `mode`; the caller holds no lock.
-    fn commit(&self, tmp: &Path, key: &str, mode: &PutMode) -> Result<String, StoreError> {
+    /// Moves a finished temp file (whose ETag is `etag`) to `key`, honouring `mode`. Only an
+    /// `Update` reads the current object: the others never pay for its size.
+    fn commit(
+        &self,
+        tmp: &Path,
+        key: &str,
+        mode: &PutMode,
+        etag: String,
+    ) -> Result<String, StoreError> {
         let dest = self.path(key)?;
         let _guard = self.lock()?;
-        let current = match fs::read(&dest) {
-            Ok(bytes) => Some(etag_of(&bytes)),
-            Err(e) if e.kind() == ErrorKind::NotFound => None,
-            Err(e) => return Err(StoreError::io(key, e)),
-        };
         let allowed = match mode {
             PutMode::Overwrite => true,
-            PutMode::Create => current.is_none(),
-            PutMode::Update(etag) => current.as_deref() == Some(etag.as_str()),
+            PutMode::Create => !dest.exists(),
+            PutMode::Update(expected) => match fs::read(&dest) {
+                Ok(bytes) => etag_of(&bytes) == *expected,
+                Err(e) if e.kind() == ErrorKind::NotFound => false,
+                Err(e) => return Err(StoreError::io(key, e)),
+            },
         };
         if !allowed {
             let _ = fs::remove_file(tmp);
@@ -86,8 +92,7 @@ impl LocalStore {
             fs::create_dir_all(parent).map_err(|e| StoreError::io(key, e))?;
         }
         fs::rename(tmp, &dest).map_err(|e| StoreError::io(key, e))?;
-        let bytes = fs::read(&dest).map_err(|e| StoreError::io(key, e))?;
-        Ok(etag_of(&bytes))
+        Ok(etag)
     }
 
     /// Checks a `/downloads/` link made by `presign_get`.
@@ -205,7 +210,7 @@ impl ObjectStore for LocalStore {
                 .and_then(|_| file.sync_data())
                 .map_err(|e| StoreError::io(&key, e))?;
             drop(file);
-            this.commit(&tmp, &key, &mode)
+            this.commit(&tmp, &key, &mode, etag_of(&body))
         })
         .await
     }
@@ -270,6 +275,7 @@ impl ObjectStore for LocalStore {
             key: key.to_string(),
             tmp,
             file: Some(file),
+            hasher: Sha256::new(),
         }))
     }
 
@@ -293,6 +299,7 @@ struct LocalUpload {
     key: String,
     tmp: PathBuf,
     file: Option<File>,
+    hasher: Sha256,
 }
 
 #[async_trait]
@@ -303,6 +310,7 @@ impl MultipartUpload for LocalUpload {
             .take()
             .ok_or_else(|| StoreError::io(&self.key, "upload already finished"))?;
         let key = self.key.clone();
+        self.hasher.update(&data);
         let file = blocking(move || {
             file.write_all(&data).map_err(|e| StoreError::io(&key, e))?;
             Ok(file)
@@ -315,11 +323,13 @@ impl MultipartUpload for LocalUpload {
     async fn complete(mut self: Box<Self>) -> Result<String, StoreError> {
         let file = self.file.take();
         let key = self.key.clone();
+        let etag = hex::encode(&std::mem::take(&mut self.hasher).finalize()[..16]);
         blocking(move || {
             if let Some(file) = file {
                 file.sync_data().map_err(|e| StoreError::io(&key, e))?;
             }
-            self.store.commit(&self.tmp, &key, &PutMode::Overwrite)
+            self.store
+                .commit(&self.tmp, &key, &PutMode::Overwrite, etag)
         })
         .await
     }

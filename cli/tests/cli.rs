@@ -206,3 +206,101 @@ fn run_test_exits_1_when_the_gather_fails_and_usage_errors_exit_2() {
     let all = json(&sheaf(dir.path(), &["sources", "--all", "--json"]));
     assert_eq!(all[0]["active"], false);
 }
+
+/// moto's server on a free port (tests/run.sh installs it in .venv).
+struct Moto(std::process::Child, u16);
+
+impl Moto {
+    fn start() -> Moto {
+        let program = std::env::var("SHEAF_MOTO_SERVER").unwrap_or_else(|_| {
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/moto_server").to_string()
+        });
+        let port = free_port();
+        let child = Command::new(&program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program}: {e} (run tests/run.sh, which installs moto)"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Moto(child, port)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_same_binary_harvests_into_s3_on_an_aws_compatible_endpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The example WAF, served by a local `serve`.
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let _serve = Serve(
+        Command::new(env!("CARGO_BIN_EXE_sheaf"))
+            .args(["serve", "--listen", &listen, "--data-dir"])
+            .arg(dir.path().join("local"))
+            .env_remove("SHEAF_BUCKET")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serve"),
+    );
+    let moto = Moto::start();
+    let endpoint = format!("http://127.0.0.1:{}", moto.1);
+    let client = reqwest::blocking::Client::new();
+    let created = client
+        .put(format!("{endpoint}/sheaf-cli"))
+        .send()
+        .expect("create bucket");
+    assert!(created.status().is_success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client
+        .get(format!("http://{listen}/examples/waf/"))
+        .send()
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "serve did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let aws = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sheaf"))
+            .args(["--bucket", "sheaf-cli"])
+            .args(args)
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("SHEAF_ALLOW_PRIVATE_URLS", "true")
+            .output()
+            .expect("sheaf")
+    };
+    let url = format!("http://{listen}/examples/waf/");
+    json(&aws(&[
+        "source", "add", "remote", &url, "--type", "waf", "--json",
+    ]));
+    let job = json(&aws(&["run-test", "remote", "--json"]));
+    assert_eq!(job["stats"]["added"], 4, "{job}");
+    let listing = client
+        .get(format!(
+            "{endpoint}/sheaf-cli?list-type=2&prefix=waf/remote/"
+        ))
+        .send()
+        .expect("list")
+        .text()
+        .expect("xml");
+    assert!(
+        listing.contains("<Key>waf/remote/land-cover.xml</Key>"),
+        "{listing}"
+    );
+    let sources = json(&aws(&["sources", "--json"]));
+    assert_eq!(sources[0]["name"], "remote");
+}

@@ -238,3 +238,54 @@ async fn a_crash_at_any_write_or_a_duplicate_delivery_changes_nothing() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_whose_identifier_changes_replaces_its_old_record() {
+    let site = tempfile::tempdir().expect("tempdir");
+    let waf = site.path().join("waf");
+    std::fs::create_dir_all(&waf).expect("mkdir");
+    let original = std::fs::read_to_string(
+        workspace_root().join("tests/records/waf/iso19139/glider-mission.xml"),
+    )
+    .expect("record");
+    std::fs::write(waf.join("glider.xml"), &original).expect("write");
+    let nginx = Nginx::serve(site.path());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let services = local_services(dir.path());
+    add_source(
+        services.store.as_ref(),
+        support::waf_source("renamed", nginx.url("waf/")),
+    )
+    .await
+    .expect("source");
+    let quiet = |_: u64, _: Option<u64>| {};
+    let first = pipeline::run_test(&services, "renamed", &quiet)
+        .await
+        .expect("job");
+    assert_eq!(first.stats.added, 1);
+    std::fs::write(
+        waf.join("glider.xml"),
+        original.replace("glider-2023-07", "glider-2023-07-v2"),
+    )
+    .expect("write");
+    let second = pipeline::run_test(&services, "renamed", &quiet)
+        .await
+        .expect("job");
+    assert_eq!(
+        (second.stats.added, second.stats.deleted),
+        (1, 0),
+        "{second:?}"
+    );
+    let store = services.store.as_ref();
+    assert!(
+        common::catalog::get_record(store, "glider-2023-07-v2")
+            .await
+            .is_ok()
+    );
+    assert!(
+        common::catalog::get_record(store, "glider-2023-07")
+            .await
+            .is_err(),
+        "the old identifier's record is gone"
+    );
+}

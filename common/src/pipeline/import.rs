@@ -216,6 +216,17 @@ pub(super) async fn import(
     store
         .delete(&keys::rejected(source_name, object_id))
         .await?;
+    // The document used to be another record (its identifier changed): that one is gone.
+    if let Some((previous, _)) = get_json::<DocumentState>(store, &state_key).await?
+        && let Some(old_id) = previous.record_id
+        && old_id != record.metadata.id
+    {
+        let old_key = keys::id_key(&old_id);
+        let marker = get_json::<Marker>(store, &keys::record_marker(source_name, &old_key)).await?;
+        if marker.is_some_and(|(m, _)| m.guid == object.guid) {
+            super::jobs::delete_record(store, source_name, &old_key).await?;
+        }
+    }
     put_json(
         store,
         &state_key,

@@ -171,6 +171,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::CleanLog { days } => {
+            let removed = common::harvest_log::clean(store, days).await?;
+            if cli.json {
+                output::json(&serde_json::json!({"removed": removed, "days": days}))?
+            } else {
+                println!("removed {removed} log entries older than {days} days");
+            }
+        }
         Command::RunTest { name } => {
             let job = run_test_with_progress(services, &name).await?;
             if cli.json {

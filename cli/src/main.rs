@@ -68,6 +68,11 @@ pub enum Command {
     Run,
     /// Harvest one source synchronously and print the job.
     RunTest { name: String },
+    /// Remove harvest log entries older than N days.
+    CleanLog {
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
 }
 
 #[derive(Subcommand)]

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod domain;
 pub mod fetch;
 pub mod harvest;
+pub mod harvest_log;
 pub mod http;
 pub mod mail;
 pub mod parse;

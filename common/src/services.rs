@@ -21,6 +21,8 @@ pub struct Settings {
     pub stall_timeout: Duration,
     /// Where people reach this Sheaf (links in emails and listings).
     pub public_url: String,
+    /// Harvest log entries older than this many days are removed by the schedule.
+    pub log_retention_days: u32,
 }
 
 impl Default for Settings {
@@ -31,6 +33,7 @@ impl Default for Settings {
             check_delay: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(3600),
             public_url: "http://127.0.0.1:8765".into(),
+            log_retention_days: 30,
         }
     }
 }

@@ -274,3 +274,87 @@ async fn the_central_waf_is_listed_as_folders_and_files() {
         "nothing outside waf/ is served"
     );
 }
+
+#[tokio::test]
+async fn the_harvest_log_lists_newest_first_by_level_and_old_days_are_cleaned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (app, services) = app(dir.path());
+    let source = json!({"name": "logged", "url": "https://example.org/waf/", "type": "waf"});
+    let (status, _) = call(
+        &app,
+        post("/api/harvest/sources", source, Some("s3cret-token")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, job) = call(
+        &app,
+        post(
+            "/api/harvest/sources/logged/jobs",
+            json!({}),
+            Some("s3cret-token"),
+        ),
+    )
+    .await;
+    let id = job["id"].as_str().expect("id");
+    call(
+        &app,
+        post(
+            &format!("/api/harvest/jobs/{id}/abort"),
+            json!({}),
+            Some("s3cret-token"),
+        ),
+    )
+    .await;
+
+    let get = |q: &str| {
+        Request::get(format!("/api/harvest/log{q}"))
+            .body(Body::empty())
+            .expect("req")
+    };
+    let (status, all) = call(&app, get("")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(all["success"], true);
+    let result = all["result"].as_array().expect("result");
+    assert_eq!(result.len(), 2, "{all}");
+    assert_eq!(result[0]["level"], "WARNING", "newest first: {all}");
+    assert!(
+        result[0]["content"]
+            .as_str()
+            .expect("content")
+            .contains("aborted")
+    );
+    assert!(
+        result[1]["content"]
+            .as_str()
+            .expect("content")
+            .contains("created")
+    );
+    for field in ["content", "level", "created"] {
+        assert!(result[0].get(field).is_some(), "{field}");
+    }
+    let (_, info) = call(&app, get("?level=info")).await;
+    assert_eq!(info["result"].as_array().map(Vec::len), Some(1));
+    let (_, paged) = call(&app, get("?limit=1&offset=1")).await;
+    assert_eq!(paged["result"][0]["level"], "INFO");
+
+    // Retention: a day older than the limit goes, today stays.
+    let old = json!({"content": "old", "level": "INFO", "created": "2020-01-01T00:00:00Z"});
+    services
+        .store
+        .put(
+            "log/2020/01/01/000000.000000-aaaaaaaa.json",
+            Bytes::from(old.to_string()),
+            "application/json",
+            PutMode::Create,
+        )
+        .await
+        .expect("put");
+    assert_eq!(
+        common::harvest_log::clean(services.store.as_ref(), 30)
+            .await
+            .expect("clean"),
+        1
+    );
+    let (_, after) = call(&app, get("")).await;
+    assert_eq!(after["result"].as_array().map(Vec::len), Some(2));
+}

@@ -175,3 +175,26 @@ pub async fn queues(State(state): State<Arc<AppState>>) -> Result<Json<Value>, A
     }
     Ok(Json(Value::Object(out)))
 }
+
+#[derive(Deserialize)]
+pub struct LogQuery {
+    level: Option<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+/// ckanext-harvest's `harvest_log_list`: `{"success": true, "result": [{content, level, created}]}`.
+pub async fn log(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<LogQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let entries = crate::harvest_log::list(
+        state.services.store.as_ref(),
+        q.level.as_deref().filter(|l| !l.is_empty()),
+        q.limit.unwrap_or(100).min(1000),
+        q.offset.unwrap_or(0),
+    )
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(json!({"success": true, "result": entries})))
+}

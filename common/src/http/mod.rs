@@ -85,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .route("/harvest/jobs", get(harvest::list_jobs))
         .route("/harvest/jobs/{id}", get(harvest::show_job))
         .route("/harvest/jobs/{id}/abort", post(harvest::abort_job))
+        .route("/harvest/log", get(harvest::log))
         .route("/catalog/search", get(harvest::search))
         .route("/catalog/records/{id}", get(harvest::show_record))
         .route("/catalog/queues", get(harvest::queues))

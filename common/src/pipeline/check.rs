@@ -179,6 +179,25 @@ pub(super) async fn finish(
     release_lock(store, &source, &job_id).await?;
     if changed {
         tracing::info!(source = %source, job = %job_id, stats = ?finished.stats, "job finished");
+        for e in &finished.object_errors {
+            let url = e.original_url.as_deref().unwrap_or("-");
+            crate::harvest_log::log(
+                store,
+                "WARNING",
+                format!("{}: {} ({url})", source, e.message),
+            )
+            .await;
+        }
+        let s = finished.stats;
+        crate::harvest_log::log(
+            store,
+            "INFO",
+            format!(
+                "Job {job_id} of source {source} finished: {} added, {} updated, {} unchanged, {} deleted, {} errored",
+                s.added, s.updated, s.unchanged, s.deleted, s.errored
+            ),
+        )
+        .await;
         notify_owner(services, &finished).await;
     }
     Ok(())

@@ -57,6 +57,15 @@ pub(super) async fn gather(
         Ok(docs) => docs,
         Err(e) => {
             tracing::warn!(source = source_name, job = job_id, error = %e, "gather failed");
+            crate::harvest_log::log(
+                store,
+                "ERROR",
+                format!(
+                    "Gather of job {job_id} of source {source_name} failed: {}",
+                    e.message
+                ),
+            )
+            .await;
             update_job(store, source_name, job_id, |job| {
                 if job.status.is_done() {
                     return false;

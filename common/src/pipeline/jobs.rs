@@ -194,6 +194,12 @@ pub async fn start_job(services: &Services, source_name: &str) -> Result<Job, Pi
     )
     .await?;
     tracing::info!(source = source_name, job = %job.id, "job created");
+    crate::harvest_log::log(
+        store,
+        "INFO",
+        format!("Job {} of source {source_name} created", job.id),
+    )
+    .await;
     Ok(job)
 }
 
@@ -221,6 +227,12 @@ pub async fn abort_job(
     .await?;
     release_lock(store, source, id).await?;
     tracing::warn!(source, job = id, reason, "job aborted");
+    crate::harvest_log::log(
+        store,
+        "WARNING",
+        format!("Job {id} of source {source} aborted: {reason}"),
+    )
+    .await;
     Ok(job)
 }
 

@@ -16,6 +16,7 @@ use crate::store::get_json;
 
 #[derive(Debug, Default, Serialize)]
 pub struct RunReport {
+    pub log_entries_removed: u64,
     pub started: Vec<String>,
     pub checked: Vec<String>,
     pub aborted: Vec<String>,
@@ -100,5 +101,7 @@ pub async fn run_scheduled(services: &Services) -> Result<RunReport, PipelineErr
             }
         }
     }
+    report.log_entries_removed =
+        crate::harvest_log::clean(store, services.settings.log_retention_days).await?;
     Ok(report)
 }

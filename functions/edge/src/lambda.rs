@@ -22,22 +22,23 @@ pub async fn handle_sqs(
     let mut response = SqsBatchResponse::default();
     let mut batch = Vec::new();
     for record in event.payload.records {
-        let Some(id) = record.message_id.clone() else {
-            tracing::error!("an SQS record without a message id; skipping it");
-            continue;
-        };
         let receive_count = record
             .attributes
             .get("ApproximateReceiveCount")
             .and_then(|v| v.parse().ok())
             .unwrap_or(1);
         batch.push(BatchMessage {
-            id,
+            id: record.message_id.unwrap_or_default(),
             body: record.body.unwrap_or_default(),
             receive_count,
         });
     }
     for id in process_batch(services, batch).await {
+        if id.is_empty() {
+            // A failed message SQS gave no id cannot be reported alone: fail the whole batch,
+            // which every handler is safe to receive again.
+            return Err("a message without an id failed; the batch will be delivered again".into());
+        }
         let mut failure = BatchItemFailure::default();
         failure.item_identifier = id;
         response.batch_item_failures.push(failure);

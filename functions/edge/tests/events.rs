@@ -45,3 +45,36 @@ fn scheduler_and_api_events_parse() {
         serde_json::from_slice(include_bytes!("../../../infra/events/api.json")).expect("json");
     assert_eq!(api["requestContext"]["http"]["path"], "/api/catalog/search");
 }
+
+/// A message that fails is reported alone (partial batch response); the others are done.
+#[tokio::test]
+async fn a_failing_message_is_reported_as_a_partial_batch_failure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = edge::Config::from_env();
+    config.bucket = None;
+    config.data_dir = dir.path().to_path_buf();
+    let built = edge::build_services(&config, Default::default())
+        .await
+        .expect("services");
+    let event: SqsEvent =
+        serde_json::from_slice(include_bytes!("../../../infra/events/gather.json")).expect("event");
+    let ids: Vec<String> = event
+        .records
+        .iter()
+        .filter_map(|r| r.message_id.clone())
+        .collect();
+    let response = edge::lambda::handle_sqs(
+        &built.services,
+        lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default()),
+    )
+    .await
+    .expect("handled");
+    // The gather names a job that does not exist (an error worth retrying); the check of a
+    // missing job has nothing to do.
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, [ids[0].as_str()]);
+}

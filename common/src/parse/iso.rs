@@ -148,24 +148,16 @@ pub(super) fn read_iso19139(root: &Element) -> Result<Metadata, Rejection> {
             role: role(p.child("role")),
         })
         .collect::<Vec<_>>();
-    Ok(Metadata {
-        id: first_text(root, &["fileIdentifier"]).unwrap_or_default(),
-        title: identification
-            .iter()
-            .find_map(|i| first_text(i, &["citation", "CI_Citation", "title"]))
-            .unwrap_or_default(),
-        abstract_text: identification
-            .iter()
-            .find_map(|i| first_text(i, &["abstract"]))
-            .unwrap_or_default(),
-        keywords: keywords(&identification),
-        bbox: bbox(&identification)?,
-        time: time(&identification),
-        contacts: dedup_contacts(contacts),
-        links: links(root, "distributionInfo"),
-        format: RecordFormat::Iso19139,
-        modified: first_text(root, &["dateStamp"]),
-    })
+    let id = first_text(root, &["fileIdentifier"]).unwrap_or_default();
+    let modified = first_text(root, &["dateStamp"]);
+    assemble(
+        root,
+        &identification,
+        id,
+        contacts,
+        RecordFormat::Iso19139,
+        modified,
+    )
 }
 
 pub(super) fn read_iso19115_3(root: &Element) -> Result<Metadata, Rejection> {
@@ -225,8 +217,29 @@ pub(super) fn read_iso19115_3(root: &Element) -> Result<Metadata, Rejection> {
     let modified = date_of("revision")
         .or_else(|| date_of("creation"))
         .or_else(|| dates.iter().find_map(|(_, d)| d.clone()));
+    let id = first_text(root, &["metadataIdentifier", "MD_Identifier", "code"]).unwrap_or_default();
+    assemble(
+        root,
+        &identification,
+        id,
+        contacts,
+        RecordFormat::Iso19115_3,
+        modified,
+    )
+}
+
+/// What both ISO schemas hold in the same places (by local name): citation title, abstract,
+/// keywords, extents and online resources.
+fn assemble(
+    root: &Element,
+    identification: &[&Element],
+    id: String,
+    contacts: Vec<Contact>,
+    format: RecordFormat,
+    modified: Option<String>,
+) -> Result<Metadata, Rejection> {
     Ok(Metadata {
-        id: first_text(root, &["metadataIdentifier", "MD_Identifier", "code"]).unwrap_or_default(),
+        id,
         title: identification
             .iter()
             .find_map(|i| first_text(i, &["citation", "CI_Citation", "title"]))
@@ -235,12 +248,12 @@ pub(super) fn read_iso19115_3(root: &Element) -> Result<Metadata, Rejection> {
             .iter()
             .find_map(|i| first_text(i, &["abstract"]))
             .unwrap_or_default(),
-        keywords: keywords(&identification),
-        bbox: bbox(&identification)?,
-        time: time(&identification),
+        keywords: keywords(identification),
+        bbox: bbox(identification)?,
+        time: time(identification),
         contacts: dedup_contacts(contacts),
         links: links(root, "distributionInfo"),
-        format: RecordFormat::Iso19115_3,
+        format,
         modified,
     })
 }

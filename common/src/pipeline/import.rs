@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::PipelineError;
 use super::jobs::load_source;
-use super::object_fetch::{finish_object, load_object};
+use super::object_fetch::{finish_object, open_object};
 use crate::domain::job::{DocumentState, HarvestObject, Outcome};
 use crate::domain::keys;
 use crate::domain::now;
@@ -118,12 +118,9 @@ pub(super) async fn import(
     object_id: &str,
 ) -> Result<(), PipelineError> {
     let store = services.store.as_ref();
-    let Some(mut object) = load_object(services, source_name, job_id, object_id).await? else {
+    let Some(mut object) = open_object(services, source_name, job_id, object_id).await? else {
         return Ok(());
     };
-    if let Some(outcome) = object.outcome {
-        return finish_object(services, source_name, job_id, object, outcome, None).await;
-    }
     let source = load_source(store, source_name).await?;
     let harvester = harvester_for(source.source_type).ok_or_else(|| {
         PipelineError::Conflict(format!(

@@ -15,8 +15,10 @@ use crate::queue::MAX_RECEIVE_COUNT;
 use crate::services::Services;
 use crate::store::{PutMode, get_json, put_json};
 
-/// Loads a job's object, `None` when the job has ended (its messages are then dropped).
-pub(super) async fn load_object(
+/// Loads an object still to be worked on: `None` when its job has ended (its messages are then
+/// dropped) or when it has its outcome already (whose marker is then made sure of: a rerun
+/// after a crash between the two writes).
+pub(super) async fn open_object(
     services: &Services,
     source: &str,
     job_id: &str,
@@ -30,6 +32,10 @@ pub(super) async fn load_object(
     let (object, _) = get_json::<HarvestObject>(services.store.as_ref(), &key)
         .await?
         .ok_or_else(|| PipelineError::NotFound(format!("object {object_id} of job {job_id}")))?;
+    if let Some(outcome) = object.outcome {
+        finish_object(services, source, job_id, object, outcome, None).await?;
+        return Ok(None);
+    }
     Ok(Some(object))
 }
 
@@ -79,12 +85,9 @@ pub(super) async fn fetch(
     receive_count: u32,
 ) -> Result<(), PipelineError> {
     let store = services.store.as_ref();
-    let Some(mut object) = load_object(services, source_name, job_id, object_id).await? else {
+    let Some(mut object) = open_object(services, source_name, job_id, object_id).await? else {
         return Ok(());
     };
-    if let Some(outcome) = object.outcome {
-        return finish_object(services, source_name, job_id, object, outcome, None).await;
-    }
     if object.sha256.is_some() {
         // Fetched before a crash: the import is what is left.
         let import = Message::for_object(Kind::Import, source_name, job_id, object_id);

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::PipelineError;
 use super::jobs::load_source;
-use super::object_fetch::{finish_object, open_object};
+use super::object_fetch::{finish_object, open_object, save_object};
 use crate::domain::job::{DocumentState, HarvestObject, Outcome};
 use crate::domain::keys;
 use crate::domain::now;
@@ -178,13 +178,7 @@ pub(super) async fn import(
                 Outcome::Added
             };
             object.planned = Some(p);
-            put_json(
-                store,
-                &keys::job_object(source_name, job_id, object_id),
-                &object,
-                PutMode::Overwrite,
-            )
-            .await?;
+            save_object(services, source_name, job_id, &object).await?;
             p
         }
     };

@@ -39,6 +39,18 @@ pub(super) async fn open_object(
     Ok(Some(object))
 }
 
+/// Writes an object document back (its key is derived from the object).
+pub(super) async fn save_object(
+    services: &Services,
+    source: &str,
+    job_id: &str,
+    object: &HarvestObject,
+) -> Result<(), PipelineError> {
+    let key = keys::job_object(source, job_id, &object.id);
+    put_json(services.store.as_ref(), &key, object, PutMode::Overwrite).await?;
+    Ok(())
+}
+
 /// Records an object's outcome: the object document first, then the marker the check counts.
 /// Both writes are the same on a rerun.
 pub(super) async fn finish_object(
@@ -53,13 +65,7 @@ pub(super) async fn finish_object(
     if object.outcome.is_none() {
         object.outcome = Some(outcome);
         object.error = error;
-        put_json(
-            store,
-            &keys::job_object(source, job_id, &object.id),
-            &object,
-            PutMode::Overwrite,
-        )
-        .await?;
+        save_object(services, source, job_id, &object).await?;
     }
     let outcome = object.outcome.unwrap_or(outcome);
     store
@@ -176,13 +182,7 @@ pub(super) async fn fetch(
     object.sha256 = Some(sha256);
     object.etag = etag;
     object.last_modified = last_modified;
-    put_json(
-        store,
-        &keys::job_object(source_name, job_id, object_id),
-        &object,
-        PutMode::Overwrite,
-    )
-    .await?;
+    save_object(services, source_name, job_id, &object).await?;
     send(
         services,
         &Message::for_object(Kind::Import, source_name, job_id, object_id),

@@ -32,6 +32,12 @@ async fn call(app: &axum::Router, request: Request<Body>) -> (StatusCode, Value)
     (status, value)
 }
 
+fn get(path: impl AsRef<str>) -> Request<Body> {
+    Request::get(path.as_ref())
+        .body(Body::empty())
+        .expect("request")
+}
+
 fn post(path: &str, body: Value, token: Option<&str>) -> Request<Body> {
     let mut builder = Request::post(path).header("content-type", "application/json");
     if let Some(t) = token {
@@ -69,13 +75,7 @@ async fn changing_calls_need_the_token_and_bad_sources_name_their_field() {
     assert_eq!(status, StatusCode::CONFLICT);
 
     // Reading needs no token.
-    let (status, body) = call(
-        &app,
-        Request::get("/api/harvest/sources")
-            .body(Body::empty())
-            .expect("req"),
-    )
-    .await;
+    let (status, body) = call(&app, get("/api/harvest/sources")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body[0]["name"], "noaa");
 
@@ -133,21 +133,9 @@ async fn changing_calls_need_the_token_and_bad_sources_name_their_field() {
         assert_eq!(answer["field"], field, "{body} → {answer}");
     }
 
-    let (status, _) = call(
-        &app,
-        Request::get("/api/harvest/sources/nope")
-            .body(Body::empty())
-            .expect("req"),
-    )
-    .await;
+    let (status, _) = call(&app, get("/api/harvest/sources/nope")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = call(
-        &app,
-        Request::get("/api/harvest/jobs/20200101T000000Z-x")
-            .body(Body::empty())
-            .expect("req"),
-    )
-    .await;
+    let (status, _) = call(&app, get("/api/harvest/jobs/20200101T000000Z-x")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // One unfinished job per source.
@@ -172,13 +160,7 @@ async fn changing_calls_need_the_token_and_bad_sources_name_their_field() {
     .await;
     assert_eq!(status, StatusCode::CONFLICT);
     let id = job["id"].as_str().expect("id");
-    let (status, shown) = call(
-        &app,
-        Request::get(format!("/api/harvest/jobs/{id}"))
-            .body(Body::empty())
-            .expect("req"),
-    )
-    .await;
+    let (status, shown) = call(&app, get(format!("/api/harvest/jobs/{id}"))).await;
     assert_eq!(
         (status, shown["status"].clone()),
         (StatusCode::OK, json!("new"))
@@ -228,11 +210,7 @@ async fn the_central_waf_is_listed_as_folders_and_files() {
             .await
             .expect("put");
     }
-    let (status, html) = call(
-        &app,
-        Request::get("/waf/src/").body(Body::empty()).expect("req"),
-    )
-    .await;
+    let (status, html) = call(&app, get("/waf/src/")).await;
     assert_eq!(status, StatusCode::OK);
     let html = html.as_str().expect("html").to_string();
     assert!(
@@ -253,21 +231,9 @@ async fn the_central_waf_is_listed_as_folders_and_files() {
         Some(2),
         "{listing}"
     );
-    let (status, body) = call(
-        &app,
-        Request::get("/waf/src/sub/b.xml")
-            .body(Body::empty())
-            .expect("req"),
-    )
-    .await;
+    let (status, body) = call(&app, get("/waf/src/sub/b.xml")).await;
     assert_eq!((status, body), (StatusCode::OK, json!("<x/>")));
-    let (status, _) = call(
-        &app,
-        Request::get("/waf/src/../../sources/secret.json")
-            .body(Body::empty())
-            .expect("req"),
-    )
-    .await;
+    let (status, _) = call(&app, get("/waf/src/../../sources/secret.json")).await;
     assert_eq!(
         status,
         StatusCode::NOT_FOUND,
@@ -306,12 +272,7 @@ async fn the_harvest_log_lists_newest_first_by_level_and_old_days_are_cleaned() 
     )
     .await;
 
-    let get = |q: &str| {
-        Request::get(format!("/api/harvest/log{q}"))
-            .body(Body::empty())
-            .expect("req")
-    };
-    let (status, all) = call(&app, get("")).await;
+    let (status, all) = call(&app, get("/api/harvest/log")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(all["success"], true);
     let result = all["result"].as_array().expect("result");
@@ -332,9 +293,9 @@ async fn the_harvest_log_lists_newest_first_by_level_and_old_days_are_cleaned() 
     for field in ["content", "level", "created"] {
         assert!(result[0].get(field).is_some(), "{field}");
     }
-    let (_, info) = call(&app, get("?level=info")).await;
+    let (_, info) = call(&app, get("/api/harvest/log?level=info")).await;
     assert_eq!(info["result"].as_array().map(Vec::len), Some(1));
-    let (_, paged) = call(&app, get("?limit=1&offset=1")).await;
+    let (_, paged) = call(&app, get("/api/harvest/log?limit=1&offset=1")).await;
     assert_eq!(paged["result"][0]["level"], "INFO");
 
     // Retention: a day older than the limit goes, today stays.
@@ -355,6 +316,6 @@ async fn the_harvest_log_lists_newest_first_by_level_and_old_days_are_cleaned() 
             .expect("clean"),
         1
     );
-    let (_, after) = call(&app, get("")).await;
+    let (_, after) = call(&app, get("/api/harvest/log")).await;
     assert_eq!(after["result"].as_array().map(Vec::len), Some(2));
 }

@@ -58,10 +58,20 @@ fn find_program(env_var: &str, candidates: &[PathBuf], hint: &str) -> PathBuf {
     panic!("{hint} not found (set {env_var}, or run tests/run.sh, which installs it)");
 }
 
+/// A server process, killed (and reaped) when the test lets go of it.
+pub struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// nginx serving `root` with `autoindex on`, as a real WAF server does.
 pub struct Nginx {
     pub port: u16,
-    child: Child,
+    _child: KillOnDrop,
     _dir: tempfile::TempDir,
 }
 
@@ -99,7 +109,7 @@ http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d
         wait_for_port(port, &mut child, "nginx");
         Nginx {
             port,
-            child,
+            _child: KillOnDrop(child),
             _dir: dir,
         }
     }
@@ -113,17 +123,10 @@ http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d
     }
 }
 
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// moto's server (S3, SQS, SES) on a free port.
 pub struct Moto {
     pub port: u16,
-    child: Child,
+    _child: KillOnDrop,
 }
 
 impl Moto {
@@ -141,7 +144,10 @@ impl Moto {
             .spawn()
             .expect("start moto_server");
         wait_for_port(port, &mut child, "moto_server");
-        Moto { port, child }
+        Moto {
+            port,
+            _child: KillOnDrop(child),
+        }
     }
 
     pub fn endpoint(&self) -> String {
@@ -214,13 +220,6 @@ impl Moto {
             .await
             .expect("queue");
         SqsQueue::new(sqs, q.queue_url().expect("url"), Some(dlq_url))
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

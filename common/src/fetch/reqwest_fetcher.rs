@@ -33,19 +33,23 @@ impl Resolve for GuardedResolver {
             let host = name.as_str().to_string();
             let addrs: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let mut reason = format!("{host} did not resolve");
+            let mut refused = None;
             let allowed: Vec<SocketAddr> = addrs
                 .into_iter()
                 .filter(|a| match check_ip(a.ip(), policy) {
                     Ok(()) => true,
                     Err(r) => {
-                        reason = format!("{host} resolves to {r}");
+                        refused = Some(format!("{host} resolves to {r}"));
                         false
                     }
                 })
                 .collect();
             if allowed.is_empty() {
-                return Err(reason.into());
+                // A typed refusal, found again in reqwest's error chain by `refusal_in`.
+                return Err(match refused {
+                    Some(reason) => Box::new(FetchError::Refused { url: host, reason }) as _,
+                    None => format!("{host} did not resolve").into(),
+                });
             }
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
@@ -65,7 +69,7 @@ impl ReqwestFetcher {
             }
             match check_url(attempt.url().as_str(), policy) {
                 Ok(_) => attempt.follow(),
-                Err(e) => attempt.error(e.to_string()),
+                Err(e) => attempt.error(e),
             }
         });
         let client = reqwest::Client::builder()
@@ -82,6 +86,18 @@ impl ReqwestFetcher {
             })?;
         Ok(ReqwestFetcher { client, policy })
     }
+}
+
+/// The refusal our resolver or redirect policy raised, if it is somewhere in `err`'s causes.
+fn refusal_in(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(FetchError::Refused { reason, .. }) = e.downcast_ref::<FetchError>() {
+            return Some(reason.clone());
+        }
+        current = e.source();
+    }
+    None
 }
 
 /// The message of an error and its causes, which is where reqwest says what really failed.
@@ -114,19 +130,15 @@ impl HttpFetcher for ReqwestFetcher {
         if let Some(date) = &request.if_modified_since {
             req = req.header(IF_MODIFIED_SINCE, date);
         }
-        let transport = |e: reqwest::Error| {
-            let message = chain(&e);
-            if message.contains("private") || message.contains("loopback") {
-                FetchError::Refused {
-                    url: request.url.clone(),
-                    reason: message,
-                }
-            } else {
-                FetchError::Transport {
-                    url: request.url.clone(),
-                    message,
-                }
-            }
+        let transport = |e: reqwest::Error| match refusal_in(&e) {
+            Some(reason) => FetchError::Refused {
+                url: request.url.clone(),
+                reason,
+            },
+            None => FetchError::Transport {
+                url: request.url.clone(),
+                message: chain(&e),
+            },
         };
         let resp = req.send().await.map_err(transport)?;
         let status = resp.status().as_u16();

@@ -40,17 +40,17 @@ pub async fn run_queue_worker(
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let idle = Duration::from_millis(200);
+    let q = match services.queues.get(queue) {
+        Ok(q) => q.clone(),
+        Err(e) => {
+            tracing::error!(error = %e, "worker has no queue");
+            return;
+        }
+    };
     loop {
         if *stop.borrow() {
             return;
         }
-        let q = match services.queues.get(queue) {
-            Ok(q) => q.clone(),
-            Err(e) => {
-                tracing::error!(error = %e, "worker has no queue");
-                return;
-            }
-        };
         let batch: Vec<Received> = match q.receive(10, VISIBILITY).await {
             Ok(b) => b,
             Err(e) => {

@@ -12,6 +12,7 @@ pub mod harvest;
 pub mod harvest_log;
 pub mod http;
 pub mod mail;
+pub mod package;
 pub mod parse;
 pub mod pipeline;
 pub mod queue;

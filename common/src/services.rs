@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::fetch::HttpFetcher;
 use crate::mail::Mailer;
+use crate::package::PackagerSettings;
 use crate::queue::Queues;
 use crate::store::ObjectStore;
 
@@ -23,6 +24,8 @@ pub struct Settings {
     pub public_url: String,
     /// Harvest log entries older than this many days are removed by the schedule.
     pub log_retention_days: u32,
+    /// The ckanpackager settings.
+    pub packager: PackagerSettings,
 }
 
 impl Default for Settings {
@@ -34,6 +37,7 @@ impl Default for Settings {
             stall_timeout: Duration::from_secs(3600),
             public_url: "http://127.0.0.1:8765".into(),
             log_retention_days: 30,
+            packager: PackagerSettings::default(),
         }
     }
 }

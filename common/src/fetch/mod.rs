@@ -4,8 +4,11 @@
 mod guard;
 mod reqwest_fetcher;
 
+use std::pin::Pin;
+
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::Stream;
 
 pub use guard::{AddressPolicy, check_ip, check_url};
 pub use reqwest_fetcher::ReqwestFetcher;
@@ -73,7 +76,29 @@ impl FetchResponse {
     }
 }
 
+/// A POST of a JSON body, as CKAN's action API takes it.
+#[derive(Debug, Clone)]
+pub struct PostJson {
+    pub url: String,
+    pub body: serde_json::Value,
+    /// CKAN's API key, sent as the `Authorization` header.
+    pub authorization: Option<String>,
+    pub max_bytes: u64,
+}
+
+/// A response body as it arrives, for files too large to hold.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, FetchError>> + Send>>;
+
 #[async_trait]
 pub trait HttpFetcher: Send + Sync {
     async fn get(&self, request: &FetchRequest) -> Result<FetchResponse, FetchError>;
+    /// Answers with the body whatever the status (CKAN explains a refusal in a 409's body);
+    /// only the size limit and the address policy are errors here.
+    async fn post_json(&self, request: &PostJson) -> Result<FetchResponse, FetchError>;
+    /// A GET whose 2xx body is streamed; other statuses are errors.
+    async fn get_stream(
+        &self,
+        url: &str,
+        authorization: Option<&str>,
+    ) -> Result<ByteStream, FetchError>;
 }

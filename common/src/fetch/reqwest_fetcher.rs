@@ -15,11 +15,12 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{
-    CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED,
+    AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH,
+    LAST_MODIFIED,
 };
 
 use super::guard::{AddressPolicy, check_ip, check_url};
-use super::{FetchError, FetchRequest, FetchResponse, HttpFetcher};
+use super::{ByteStream, FetchError, FetchRequest, FetchResponse, HttpFetcher, PostJson};
 
 /// Resolves with the system resolver, then drops refused addresses; none left is an error.
 struct GuardedResolver {
@@ -56,35 +57,50 @@ impl Resolve for GuardedResolver {
     }
 }
 
+/// Follows at most 5 redirects, each to an address the policy allows.
+fn redirect_policy(policy: AddressPolicy) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= 5 {
+            return attempt.error("more than 5 redirects");
+        }
+        match check_url(attempt.url().as_str(), policy) {
+            Ok(_) => attempt.follow(),
+            Err(e) => attempt.error(e),
+        }
+    })
+}
+
 pub struct ReqwestFetcher {
     client: reqwest::Client,
+    /// The same guards without the whole-request timeout (a large file takes long to stream);
+    /// a stalled read still ends it.
+    streaming: reqwest::Client,
     policy: AddressPolicy,
 }
 
 impl ReqwestFetcher {
     pub fn new(policy: AddressPolicy, timeout: Duration) -> Result<Self, FetchError> {
-        let redirect_policy = reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() >= 5 {
-                return attempt.error("more than 5 redirects");
-            }
-            match check_url(attempt.url().as_str(), policy) {
-                Ok(_) => attempt.follow(),
-                Err(e) => attempt.error(e),
-            }
-        });
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("Sheaf/", env!("CARGO_PKG_VERSION")))
-            .no_proxy()
-            .dns_resolver(Arc::new(GuardedResolver { policy }))
-            .redirect(redirect_policy)
-            .connect_timeout(Duration::from_secs(10).min(timeout))
-            .timeout(timeout)
-            .build()
-            .map_err(|e| FetchError::Transport {
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(concat!("Sheaf/", env!("CARGO_PKG_VERSION")))
+                .no_proxy()
+                .dns_resolver(Arc::new(GuardedResolver { policy }))
+                .redirect(redirect_policy(policy))
+                .connect_timeout(Duration::from_secs(10).min(timeout))
+        };
+        let built = |b: reqwest::Result<reqwest::Client>| {
+            b.map_err(|e| FetchError::Transport {
                 url: String::new(),
                 message: e.to_string(),
-            })?;
-        Ok(ReqwestFetcher { client, policy })
+            })
+        };
+        let client = built(builder().timeout(timeout).build())?;
+        let streaming = built(builder().read_timeout(timeout).build())?;
+        Ok(ReqwestFetcher {
+            client,
+            streaming,
+            policy,
+        })
     }
 }
 
@@ -112,6 +128,46 @@ fn chain(err: &dyn std::error::Error) -> String {
     message
 }
 
+/// A reqwest error as ours: a refusal our guard raised, or a transport failure.
+fn transport_error(url: &str, e: &reqwest::Error) -> FetchError {
+    match refusal_in(e) {
+        Some(reason) => FetchError::Refused {
+            url: url.to_string(),
+            reason,
+        },
+        None => FetchError::Transport {
+            url: url.to_string(),
+            message: chain(e),
+        },
+    }
+}
+
+/// Reads a body up to `max_bytes`.
+async fn read_limited(
+    url: &str,
+    resp: reqwest::Response,
+    max_bytes: u64,
+) -> Result<Bytes, FetchError> {
+    let too_large = || FetchError::TooLarge {
+        url: url.to_string(),
+        limit: max_bytes,
+    };
+    let declared: Option<u64> = header(&resp, CONTENT_LENGTH).and_then(|v| v.parse().ok());
+    if declared.is_some_and(|len| len > max_bytes) {
+        return Err(too_large());
+    }
+    let mut body = BytesMut::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| transport_error(url, &e))?;
+        if body.len() as u64 + chunk.len() as u64 > max_bytes {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
 fn header(resp: &reqwest::Response, name: reqwest::header::HeaderName) -> Option<String> {
     resp.headers()
         .get(name)
@@ -130,17 +186,10 @@ impl HttpFetcher for ReqwestFetcher {
         if let Some(date) = &request.if_modified_since {
             req = req.header(IF_MODIFIED_SINCE, date);
         }
-        let transport = |e: reqwest::Error| match refusal_in(&e) {
-            Some(reason) => FetchError::Refused {
-                url: request.url.clone(),
-                reason,
-            },
-            None => FetchError::Transport {
-                url: request.url.clone(),
-                message: chain(&e),
-            },
-        };
-        let resp = req.send().await.map_err(transport)?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| transport_error(&request.url, &e))?;
         let status = resp.status().as_u16();
         let final_url = resp.url().to_string();
         if status != 304 && !resp.status().is_success() {
@@ -149,33 +198,72 @@ impl HttpFetcher for ReqwestFetcher {
                 status,
             });
         }
-        let too_large = || FetchError::TooLarge {
-            url: request.url.clone(),
-            limit: request.max_bytes,
-        };
-        let declared: Option<u64> = header(&resp, CONTENT_LENGTH).and_then(|v| v.parse().ok());
-        if declared.is_some_and(|len| len > request.max_bytes) {
-            return Err(too_large());
-        }
         let etag = header(&resp, ETAG);
         let last_modified = header(&resp, LAST_MODIFIED);
         let content_type = header(&resp, CONTENT_TYPE);
-        let mut body = BytesMut::new();
-        let mut stream = resp.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(transport)?;
-            if body.len() as u64 + chunk.len() as u64 > request.max_bytes {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_limited(&request.url, resp, request.max_bytes).await?;
         Ok(FetchResponse {
             status,
             final_url,
-            body: Bytes::from(body),
+            body,
             etag,
             last_modified,
             content_type,
         })
+    }
+
+    async fn post_json(&self, request: &PostJson) -> Result<FetchResponse, FetchError> {
+        let url = check_url(&request.url, self.policy)?;
+        let body = serde_json::to_vec(&request.body).map_err(|e| FetchError::InvalidUrl {
+            url: request.url.clone(),
+            reason: e.to_string(),
+        })?;
+        let mut req = self
+            .client
+            .post(url)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(key) = &request.authorization {
+            req = req.header(AUTHORIZATION, key);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| transport_error(&request.url, &e))?;
+        let status = resp.status().as_u16();
+        let final_url = resp.url().to_string();
+        let content_type = header(&resp, CONTENT_TYPE);
+        let body = read_limited(&request.url, resp, request.max_bytes).await?;
+        Ok(FetchResponse {
+            status,
+            final_url,
+            body,
+            etag: None,
+            last_modified: None,
+            content_type,
+        })
+    }
+
+    async fn get_stream(
+        &self,
+        url: &str,
+        authorization: Option<&str>,
+    ) -> Result<ByteStream, FetchError> {
+        let checked = check_url(url, self.policy)?;
+        let mut req = self.streaming.get(checked);
+        if let Some(key) = authorization {
+            req = req.header(AUTHORIZATION, key);
+        }
+        let resp = req.send().await.map_err(|e| transport_error(url, &e))?;
+        if !resp.status().is_success() {
+            return Err(FetchError::Status {
+                url: url.to_string(),
+                status: resp.status().as_u16(),
+            });
+        }
+        let owned = url.to_string();
+        Ok(Box::pin(resp.bytes_stream().map(move |chunk| {
+            chunk.map_err(|e| transport_error(&owned, &e))
+        })))
     }
 }

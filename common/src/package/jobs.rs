@@ -1,0 +1,317 @@
+//! A package request's life: accepted by the API onto the fast or slow queue, then built (or
+//! found in the cache), emailed, and counted, once, however often its message arrives.
+//!
+//! State, all in the store: `packages/KEY.zip` and `packages/KEY.json` (the zip of a request
+//! and what it holds, KEY = `PackageRequest::cache_key`), and `packages/requests/ID.json`, the
+//! outcome of one request, written last: a redelivered message that finds it does nothing.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::build::write_package;
+use super::datastore::Datastore;
+use super::email::{failure_email, link_email};
+use super::links::LinkSigner;
+use super::request::{PackageKind, PackageRequest};
+use super::sink::MultipartSink;
+use super::{PackageError, stats};
+use crate::fetch::FetchError;
+use crate::queue::{MAX_RECEIVE_COUNT, QueueName};
+use crate::services::Services;
+use crate::store::{PutMode, StoreError, get_json, put_json};
+
+pub const MESSAGE_KIND: &str = "package";
+
+/// The queue message: the whole request (it is small), who asked and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageMessage {
+    pub kind: String,
+    pub v: u32,
+    pub request_id: String,
+    /// Unix seconds when the API accepted it (the statistics' timestamp).
+    pub received: i64,
+    /// Where links point: this Sheaf's public address as the API saw it.
+    pub public_url: String,
+    pub request: PackageRequest,
+}
+
+impl PackageMessage {
+    pub fn new(request: PackageRequest, public_url: &str) -> Self {
+        PackageMessage {
+            kind: MESSAGE_KIND.into(),
+            v: 1,
+            request_id: uuid::Uuid::new_v4().to_string(),
+            received: Utc::now().timestamp(),
+            public_url: public_url.to_string(),
+            request,
+        }
+    }
+}
+
+/// What a built zip holds (no email, no API key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageDoc {
+    pub key: String,
+    pub kind: PackageKind,
+    pub resource_id: String,
+    pub zip: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub finished: DateTime<Utc>,
+}
+
+/// The outcome of one request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Outcome {
+    status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    package: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+pub fn zip_key(cache_key: &str) -> String {
+    format!("packages/{cache_key}.zip")
+}
+
+fn doc_key(cache_key: &str) -> String {
+    format!("packages/{cache_key}.json")
+}
+
+fn outcome_key(request_id: &str) -> String {
+    format!("packages/requests/{request_id}.json")
+}
+
+/// The package of `cache_key` if it was finished within CACHE_TIME and its zip is there.
+pub async fn fresh_package(
+    services: &Services,
+    cache_key: &str,
+) -> Result<Option<PackageDoc>, PackageError> {
+    let Some((doc, _)) =
+        get_json::<PackageDoc>(services.store.as_ref(), &doc_key(cache_key)).await?
+    else {
+        return Ok(None);
+    };
+    let age = Utc::now().signed_duration_since(doc.finished);
+    let cache_time = services.settings.packager.cache_time;
+    if age.to_std().unwrap_or(Duration::ZERO) >= cache_time {
+        return Ok(None);
+    }
+    let present = services
+        .store
+        .list(&doc.zip)
+        .await?
+        .iter()
+        .any(|e| e.key == doc.zip);
+    Ok(present.then_some(doc))
+}
+
+/// Builds the zip into the store by multipart upload; nothing is offered unless it completes.
+pub async fn build_package(
+    services: &Services,
+    request: &PackageRequest,
+) -> Result<PackageDoc, PackageError> {
+    let key = request.cache_key();
+    let zip = zip_key(&key);
+    let mut sink = MultipartSink::start(&services.store, &zip, "application/zip").await?;
+    let built = write_package(
+        services.fetcher.as_ref(),
+        &services.settings.packager,
+        request,
+        &mut sink,
+    )
+    .await;
+    let summary = match built {
+        Ok((_, summary)) => summary,
+        Err(e) => {
+            sink.abort().await;
+            return Err(e);
+        }
+    };
+    let bytes = sink.complete().await?;
+    let doc = PackageDoc {
+        key: key.clone(),
+        kind: request.kind,
+        resource_id: request.resource_id.clone(),
+        zip,
+        rows: summary.rows,
+        bytes,
+        finished: Utc::now(),
+    };
+    put_json(
+        services.store.as_ref(),
+        &doc_key(&key),
+        &doc,
+        PutMode::Overwrite,
+    )
+    .await?;
+    Ok(doc)
+}
+
+/// Checks nothing, decides the queue, and sends the message: a cached package or a file is
+/// fast; datastore rows are counted first (a `limit=0` call) against SLOW_REQUEST.
+pub async fn accept(
+    services: &Services,
+    request: PackageRequest,
+    public_url: &str,
+) -> Result<QueueName, PackageError> {
+    let queue = if fresh_package(services, &request.cache_key())
+        .await?
+        .is_some()
+        || request.kind == PackageKind::Url
+    {
+        QueueName::PackageFast
+    } else {
+        let datastore = Datastore::new(services.fetcher.as_ref(), &request)?;
+        match datastore.describe().await {
+            Ok(info) if info.rows_for(&request) < services.settings.packager.slow_request => {
+                QueueName::PackageFast
+            }
+            Ok(_) => QueueName::PackageSlow,
+            Err(PackageError::Fetch(FetchError::Refused { reason, .. })) => {
+                return Err(PackageError::bad("api_url", format!("refused: {reason}")));
+            }
+            Err(PackageError::Fetch(FetchError::InvalidUrl { reason, .. })) => {
+                return Err(PackageError::bad("api_url", reason));
+            }
+            // The worker will try again and tell the requester if it keeps failing.
+            Err(e) => {
+                tracing::warn!(error = %e, "counting the rows failed; queued as slow");
+                QueueName::PackageSlow
+            }
+        }
+    };
+    let message = PackageMessage::new(request, public_url);
+    let body = serde_json::to_string(&message).expect("a message always serialises");
+    services
+        .queues
+        .get(queue)?
+        .send(body, Duration::ZERO)
+        .await?;
+    Ok(queue)
+}
+
+/// Handles one delivery. `Err` asks for another delivery (a transient failure before the last
+/// attempt); any other failure is recorded, emailed, and ends the request.
+pub async fn handle_message(
+    services: &Services,
+    message: &PackageMessage,
+    receive_count: u32,
+) -> Result<(), PackageError> {
+    let outcome_at = outcome_key(&message.request_id);
+    if get_json::<Outcome>(services.store.as_ref(), &outcome_at)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let request = &message.request;
+    match serve(services, message).await {
+        Ok(doc) => {
+            stats::record_request(
+                services,
+                &message.request_id,
+                message.received,
+                &request.resource_id,
+                &request.email,
+                Some(doc.rows),
+            )
+            .await?;
+            let outcome = Outcome {
+                status: "sent".into(),
+                package: Some(doc.key),
+                error: None,
+            };
+            put_json(
+                services.store.as_ref(),
+                &outcome_at,
+                &outcome,
+                PutMode::Overwrite,
+            )
+            .await?;
+            Ok(())
+        }
+        Err(e) if e.is_transient() && receive_count < MAX_RECEIVE_COUNT => Err(e),
+        Err(e) => {
+            let reason = e.to_string();
+            tracing::warn!(request = %message.request_id, error = %reason, "package failed");
+            stats::record_error(
+                services,
+                &message.request_id,
+                message.received,
+                &request.resource_id,
+                &request.email,
+                &reason,
+            )
+            .await?;
+            let email = failure_email(&services.settings.mail_from, request, &reason);
+            if let Err(mail) = services.mailer.send(&email).await {
+                tracing::warn!(error = %mail, "the failure email could not be sent");
+            }
+            let outcome = Outcome {
+                status: "failed".into(),
+                package: None,
+                error: Some(reason),
+            };
+            put_json(
+                services.store.as_ref(),
+                &outcome_at,
+                &outcome,
+                PutMode::Overwrite,
+            )
+            .await?;
+            Ok(())
+        }
+    }
+}
+
+/// The zip (cached or built) and the email with its link.
+async fn serve(services: &Services, message: &PackageMessage) -> Result<PackageDoc, PackageError> {
+    let request = &message.request;
+    let doc = match fresh_package(services, &request.cache_key()).await? {
+        Some(doc) => doc,
+        None => build_package(services, request).await?,
+    };
+    let link = download_link(services, &message.public_url, &doc).await?;
+    let file_name = doc.zip.rsplit('/').next().unwrap_or(&doc.zip);
+    let email = link_email(
+        &services.settings.packager,
+        &services.settings.mail_from,
+        request,
+        file_name,
+        &link,
+    );
+    services.mailer.send(&email).await?;
+    Ok(doc)
+}
+
+/// A link valid for as long as the zip is kept: CACHE_TIME after it was made, and at least a day.
+pub async fn download_link(
+    services: &Services,
+    public_url: &str,
+    doc: &PackageDoc,
+) -> Result<String, StoreError> {
+    let signer = LinkSigner::load(services.store.as_ref()).await?;
+    let keep = services
+        .settings
+        .packager
+        .cache_time
+        .max(Duration::from_secs(86_400));
+    let expires = doc.finished.timestamp().max(0) as u64 + keep.as_secs();
+    Ok(signer.link(public_url, &doc.zip, expires))
+}
+
+/// Removes every cached zip and its description (`/clear_cache`).
+pub async fn clear_cache(services: &Services) -> Result<usize, PackageError> {
+    let mut removed = 0;
+    for entry in services.store.list("packages/").await? {
+        let top_level = !entry.key["packages/".len()..].contains('/');
+        if top_level && (entry.key.ends_with(".zip") || entry.key.ends_with(".json")) {
+            services.store.delete(&entry.key).await?;
+            removed += usize::from(entry.key.ends_with(".zip"));
+        }
+    }
+    Ok(removed)
+}

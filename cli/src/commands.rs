@@ -31,6 +31,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let store = services.store.as_ref();
     match cli.command {
         Command::Serve => unreachable!("handled above"),
+        Command::Package(command) => return crate::package::run(services, command, cli.json).await,
         Command::Source(SourceCommand::Add {
             name,
             url,

@@ -4,6 +4,7 @@
 mod commands;
 mod examples;
 mod output;
+mod package;
 mod serve;
 
 use std::path::PathBuf;
@@ -72,6 +73,42 @@ pub enum Command {
     CleanLog {
         #[arg(long, default_value_t = 30)]
         days: u32,
+    },
+    /// Package data into a zip, as the packager API does, without the queue.
+    #[command(subcommand)]
+    Package(PackageCommand),
+}
+
+#[derive(Subcommand)]
+pub enum PackageCommand {
+    /// Datastore rows (a CKAN datastore_search API) into a zip: a file with --out, else the
+    /// store (the link is printed, and emailed with --email).
+    Datastore {
+        #[arg(long)]
+        api_url: String,
+        #[arg(long)]
+        resource_id: String,
+        #[arg(long)]
+        email: Option<String>,
+        /// datastore_search filters, a JSON object.
+        #[arg(long)]
+        filters: Option<String>,
+        #[arg(long)]
+        q: Option<String>,
+        #[arg(long)]
+        limit: Option<u64>,
+        #[arg(long)]
+        offset: Option<u64>,
+        #[arg(long, value_parser = ["csv", "tsv"], default_value = "csv")]
+        format: String,
+        /// A Darwin Core Archive instead of one table.
+        #[arg(long)]
+        dwc: bool,
+        /// CKAN API key.
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
     },
 }
 

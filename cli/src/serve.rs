@@ -51,6 +51,8 @@ pub async fn serve(config: edge::Config) -> anyhow::Result<()> {
             QueueName::Fetch,
             QueueName::Fetch,
             QueueName::Import,
+            QueueName::PackageFast,
+            QueueName::PackageSlow,
         ] {
             tasks.push(tokio::spawn(run_queue_worker(
                 services.clone(),

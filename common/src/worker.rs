@@ -29,8 +29,14 @@ pub async fn process_batch(services: &Services, messages: Vec<BatchMessage>) -> 
     results.into_iter().flatten().collect()
 }
 
-/// How long a received message stays hidden while it is handled.
-const VISIBILITY: Duration = Duration::from_secs(300);
+/// How many messages a worker takes at once, and how long they stay hidden while handled: a
+/// package uses every core and may take many minutes, so it is taken alone and hidden longer.
+fn batch_shape(queue: QueueName) -> (usize, Duration) {
+    match queue {
+        QueueName::PackageFast | QueueName::PackageSlow => (1, Duration::from_secs(3600)),
+        _ => (10, Duration::from_secs(300)),
+    }
+}
 
 /// Polls `queue` until `stop` resolves: handles each message, deletes it on success, and on
 /// failure lets it reappear after a back-off that grows with its receive count.
@@ -51,7 +57,8 @@ pub async fn run_queue_worker(
         if *stop.borrow() {
             return;
         }
-        let batch: Vec<Received> = match q.receive(10, VISIBILITY).await {
+        let (batch_size, visibility) = batch_shape(queue);
+        let batch: Vec<Received> = match q.receive(batch_size, visibility).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(queue = queue.as_str(), error = %e, "receive failed");

@@ -56,3 +56,8 @@ pub async fn page(State(state): State<Arc<AppState>>) -> Result<Html<String>, Ap
 <table border=\"1\"><tr><th>Source</th><th>Type</th><th>URL</th><th>State</th><th>Latest job</th></tr>\n{rows}</table></body></html>"
     )))
 }
+
+/// `GET /` (the packager's `POST /` is its status): people land on the admin page.
+pub async fn to_admin() -> axum::response::Redirect {
+    axum::response::Redirect::to("/admin")
+}

@@ -3,6 +3,7 @@
 mod admin;
 mod error;
 mod harvest;
+mod packager;
 mod waf;
 
 use std::sync::Arc;
@@ -97,5 +98,15 @@ pub fn router(state: AppState) -> Router {
         .route("/waf/{*path}", get(waf::path))
         .route("/downloads/{*key}", get(waf::download))
         .route("/admin", get(admin::page))
+        .route("/", post(packager::status).get(admin::to_admin))
+        .route("/status", post(packager::status))
+        .route("/package_datastore", post(packager::package_datastore))
+        .route("/package_dwc_archive", post(packager::package_dwc_archive))
+        .route("/package_url", post(packager::package_url))
+        .route("/statistics", post(packager::statistics))
+        .route("/statistics/requests", post(packager::statistics_requests))
+        .route("/statistics/errors", post(packager::statistics_errors))
+        .route("/clear_cache", post(packager::clear_cache))
+        .route("/clear_caches", post(packager::clear_cache))
         .with_state(state)
 }

@@ -4,13 +4,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, AppState};
+use crate::package::LinkSigner;
 use crate::store::StoreError;
 
 fn wants_json(headers: &HeaderMap) -> bool {
@@ -136,27 +138,62 @@ pub struct Signature {
     signature: String,
 }
 
-/// A local presigned link: served only while its signature and expiry hold.
+/// A download link (a package's emailed link, or a local presigned link): while its signature
+/// and expiry hold, local mode streams the file and AWS mode redirects to a short-lived S3
+/// presigned URL made now, with the credentials this function has now.
 pub async fn download(
     State(state): State<Arc<AppState>>,
     Path(key): Path<String>,
     Query(sig): Query<Signature>,
 ) -> Result<Response, ApiError> {
-    let Some(local) = &state.local_store else {
-        return Err(ApiError::NotFound(
-            "downloads are served by S3 in this mode".into(),
-        ));
-    };
-    if !local.verify_signature(&key, sig.expires, &sig.signature) {
+    let store = &state.services.store;
+    let signer = LinkSigner::load(store.as_ref())
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let valid = signer.verify(&key, sig.expires, &sig.signature)
+        || state
+            .local_store
+            .as_ref()
+            .is_some_and(|local| local.verify_signature(&key, sig.expires, &sig.signature));
+    if !valid {
         return Ok((StatusCode::FORBIDDEN, "invalid or expired link").into_response());
     }
-    match state.services.store.get(&key).await {
-        Ok(obj) => Ok((
-            [(header::CONTENT_TYPE, "application/octet-stream")],
-            obj.body,
-        )
-            .into_response()),
-        Err(StoreError::NotFound(_)) => Err(ApiError::NotFound("download not found".into())),
-        Err(e) => Err(ApiError::Internal(e.to_string())),
-    }
+    let file_name = key
+        .rsplit('/')
+        .next()
+        .unwrap_or("download")
+        .replace('"', "");
+    let disposition = format!("attachment; filename=\"{file_name}\"");
+    let Some(local) = &state.local_store else {
+        let url = store
+            .presign_get(&key, std::time::Duration::from_secs(300))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        return Ok(Redirect::to(&url).into_response());
+    };
+    let path = local
+        .file_path(&key)
+        .map_err(|_| ApiError::NotFound("download not found".into()))?;
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApiError::NotFound("download not found".into()));
+        }
+        Err(e) => return Err(ApiError::Internal(e.to_string())),
+    };
+    let length = file
+        .metadata()
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .len();
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 16));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, length.to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response())
 }

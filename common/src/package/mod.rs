@@ -24,7 +24,7 @@ pub use archive::ZipStreamWriter;
 pub use build::{BuildSummary, write_package};
 pub use datastore::{Datastore, DatastoreInfo};
 pub use deflate::{ParallelDeflate, StreamSummary};
-pub use email::format_template;
+pub use email::{format_template, link_email};
 pub use error::PackageError;
 pub use jobs::{
     MESSAGE_KIND, PackageDoc, PackageMessage, accept, build_package, clear_cache, download_link,

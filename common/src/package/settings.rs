@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::fetch::AddressPolicy;
+
 /// CKAN refuses a datastore_search page larger than this.
 pub const CKAN_MAX_PAGE_SIZE: u64 = 32_000;
 
@@ -63,6 +65,10 @@ pub struct PackagerSettings {
     pub doi_body_html: String,
     /// Deflate level of the zips (6, as `zip` uses by default).
     pub compression_level: u32,
+    /// Where emailed links point (SHEAF_PUBLIC_URL); unset: the address the API was called on.
+    pub public_url: Option<String>,
+    /// Which addresses requests may name; the same policy the fetcher enforces on connect.
+    pub address_policy: AddressPolicy,
 }
 
 impl Default for PackagerSettings {
@@ -79,6 +85,8 @@ impl Default for PackagerSettings {
             doi_body: DEFAULT_DOI_BODY.into(),
             doi_body_html: DEFAULT_DOI_BODY_HTML.into(),
             compression_level: 6,
+            public_url: None,
+            address_policy: AddressPolicy::PublicOnly,
         }
     }
 }

@@ -23,4 +23,6 @@ pub enum PipelineError {
     Invalid(#[from] FieldError),
     #[error("malformed message: {0}")]
     Message(String),
+    #[error(transparent)]
+    Package(#[from] crate::package::PackageError),
 }

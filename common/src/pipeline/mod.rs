@@ -20,6 +20,7 @@ pub use message::{Kind, Message};
 pub use run_test::run_test;
 pub use schedule::{RunReport, run_scheduled};
 
+use crate::package::{self, PackageMessage};
 use crate::services::Services;
 
 /// Handles one message; an `Err` leaves it on its queue for another try.
@@ -49,13 +50,18 @@ pub async fn handle(
     }
 }
 
-/// Handles a raw message body; a body that is not a message is logged and dropped (retrying
+/// Handles a raw message body (a pipeline or a package message); a body that is not a message is logged and dropped (retrying
 /// cannot mend it).
 pub async fn handle_body(
     services: &Services,
     body: &str,
     receive_count: u32,
 ) -> Result<(), PipelineError> {
+    if let Ok(message) = serde_json::from_str::<PackageMessage>(body)
+        && message.kind == package::MESSAGE_KIND
+    {
+        return Ok(package::handle_message(services, &message, receive_count).await?);
+    }
     match serde_json::from_str::<Message>(body) {
         Ok(message) => handle(services, &message, receive_count).await,
         Err(e) => {

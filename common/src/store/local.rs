@@ -95,6 +95,11 @@ impl LocalStore {
         Ok(etag)
     }
 
+    /// The file behind `key`, for serving large objects without reading them into memory.
+    pub fn file_path(&self, key: &str) -> Result<PathBuf, StoreError> {
+        self.path(key)
+    }
+
     /// Checks a `/downloads/` link made by `presign_get`.
     pub fn verify_signature(&self, key: &str, expires: u64, signature: &str) -> bool {
         let now = SystemTime::now()

@@ -302,3 +302,201 @@ pub fn waf_source(name: &str, url: impl Into<String>) -> common::sources::NewSou
         config: None,
     }
 }
+
+/// The Python the tests use: the project's .venv (python-dwca-reader lives there), else python3.
+pub fn python() -> PathBuf {
+    let venv = workspace_root().join(".venv/bin/python");
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
+/// tests/ckan_datastore.py: a CKAN datastore_search endpoint (see its doc string for the
+/// datasets its resource ids name).
+pub struct CkanDatastore {
+    pub port: u16,
+    _child: KillOnDrop,
+}
+
+impl CkanDatastore {
+    pub fn start() -> CkanDatastore {
+        let port = free_port();
+        let mut child = Command::new(python())
+            .arg(workspace_root().join("tests/ckan_datastore.py"))
+            .args(["serve", "--port", &port.to_string()])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start tests/ckan_datastore.py");
+        wait_for_port(port, &mut child, "ckan_datastore.py");
+        CkanDatastore {
+            port,
+            _child: KillOnDrop(child),
+        }
+    }
+
+    pub fn api_url(&self) -> String {
+        format!(
+            "http://127.0.0.1:{}/api/3/action/datastore_search",
+            self.port
+        )
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// How many datastore_search calls asked for rows (not counting `limit=0` calls).
+    pub async fn page_calls(&self) -> u64 {
+        let calls = reqwest::get(self.url("/_calls"))
+            .await
+            .expect("calls")
+            .bytes()
+            .await
+            .expect("calls body");
+        let calls: serde_json::Value = serde_json::from_slice(&calls).expect("calls json");
+        calls["pages"].as_u64().expect("pages")
+    }
+
+    /// Every row of `resource_id` as CKAN's JSON objects give them, as text in field order.
+    pub async fn rows(
+        &self,
+        resource_id: &str,
+        offset: u64,
+        limit: u64,
+    ) -> (Vec<String>, Vec<Vec<String>>) {
+        let body =
+            serde_json::json!({"resource_id": resource_id, "offset": offset, "limit": limit});
+        let answer = reqwest::Client::new()
+            .post(self.api_url())
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("datastore")
+            .bytes()
+            .await
+            .expect("datastore body");
+        let answer: serde_json::Value = serde_json::from_slice(&answer).expect("datastore json");
+        let fields: Vec<String> = answer["result"]["fields"]
+            .as_array()
+            .expect("fields")
+            .iter()
+            .map(|f| f["id"].as_str().expect("id").to_string())
+            .collect();
+        let rows = answer["result"]["records"]
+            .as_array()
+            .expect("records")
+            .iter()
+            .map(|r| {
+                fields
+                    .iter()
+                    .map(|f| match &r[f] {
+                        serde_json::Value::Null => String::new(),
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect()
+            })
+            .collect();
+        (fields, rows)
+    }
+}
+
+/// The decoded bodies (text, then HTML) and the headers of an RFC 5322 message Sheaf wrote.
+pub fn email_parts(raw: &str) -> (String, Vec<String>) {
+    use base64::Engine;
+    let headers = raw.split("\r\n\r\n").next().unwrap_or("").to_string();
+    let mut bodies = Vec::new();
+    let mut lines = raw.split("\r\n").peekable();
+    while let Some(line) = lines.next() {
+        if line.eq_ignore_ascii_case("Content-Transfer-Encoding: base64") {
+            let _blank = lines.next();
+            let mut encoded = String::new();
+            while let Some(l) = lines.peek() {
+                if l.is_empty() || l.starts_with("--") {
+                    break;
+                }
+                encoded.push_str(l);
+                lines.next();
+            }
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .expect("base64 body");
+            bodies.push(String::from_utf8(bytes).expect("utf-8 body"));
+        }
+    }
+    (headers, bodies)
+}
+
+/// Reads `zip` with Python's zipfile, `unzip -t` and Java's java.util.zip (as a stream and by
+/// its central directory); each must accept it and all must agree on every entry's bytes.
+/// Returns (name, size, sha256) per entry.
+pub fn three_readers(zip: &Path) -> Vec<(String, u64, String)> {
+    let root = workspace_root();
+    let out = Command::new(python())
+        .arg(root.join("tests/readers/zip_python.py"))
+        .arg(zip)
+        .output()
+        .expect("python zipfile");
+    assert!(
+        out.status.success(),
+        "Python's zipfile refused {}: {}",
+        zip.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("zipfile json");
+    let python: Vec<(String, u64, String)> = listed
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().expect("name").to_string(),
+                e["size"].as_u64().expect("size"),
+                e["sha256"].as_str().expect("sha").to_string(),
+            )
+        })
+        .collect();
+
+    let out = Command::new("unzip")
+        .arg("-t")
+        .arg(zip)
+        .output()
+        .expect("unzip (apt-get install unzip)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("No errors detected"),
+        "unzip -t refused {}: {text}{}",
+        zip.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = Command::new("java")
+        .arg(root.join("tests/readers/ZipJava.java"))
+        .arg(zip)
+        .output()
+        .expect("java (a JDK 11 or later)");
+    assert!(
+        out.status.success(),
+        "java.util.zip refused {}: {}",
+        zip.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for way in ["stream", "central"] {
+        let java: Vec<(String, u64, String)> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix(way).map(str::trim))
+            .map(|l| {
+                let mut parts = l.rsplitn(3, ' ');
+                let sha = parts.next().expect("sha").to_string();
+                let size = parts.next().expect("size").parse().expect("size");
+                (parts.next().expect("name").to_string(), size, sha)
+            })
+            .collect();
+        assert_eq!(java, python, "java.util.zip ({way}) and Python disagree");
+    }
+    python
+}

@@ -10,6 +10,7 @@ use anyhow::Context;
 use common::aws::{AwsSettings, load_sdk_config, s3_client};
 use common::fetch::{AddressPolicy, ReqwestFetcher};
 use common::mail::{OutboxMailer, SesMailer};
+use common::package::PackagerSettings;
 use common::queue::{LocalQueue, QueueName, Queues, SqsQueue};
 use common::services::{Services, Settings};
 use common::store::{LocalStore, S3Store};
@@ -27,6 +28,9 @@ pub struct Config {
     pub allow_private_urls: bool,
     pub mail_from: String,
     pub endpoint_url: Option<String>,
+    /// Where emailed links point (`SHEAF_PUBLIC_URL`).
+    pub public_url: Option<String>,
+    pub packager: PackagerSettings,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -46,12 +50,50 @@ impl Config {
                 .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1"),
             mail_from: var("SHEAF_MAIL_FROM").unwrap_or_else(|| "sheaf@localhost".into()),
             endpoint_url: var("AWS_ENDPOINT_URL"),
+            public_url: var("SHEAF_PUBLIC_URL"),
+            packager: packager_from_env(),
         }
     }
 
+    /// Where people reach this Sheaf: SHEAF_PUBLIC_URL, else the address `serve` listens on.
     pub fn public_url(&self) -> String {
-        format!("http://{}", self.listen)
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
     }
+}
+
+/// ckanpackager's settings from `SHEAF_PACKAGER_<NAME>`; a number that does not parse keeps
+/// the default (and says so in the log).
+fn packager_from_env() -> PackagerSettings {
+    let defaults = PackagerSettings::default();
+    let number = |name: &str, default: u64| match var(&format!("SHEAF_PACKAGER_{name}")) {
+        None => default,
+        Some(v) => v.trim().parse().unwrap_or_else(|_| {
+            tracing::warn!(variable = name, "not a whole number; the default is used");
+            default
+        }),
+    };
+    let text =
+        |name: &str, default: String| var(&format!("SHEAF_PACKAGER_{name}")).unwrap_or(default);
+    PackagerSettings {
+        secret: var("SHEAF_PACKAGER_SECRET"),
+        cache_time: Duration::from_secs(number("CACHE_TIME", defaults.cache_time.as_secs())),
+        page_size: number("PAGE_SIZE", defaults.page_size),
+        slow_request: number("SLOW_REQUEST", defaults.slow_request),
+        anonymize_emails: var("SHEAF_PACKAGER_ANONYMIZE_EMAILS")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1"),
+        email_subject: text("EMAIL_SUBJECT", defaults.email_subject),
+        email_body: text("EMAIL_BODY", defaults.email_body),
+        email_body_html: text("EMAIL_BODY_HTML", defaults.email_body_html),
+        doi_body: text("DOI_BODY", defaults.doi_body),
+        doi_body_html: text("DOI_BODY_HTML", defaults.doi_body_html),
+        compression_level: number("COMPRESSION_LEVEL", u64::from(defaults.compression_level))
+            as u32,
+        public_url: var("SHEAF_PUBLIC_URL"),
+        address_policy: defaults.address_policy,
+    }
+    .normalised()
 }
 
 /// The SQS queue URL variables, by queue.
@@ -78,6 +120,7 @@ pub async fn build_services(config: &Config, local_policy: AddressPolicy) -> any
     let settings = Settings {
         mail_from: config.mail_from.clone(),
         public_url: config.public_url(),
+        packager: config.packager.clone(),
         ..Settings::default()
     };
     let timeout = Duration::from_secs(60);
@@ -101,6 +144,8 @@ pub async fn build_services(config: &Config, local_policy: AddressPolicy) -> any
             } else {
                 AddressPolicy::PublicOnly
             };
+            let mut settings = settings;
+            settings.packager.address_policy = policy;
             let services = Services {
                 store: Arc::new(S3Store::new(s3_client(&sdk, &aws), bucket.clone())),
                 queues,
@@ -138,6 +183,10 @@ pub async fn build_services(config: &Config, local_policy: AddressPolicy) -> any
                 fetcher: Arc::new(ReqwestFetcher::new(policy, timeout)?),
                 settings: Settings {
                     check_delay: Duration::from_secs(2),
+                    packager: PackagerSettings {
+                        address_policy: policy,
+                        ..settings.packager.clone()
+                    },
                     ..settings
                 },
             };

@@ -1,0 +1,271 @@
+//! ckanpackager's HTTP API at the root: every call is a POST carrying the shared `secret`;
+//! bodies are form-encoded, JSON, or URL-quoted JSON. Answers carry ckanpackager's fields, and a
+//! refusal is `{"success": false, "msg": ...}` with 400 (naming the parameter) or 403 (secret).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::{AppState, constant_time_eq};
+use crate::package::{
+    self, PackageError, PackageKind, PackageRequest, Params, SUCCESS_MESSAGE, parse_params, stats,
+};
+use crate::queue::QueueName;
+use crate::services::Services;
+
+/// A refused or failed packager call.
+pub enum Refusal {
+    Bad(PackageError),
+    Forbidden(&'static str),
+    Internal(String),
+}
+
+impl From<PackageError> for Refusal {
+    fn from(e: PackageError) -> Self {
+        match e {
+            PackageError::BadRequest { .. } => Refusal::Bad(e),
+            other => Refusal::Internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            Refusal::Bad(e) => {
+                let param = match &e {
+                    PackageError::BadRequest { param, .. } => param.clone(),
+                    _ => String::new(),
+                };
+                (
+                    StatusCode::BAD_REQUEST,
+                    json!({"success": false, "msg": e.to_string(), "param": param}),
+                )
+            }
+            Refusal::Forbidden(msg) => {
+                (StatusCode::FORBIDDEN, json!({"success": false, "msg": msg}))
+            }
+            Refusal::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error in the packager API");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"success": false, "msg": "internal error"}),
+                )
+            }
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+/// The parameters of an authorised call.
+fn authorise(state: &AppState, body: &[u8]) -> Result<Params, Refusal> {
+    let params = parse_params(body).map_err(Refusal::Bad)?;
+    let Some(secret) = &state.services.settings.packager.secret else {
+        return Err(Refusal::Forbidden("the packager has no secret configured"));
+    };
+    match params.get("secret") {
+        Some(given) if constant_time_eq(given.as_bytes(), secret.as_bytes()) => Ok(params),
+        _ => Err(Refusal::Forbidden("Wrong/missing secret")),
+    }
+}
+
+fn number(params: &Params, name: &str, default: usize) -> Result<usize, Refusal> {
+    match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| {
+            Refusal::Bad(PackageError::bad(
+                name,
+                format!("{name} must be a whole number ≥ 0"),
+            ))
+        }),
+    }
+}
+
+/// Where links point: SHEAF_PUBLIC_URL when set, else the address this call came in on.
+fn public_url(services: &Services, headers: &HeaderMap) -> String {
+    if let Some(url) = &services.settings.packager.public_url {
+        return url.clone();
+    }
+    let host = headers
+        .get("x-forwarded-host")
+        .or_else(|| headers.get(header::HOST))
+        .and_then(|v| v.to_str().ok());
+    match host {
+        Some(host) => {
+            let scheme = headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("http");
+            format!("{scheme}://{host}")
+        }
+        None => services.settings.public_url.clone(),
+    }
+}
+
+pub async fn status(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Response, Refusal> {
+    authorise(&state, &body)?;
+    let services = &state.services;
+    let mut queue_length = 0;
+    for name in [QueueName::PackageFast, QueueName::PackageSlow] {
+        if let Ok(queue) = services.queues.get(name) {
+            let depth = queue
+                .depth()
+                .await
+                .map_err(|e| Refusal::Internal(e.to_string()))?;
+            queue_length += depth.visible + depth.in_flight;
+        }
+    }
+    let processed = stats::processed_requests(services).await?;
+    Ok(Json(json!({
+        "success": true,
+        "worker_count": 2,
+        "queue_length": queue_length,
+        "processed_requests": processed,
+    }))
+    .into_response())
+}
+
+async fn package(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    kind: PackageKind,
+) -> Result<Response, Refusal> {
+    let params = authorise(state, body)?;
+    let services = &state.services;
+    let policy = services.settings.packager.address_policy;
+    let accepted = match PackageRequest::from_params(kind, &params, policy) {
+        Ok(request) => package::accept(services, request, &public_url(services, headers)).await,
+        Err(e) => Err(e),
+    };
+    match accepted {
+        Ok(queue) => Ok(Json(json!({
+            "success": true,
+            "msg": SUCCESS_MESSAGE,
+            "queue": queue.as_str(),
+        }))
+        .into_response()),
+        Err(e @ PackageError::BadRequest { .. }) => {
+            record_refusal(services, &params, &e).await;
+            Err(Refusal::Bad(e))
+        }
+        Err(e) => Err(Refusal::Internal(e.to_string())),
+    }
+}
+
+/// A refused request is an error in the statistics, and the requester hears of it by email
+/// when the address is one.
+async fn record_refusal(services: &Services, params: &Params, error: &PackageError) {
+    let resource = params.get("resource_id").map(String::as_str).unwrap_or("");
+    let email = params
+        .get("email")
+        .map(|e| e.trim())
+        .filter(|e| crate::mail::is_valid_address(e))
+        .unwrap_or("");
+    let id = uuid::Uuid::new_v4().to_string();
+    let now = chrono::Utc::now().timestamp();
+    let message = error.to_string();
+    if let Err(e) = stats::record_error(services, &id, now, resource, email, &message).await {
+        tracing::warn!(error = %e, "recording a refused request failed");
+    }
+    if !email.is_empty() {
+        let mail = crate::mail::Email {
+            from: services.settings.mail_from.clone(),
+            to: vec![email.to_string()],
+            subject: format!("Your download request for {resource} was refused"),
+            text: format!("Hello,\n\nYour download request could not be accepted:\n{message}\n"),
+            html: None,
+        };
+        if let Err(e) = services.mailer.send(&mail).await {
+            tracing::warn!(error = %e, "the refusal email could not be sent");
+        }
+    }
+}
+
+pub async fn package_datastore(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    package(&state, &headers, &body, PackageKind::Datastore).await
+}
+
+pub async fn package_dwc_archive(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    package(&state, &headers, &body, PackageKind::DwcArchive).await
+}
+
+pub async fn package_url(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    package(&state, &headers, &body, PackageKind::Url).await
+}
+
+fn filter(params: &Params) -> stats::Filter {
+    let given = |name: &str| {
+        params
+            .get(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    stats::Filter {
+        resource_id: given("resource_id"),
+        email: given("email"),
+    }
+}
+
+pub async fn statistics(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    let params = authorise(&state, &body)?;
+    let resource = filter(&params).resource_id;
+    let totals = stats::totals(&state.services, resource.as_deref()).await?;
+    Ok(Json(json!({"success": true, "totals": totals})).into_response())
+}
+
+pub async fn statistics_requests(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    let params = authorise(&state, &body)?;
+    let (offset, limit) = (
+        number(&params, "offset", 0)?,
+        number(&params, "limit", 100)?,
+    );
+    let list = stats::requests(&state.services, filter(&params), offset, limit).await?;
+    Ok(Json(json!({"success": true, "requests": list})).into_response())
+}
+
+pub async fn statistics_errors(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    let params = authorise(&state, &body)?;
+    let (offset, limit) = (
+        number(&params, "offset", 0)?,
+        number(&params, "limit", 100)?,
+    );
+    let list = stats::errors(&state.services, filter(&params), offset, limit).await?;
+    Ok(Json(json!({"success": true, "errors": list})).into_response())
+}
+
+pub async fn clear_cache(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    authorise(&state, &body)?;
+    let removed = package::clear_cache(&state.services).await?;
+    let answer: Value = json!({"success": true, "msg": "Done.", "removed": removed});
+    Ok(Json(answer).into_response())
+}

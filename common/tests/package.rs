@@ -1,0 +1,758 @@
+//! The packager end to end through its HTTP API, in local mode and on moto (S3, SQS, SES), with
+//! tests/ckan_datastore.py as the CKAN datastore: the zips pass three independent readers and
+//! hold exactly the datastore's rows; the cache, the queue split, the emails, the statistics,
+//! Darwin Core Archives and every kind of bad input.
+
+mod support;
+
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::http::{AppState, router};
+use common::package::PackagerSettings;
+use common::pipeline::handle_body;
+use common::queue::QueueName;
+use common::services::Services;
+use common::store::LocalStore;
+use serde_json::Value;
+use support::{CkanDatastore, email_parts, three_readers};
+use tower::ServiceExt;
+
+const SECRET: &str = "8ba6d280d4ce9a416e9b604f3f0ebb";
+
+fn settings(tweak: impl FnOnce(&mut PackagerSettings)) -> PackagerSettings {
+    let mut p = PackagerSettings {
+        secret: Some(SECRET.into()),
+        page_size: 700,
+        address_policy: common::fetch::AddressPolicy::AllowLoopback,
+        ..PackagerSettings::default()
+    };
+    tweak(&mut p);
+    p
+}
+
+fn local(dir: &Path, tweak: impl FnOnce(&mut PackagerSettings)) -> (axum::Router, Services) {
+    let mut services = support::local_services(dir);
+    services.settings.packager = settings(tweak);
+    let local_store = LocalStore::open(&dir.join("store"), "http://127.0.0.1:8765").expect("store");
+    let app = router(AppState {
+        services: services.clone(),
+        api_token: None,
+        local_store: Some(local_store),
+    });
+    (app, services)
+}
+
+async fn send(app: &axum::Router, request: Request<Body>) -> (StatusCode, Value, Vec<u8>) {
+    let response = app.clone().oneshot(request).await.expect("response");
+    let status = response.status();
+    let location = response
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().expect("location").to_string());
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 30)
+        .await
+        .expect("body")
+        .to_vec();
+    let value = serde_json::from_slice(&bytes).unwrap_or(match location {
+        Some(l) => Value::String(l),
+        None => Value::Null,
+    });
+    (status, value, bytes)
+}
+
+fn form(path: &str, pairs: &[(&str, &str)]) -> Request<Body> {
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
+    Request::post(path)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .expect("request")
+}
+
+async fn call(app: &axum::Router, path: &str, pairs: &[(&str, &str)]) -> (StatusCode, Value) {
+    let (status, value, _) = send(app, form(path, pairs)).await;
+    (status, value)
+}
+
+/// Runs every package message as the workers do: a failed one is delivered again at once,
+/// until its last attempt.
+async fn drain(services: &Services) -> u32 {
+    let mut handled = 0;
+    loop {
+        let mut any = false;
+        for name in [QueueName::PackageFast, QueueName::PackageSlow] {
+            let queue = services.queues.get(name).expect("queue").clone();
+            for m in queue
+                .receive(10, Duration::from_secs(120))
+                .await
+                .expect("receive")
+            {
+                any = true;
+                handled += 1;
+                match handle_body(services, &m.body, m.receive_count).await {
+                    Ok(()) => queue.delete(&m.receipt).await.expect("delete"),
+                    Err(_) => queue
+                        .change_visibility(&m.receipt, Duration::ZERO)
+                        .await
+                        .expect("visibility"),
+                }
+            }
+        }
+        if !any {
+            return handled;
+        }
+    }
+}
+
+/// Emails in the outbox, oldest first.
+fn outbox(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir.join("outbox")) else {
+        return Vec::new();
+    };
+    let mut files: Vec<_> = entries
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .collect();
+    files.sort_by_key(|p| {
+        std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .expect("mtime")
+    });
+    files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).expect("eml"))
+        .collect()
+}
+
+fn link_in(text: &str) -> String {
+    let re = regex::Regex::new(r"https?://[^\s<>]+/downloads/[^\s<>]+").expect("regex");
+    re.find(text).expect("a download link").as_str().to_string()
+}
+
+/// The rows of `entry` in a zip, header first.
+fn table(zip: &[u8], entry: &str, delimiter: u8) -> Vec<Vec<String>> {
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).expect("zip");
+    let mut text = String::new();
+    archive
+        .by_name(entry)
+        .expect("entry")
+        .read_to_string(&mut text)
+        .expect("read entry");
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .delimiter(delimiter)
+        .from_reader(text.as_bytes())
+        .records()
+        .map(|r| r.expect("row").iter().map(str::to_string).collect())
+        .collect()
+}
+
+fn save(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("write zip");
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datastore_rows_arrive_exactly_in_a_zip_every_reader_accepts_and_the_cache_reuses_it() {
+    let ckan = CkanDatastore::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (app, services) = local(dir.path(), |_| {});
+    let api = ckan.api_url();
+    let request = |email: &'static str| {
+        vec![
+            ("secret", SECRET),
+            ("api_url", api.as_str()),
+            ("resource_id", "rows-2500"),
+            ("email", email),
+            ("offset", "100"),
+            ("limit", "2000"),
+        ]
+    };
+    let (status, answer) = call(&app, "/package_datastore", &request("first@example.org")).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["success"], true);
+    assert!(answer["msg"].as_str().expect("msg").contains("emailed"));
+    assert_eq!(drain(&services).await, 1);
+
+    let mails = outbox(dir.path());
+    assert_eq!(mails.len(), 1);
+    let (headers, bodies) = email_parts(&mails[0]);
+    assert!(headers.contains("To: first@example.org"), "{headers}");
+    assert!(
+        headers.contains("Subject: Resource from 127.0.0.1"),
+        "{headers}"
+    );
+    let link = link_in(&bodies[0]);
+    assert!(
+        bodies[1].contains(&format!("<a href=\"{link}\">")),
+        "{}",
+        bodies[1]
+    );
+    assert!(!bodies[0].contains("DOI"), "no DOI paragraph without a DOI");
+    let path = link.trim_start_matches("http://127.0.0.1:8765");
+    let (status, _, zip) = send(&app, Request::get(path).body(Body::empty()).expect("get")).await;
+    assert_eq!(status, StatusCode::OK);
+    let entries = three_readers(&save(dir.path(), "first.zip", &zip));
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].0, "resource.csv");
+
+    let (fields, expected) = ckan.rows("rows-2500", 100, 2000).await;
+    let got = table(&zip, "resource.csv", b',');
+    assert_eq!(got[0], fields, "the header is the datastore's fields");
+    assert_eq!(got.len() - 1, 2000);
+    assert_eq!(
+        &got[1..],
+        &expected[..],
+        "the zip holds exactly the datastore's rows"
+    );
+
+    // The same request from someone else: the same zip, no second pass over the datastore.
+    let pages = ckan.page_calls().await;
+    let (status, _) = call(&app, "/package_datastore", &request("second@example.org")).await;
+    assert_eq!(status, StatusCode::OK);
+    drain(&services).await;
+    assert_eq!(ckan.page_calls().await, pages, "the cached zip was reused");
+    let mails = outbox(dir.path());
+    assert_eq!(mails.len(), 2);
+    let (headers, bodies) = email_parts(&mails[1]);
+    assert!(headers.contains("To: second@example.org"));
+    assert_eq!(
+        link_in(&bodies[0]).split('?').next(),
+        link.split('?').next()
+    );
+
+    // A tampered link is refused.
+    let forged = path.replace("signature=", "signature=00");
+    let (status, _, _) = send(&app, Request::get(forged).body(Body::empty()).expect("get")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // clear_cache: the next identical request reads the datastore again.
+    let (status, answer) = call(&app, "/clear_cache", &[("secret", SECRET)]).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["removed"], 1);
+    call(&app, "/package_datastore", &request("third@example.org")).await;
+    drain(&services).await;
+    assert!(
+        ckan.page_calls().await > pages,
+        "after clear_cache the zip is built again"
+    );
+
+    // TSV, from a CKAN too old to write delimited records (the JSON records path).
+    let (status, answer) = call(
+        &app,
+        "/package_datastore",
+        &[
+            ("secret", SECRET),
+            ("api_url", api.as_str()),
+            ("resource_id", "old-rows-1500"),
+            ("email", "tsv@example.org"),
+            ("format", "tsv"),
+            ("doi", "10.5555/sheaf.tsv"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    drain(&services).await;
+    let mails = outbox(dir.path());
+    let (_, bodies) = email_parts(mails.last().expect("mail"));
+    assert!(
+        bodies[0]
+            .contains("A DOI has been created for this data: https://doi.org/10.5555/sheaf.tsv"),
+        "{}",
+        bodies[0]
+    );
+    assert!(
+        bodies[1].contains("<a href=\"https://doi.org/10.5555/sheaf.tsv\">"),
+        "{}",
+        bodies[1]
+    );
+    let path = link_in(&bodies[0]).replace("http://127.0.0.1:8765", "");
+    let (_, _, zip) = send(&app, Request::get(path).body(Body::empty()).expect("get")).await;
+    three_readers(&save(dir.path(), "tsv.zip", &zip));
+    let (fields, expected) = ckan.rows("old-rows-1500", 0, 1500).await;
+    let got = table(&zip, "resource.tsv", b'\t');
+    assert_eq!(got[0], fields);
+    assert_eq!(&got[1..], &expected[..]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_split_between_the_fast_and_the_slow_queue_by_their_row_count() {
+    let ckan = CkanDatastore::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (app, _) = local(dir.path(), |p| p.slow_request = 1000);
+    let api = ckan.api_url();
+    let queue_of = |resource: &'static str, limit: Option<&'static str>| {
+        let app = app.clone();
+        let api = api.clone();
+        async move {
+            let mut pairs = vec![
+                ("secret", SECRET),
+                ("api_url", api.as_str()),
+                ("resource_id", resource),
+                ("email", "q@example.org"),
+            ];
+            if let Some(l) = limit {
+                pairs.push(("limit", l));
+            }
+            let (status, answer) = call(&app, "/package_datastore", &pairs).await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+            answer["queue"].as_str().expect("queue").to_string()
+        }
+    };
+    assert_eq!(queue_of("rows-1500", None).await, "package-slow");
+    assert_eq!(queue_of("rows-1500", Some("999")).await, "package-fast");
+    assert_eq!(queue_of("rows-999", None).await, "package-fast");
+    assert_eq!(queue_of("rows-1000", None).await, "package-slow");
+    let (status, answer) = call(
+        &app,
+        "/package_url",
+        &[
+            ("secret", SECRET),
+            ("resource_id", "file"),
+            ("resource_url", &ckan.url("/files/data.csv?size=100")),
+            ("email", "q@example.org"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["queue"], "package-fast");
+    let (status, answer) = call(&app, "/status", &[("secret", SECRET)]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["queue_length"], 5);
+    assert_eq!(answer["worker_count"], 2);
+    assert_eq!(answer["processed_requests"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_file_streams_into_the_zip() {
+    let ckan = CkanDatastore::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (app, services) = local(dir.path(), |_| {});
+    let file_url = ckan.url("/files/observations.csv?size=3000000");
+    let (status, answer) = call(
+        &app,
+        "/package_url",
+        &[
+            ("secret", SECRET),
+            ("resource_id", "abc"),
+            ("resource_url", &file_url),
+            ("email", "file@example.org"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    drain(&services).await;
+    let (_, bodies) = email_parts(&outbox(dir.path())[0]);
+    let path = link_in(&bodies[0]).replace("http://127.0.0.1:8765", "");
+    let (_, _, zip) = send(&app, Request::get(path).body(Body::empty()).expect("get")).await;
+    let entries = three_readers(&save(dir.path(), "file.zip", &zip));
+    let original = reqwest::get(&file_url)
+        .await
+        .expect("file")
+        .bytes()
+        .await
+        .expect("bytes");
+    use sha2::Digest;
+    assert_eq!(
+        entries,
+        vec![(
+            "observations.csv".to_string(),
+            3_000_000,
+            hex::encode(sha2::Sha256::digest(&original))
+        )]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statistics_count_requests_errors_and_unique_emails() {
+    let ckan = CkanDatastore::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (app, services) = local(dir.path(), |_| {});
+    let api = ckan.api_url();
+    for (resource, email) in [
+        ("rows-10", "Ann@Example.org"),
+        ("rows-10", "ann@example.org"),
+        ("rows-10", "bob@example.net"),
+        ("rows-20", "ann@example.org"),
+        ("garbage-900-700", "bob@example.net"),
+    ] {
+        let (status, answer) = call(
+            &app,
+            "/package_datastore",
+            &[
+                ("secret", SECRET),
+                ("api_url", &api),
+                ("resource_id", resource),
+                ("email", email),
+            ],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    drain(&services).await;
+    let (status, stats) = call(&app, "/statistics", &[("secret", SECRET)]).await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    assert_eq!(stats["success"], true);
+    let totals = &stats["totals"];
+    assert_eq!(
+        totals["*"],
+        serde_json::json!({"emails": 2, "requests": 4, "errors": 1})
+    );
+    assert_eq!(
+        totals["rows-10"],
+        serde_json::json!({"emails": 2, "requests": 3, "errors": 0})
+    );
+    assert_eq!(
+        totals["rows-20"],
+        serde_json::json!({"emails": 1, "requests": 1, "errors": 0})
+    );
+    assert_eq!(totals["garbage-900-700"]["errors"], 1);
+    let (_, only) = call(
+        &app,
+        "/statistics",
+        &[("secret", SECRET), ("resource_id", "rows-20")],
+    )
+    .await;
+    assert_eq!(only["totals"].as_object().expect("totals").len(), 1);
+
+    let (_, listed) = call(
+        &app,
+        "/statistics/requests",
+        &[
+            ("secret", SECRET),
+            ("email", "ann@example.org"),
+            ("limit", "2"),
+        ],
+    )
+    .await;
+    let requests = listed["requests"].as_array().expect("requests");
+    assert_eq!(requests.len(), 2);
+    assert!(
+        requests
+            .iter()
+            .all(|r| r["email"] == "ann@example.org" && r["domain"] == "example.org")
+    );
+    assert!(
+        requests[0]["timestamp"].as_i64() >= requests[1]["timestamp"].as_i64(),
+        "newest first"
+    );
+    let (_, errors) = call(&app, "/statistics/errors", &[("secret", SECRET)]).await;
+    let errors = errors["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0]["resource_id"], "garbage-900-700");
+    assert!(
+        errors[0]["message"]
+            .as_str()
+            .expect("message")
+            .contains("not a datastore_search result"),
+        "{errors:?}"
+    );
+    let (status, answer) = call(&app, "/status", &[("secret", SECRET)]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["processed_requests"], 4);
+
+    // ANONYMIZE_EMAILS: a keyed hash and the domain; filtering by the address still works.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (app, services) = local(dir.path(), |p| p.anonymize_emails = true);
+    for email in ["carol@example.com", "CAROL@example.com", "dan@example.edu"] {
+        call(
+            &app,
+            "/package_datastore",
+            &[
+                ("secret", SECRET),
+                ("api_url", &api),
+                ("resource_id", "rows-5"),
+                ("email", email),
+            ],
+        )
+        .await;
+    }
+    drain(&services).await;
+    let (_, listed) = call(&app, "/statistics/requests", &[("secret", SECRET)]).await;
+    let requests = listed["requests"].as_array().expect("requests");
+    assert_eq!(requests.len(), 3);
+    assert!(
+        requests
+            .iter()
+            .all(|r| !r["email"].as_str().expect("email").contains('@')),
+        "{requests:?}"
+    );
+    let (_, carol) = call(
+        &app,
+        "/statistics/requests",
+        &[("secret", SECRET), ("email", "carol@example.com")],
+    )
+    .await;
+    let carol = carol["requests"].as_array().expect("requests");
+    assert_eq!(carol.len(), 2);
+    assert_eq!(carol[0]["domain"], "example.com");
+    let (_, stats) = call(&app, "/statistics", &[("secret", SECRET)]).await;
+    assert_eq!(stats["totals"]["*"]["emails"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_are_refused_with_the_parameter_named_and_recorded() {
+    let ckan = CkanDatastore::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (app, services) = local(dir.path(), |_| {});
+    let api = ckan.api_url();
+    let base = |extra: &[(&'static str, &'static str)]| {
+        let mut pairs: Vec<(&str, String)> = vec![
+            ("secret", SECRET.into()),
+            ("api_url", api.clone()),
+            ("resource_id", "rows-10".into()),
+            ("email", "someone@example.org".into()),
+        ];
+        for (k, v) in extra {
+            pairs.retain(|(name, _)| name != k);
+            pairs.push((k, v.to_string()));
+        }
+        pairs
+    };
+    let ask = |pairs: Vec<(&'static str, String)>| {
+        let app = app.clone();
+        async move {
+            let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            call(&app, "/package_datastore", &refs).await
+        }
+    };
+    let (status, answer) = ask(base(&[("secret", "wrong")])).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(answer["success"], false);
+    let mut no_secret = base(&[]);
+    no_secret.retain(|(k, _)| *k != "secret");
+    assert_eq!(ask(no_secret).await.0, StatusCode::FORBIDDEN);
+    for (param, value) in [
+        ("email", "not-an-email"),
+        ("api_url", "http://10.1.2.3/api/3/action/datastore_search"),
+        ("api_url", "http://169.254.169.254/latest/meta-data"),
+        ("filters", "{not json"),
+        ("limit", "ten"),
+        ("format", "xlsx"),
+    ] {
+        let (status, answer) = ask(base(&[(param, value)])).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{param}={value}: {answer}");
+        assert_eq!(answer["param"], param, "{answer}");
+        assert!(answer["msg"].as_str().expect("msg").contains(param));
+    }
+    let mut missing = base(&[]);
+    missing.retain(|(k, _)| *k != "resource_id");
+    let (status, answer) = ask(missing).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        answer["msg"],
+        "resource_id: Parameter resource_id is required"
+    );
+    // The refusals are errors in the statistics, and the requester heard of the private address.
+    let (_, errors) = call(&app, "/statistics/errors", &[("secret", SECRET)]).await;
+    assert_eq!(errors["errors"].as_array().expect("errors").len(), 7);
+    assert!(outbox(dir.path()).iter().any(|m| m.contains("refused")));
+
+    // A datastore that fails mid-way (after retries) and one whose page does not parse: an
+    // error recorded and emailed, the upload aborted, no zip offered.
+    let before = outbox(dir.path()).len();
+    for resource in ["fails-3000-1400", "garbage-3000-1400"] {
+        let (status, answer) = ask(base(&[("resource_id", resource)])).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    drain(&services).await;
+    let mails = outbox(dir.path());
+    assert_eq!(mails.len(), before + 2);
+    for mail in &mails[before..] {
+        let (headers, bodies) = email_parts(mail);
+        assert!(headers.contains("failed"), "{headers}");
+        assert!(bodies[0].contains("could not be packaged"));
+    }
+    let (_, errors) = call(&app, "/statistics/errors", &[("secret", SECRET)]).await;
+    let errors = errors["errors"].as_array().expect("errors");
+    assert!(
+        errors.iter().any(|e| e["resource_id"] == "fails-3000-1400"
+            && e["message"].as_str().unwrap_or("").contains("500")),
+        "{errors:?}"
+    );
+    let zips: Vec<_> = services
+        .store
+        .list("packages/")
+        .await
+        .expect("list")
+        .into_iter()
+        .filter(|e| e.key.ends_with(".zip"))
+        .collect();
+    assert!(zips.is_empty(), "no zip is offered: {zips:?}");
+    let leftovers = std::fs::read_dir(dir.path().join("store/tmp"))
+        .expect("tmp")
+        .count();
+    assert_eq!(leftovers, 0, "aborted uploads leave nothing behind");
+
+    // No secret configured: everything is refused.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (app, _) = local(dir.path(), |p| p.secret = None);
+    let (status, _) = call(&app, "/status", &[("secret", "")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_may_be_json_or_url_quoted_json_as_ckanpackager_clients_send_them() {
+    let ckan = CkanDatastore::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (app, services) = local(dir.path(), |_| {});
+    let json = serde_json::json!({
+        "secret": SECRET, "api_url": ckan.api_url(), "resource_id": "rows-300",
+        "email": "json@example.org", "filters": "{\"flag\": true}", "limit": 50
+    });
+    let request = Request::post("/package_datastore")
+        .header("content-type", "application/json")
+        .body(Body::from(json.to_string()))
+        .expect("request");
+    let (status, answer, _) = send(&app, request).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    // urllib.quote(json.dumps(...)), posted as ckanpackager's README shows.
+    let quoted: String = url::form_urlencoded::byte_serialize(
+        serde_json::json!({
+            "secret": SECRET, "api_url": ckan.api_url(), "resource_id": "rows-300",
+            "email": "quoted@example.org", "q": "Kew"
+        })
+        .to_string()
+        .as_bytes(),
+    )
+    .collect::<String>()
+    .replace('+', "%20");
+    let request = Request::post("/package_datastore")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(quoted))
+        .expect("request");
+    let (status, answer, _) = send(&app, request).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    drain(&services).await;
+    let mails = outbox(dir.path());
+    assert_eq!(mails.len(), 2);
+    for (mail, check) in mails.iter().zip([2usize, 7]) {
+        let (_, bodies) = email_parts(mail);
+        let path = link_in(&bodies[0]).replace("http://127.0.0.1:8765", "");
+        let (_, _, zip) = send(&app, Request::get(path).body(Body::empty()).expect("get")).await;
+        let rows = table(&zip, "resource.csv", b',');
+        let column = rows[0]
+            .iter()
+            .position(|f| f == if check == 2 { "flag" } else { "locality" })
+            .expect("column");
+        assert!(rows.len() > 1);
+        for row in &rows[1..] {
+            if check == 2 {
+                assert_eq!(row[column], "true", "filters were applied");
+            } else {
+                assert!(
+                    row.iter().any(|v| v.contains("Kew")),
+                    "q was applied: {row:?}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_darwin_core_archive_opens_in_python_dwca_reader() {
+    let ckan = CkanDatastore::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (app, services) = local(dir.path(), |_| {});
+    let (status, answer) = call(
+        &app,
+        "/package_dwc_archive",
+        &[
+            ("secret", SECRET),
+            ("api_url", &ckan.api_url()),
+            ("resource_id", "dwc-900"),
+            ("email", "dwc@example.org"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    drain(&services).await;
+    let (_, bodies) = email_parts(&outbox(dir.path())[0]);
+    let path = link_in(&bodies[0]).replace("http://127.0.0.1:8765", "");
+    let (_, _, zip) = send(&app, Request::get(path).body(Body::empty()).expect("get")).await;
+    let file = save(dir.path(), "dwca.zip", &zip);
+    let names: Vec<String> = three_readers(&file).into_iter().map(|e| e.0).collect();
+    assert_eq!(names, ["occurrence.csv", "multimedia.csv", "meta.xml"]);
+
+    let out = std::process::Command::new(support::python())
+        .arg(support::workspace_root().join("tests/readers/dwca_python.py"))
+        .arg(&file)
+        .output()
+        .expect("python-dwca-reader");
+    assert!(
+        out.status.success(),
+        "python-dwca-reader refused the archive: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(read["core_type"], "http://rs.tdwg.org/dwc/terms/Occurrence");
+    assert_eq!(
+        read["extensions"],
+        serde_json::json!(["http://rs.gbif.org/terms/1.0/Multimedia"])
+    );
+    let terms: Vec<&str> = read["core_terms"]
+        .as_array()
+        .expect("terms")
+        .iter()
+        .map(|t| t.as_str().expect("term"))
+        .collect();
+    for term in [
+        "catalogNumber",
+        "scientificName",
+        "locality",
+        "decimalLatitude",
+        "decimalLongitude",
+        "eventDate",
+        "dynamicProperties",
+    ] {
+        assert!(
+            terms.contains(&format!("http://rs.tdwg.org/dwc/terms/{term}").as_str()),
+            "{term} missing from {terms:?}"
+        );
+    }
+    let rows = read["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 900);
+    let (_, source) = ckan.rows("dwc-900", 0, 900).await;
+    let dwc = |term: &str| format!("http://rs.tdwg.org/dwc/terms/{term}");
+    for (row, original) in rows.iter().zip(&source) {
+        assert_eq!(row["id"], original[0]);
+        assert_eq!(row["data"][dwc("catalogNumber")], original[1]);
+        assert_eq!(row["data"][dwc("scientificName")], original[2]);
+        let dynamic: Value = serde_json::from_str(
+            row["data"][dwc("dynamicProperties")]
+                .as_str()
+                .expect("dynamic"),
+        )
+        .expect("dynamicProperties is JSON");
+        if !original[7].is_empty() {
+            assert_eq!(dynamic["colour"], original[7]);
+        }
+        if !original[8].is_empty() {
+            assert_eq!(dynamic["gutContents"], original[8]);
+        }
+        let media: Vec<Value> = if original[9].is_empty() {
+            Vec::new()
+        } else {
+            serde_json::from_str(&original[9]).expect("media")
+        };
+        let extension = row["extensions"].as_array().expect("extensions");
+        assert_eq!(
+            extension.len(),
+            media.len(),
+            "one multimedia row per media object"
+        );
+        for (e, m) in extension.iter().zip(&media) {
+            assert_eq!(
+                e["data"]["http://purl.org/dc/terms/identifier"],
+                m["identifier"]
+            );
+            assert_eq!(e["data"]["http://purl.org/dc/terms/type"], "StillImage");
+        }
+    }
+}

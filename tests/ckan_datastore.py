@@ -18,6 +18,7 @@ GET /files/NAME?size=BYTES serves a generated file; GET /_calls counts datastore
 calls. `render` writes pre-rendered pages for the benchmark; `--pages DIR` serves them.
 """
 import argparse
+import base64
 import csv
 import io
 import json
@@ -63,7 +64,7 @@ def row(i):
 
 def random_row(i):
     rng = random.Random(i)
-    text = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789,\" ") for _ in range(400))
+    text = base64.b64encode(rng.randbytes(300)).decode().replace("+", ",").replace("/", '"')
     return {"_id": i + 1, "text": text, "number": rng.randint(0, 10**9)}
 
 

@@ -123,4 +123,105 @@ async fn checks() {
         job.gather_errors
     );
     assert_eq!(job.stats.added + job.stats.errored, 0);
+
+    packager_refusals(port).await;
+}
+
+/// The packager: a private address written in a request is a 400 naming it; a name that
+/// resolves to one, or a redirect to one, fails the package with the refusal, recorded in the
+/// statistics, and no zip.
+async fn packager_refusals(redirecting_port: u16) {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use common::http::{AppState, router};
+    use common::package::PackagerSettings;
+    use tower::ServiceExt;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut services = support::local_services(dir.path());
+    services.settings.packager = PackagerSettings {
+        secret: Some("s".into()),
+        address_policy: AddressPolicy::PublicOnly,
+        ..PackagerSettings::default()
+    };
+    services.fetcher = Arc::new(
+        ReqwestFetcher::new(AddressPolicy::PublicOnly, Duration::from_secs(5)).expect("fetcher"),
+    );
+    let app = router(AppState {
+        services: services.clone(),
+        api_token: None,
+        local_store: None,
+    });
+    let post = |path: &str, body: String| {
+        Request::post(path)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .expect("request")
+    };
+    for api_url in [
+        "http://10.1.2.3/api/3/action/datastore_search",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[fd12::1]/api",
+        "http://localhost:9/api/3/action/datastore_search",
+    ] {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("secret", "s"),
+                ("api_url", api_url),
+                ("resource_id", "r"),
+                ("email", "a@example.org"),
+            ])
+            .finish();
+        let response = app
+            .clone()
+            .oneshot(post("/package_datastore", body))
+            .await
+            .expect("response");
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{api_url}");
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        let answer: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+        assert_eq!(answer["param"], "api_url", "{answer}");
+    }
+
+    // A file whose name resolves to loopback, and one that redirects to the metadata address.
+    let allow_loopback = Services {
+        fetcher: Arc::new(
+            ReqwestFetcher::new(AddressPolicy::AllowLoopback, Duration::from_secs(5))
+                .expect("fetcher"),
+        ),
+        ..services.clone()
+    };
+    for (services, url) in [
+        (&services, "http://localhost:9/data.csv".to_string()),
+        (
+            &allow_loopback,
+            format!("http://127.0.0.1:{redirecting_port}/data.csv"),
+        ),
+    ] {
+        let mut params = common::package::Params::new();
+        params.insert("resource_id".into(), "file".into());
+        params.insert("email".into(), "a@example.org".into());
+        params.insert("resource_url".into(), url.clone());
+        let request = common::package::PackageRequest::from_params(
+            common::package::PackageKind::Url,
+            &params,
+            AddressPolicy::AllowLoopback,
+        )
+        .expect("a well-formed request");
+        let message = common::package::PackageMessage::new(request, "http://sheaf.test");
+        common::package::handle_message(services, &message, 1)
+            .await
+            .expect("handled");
+        let errors = common::package::stats::errors(services, Default::default(), 0, 100)
+            .await
+            .expect("errors");
+        assert!(
+            errors.iter().any(|e| e.message.contains("refused")),
+            "{url}: {errors:?}"
+        );
+    }
+    let zips = services.store.list("packages/").await.expect("list");
+    assert!(zips.iter().all(|e| !e.key.ends_with(".zip")), "{zips:?}");
 }

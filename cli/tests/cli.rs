@@ -304,3 +304,201 @@ fn the_same_binary_harvests_into_s3_on_an_aws_compatible_endpoint() {
     let sources = json(&aws(&["sources", "--json"]));
     assert_eq!(sources[0]["name"], "remote");
 }
+
+/// tests/ckan_datastore.py on a free port (a CKAN datastore_search endpoint).
+fn ckan_datastore() -> (Serve, String) {
+    let port = free_port();
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let child = Command::new("python3")
+        .arg(format!("{root}/tests/ckan_datastore.py"))
+        .args(["serve", "--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("python3 tests/ckan_datastore.py");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the datastore did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (
+        Serve(child),
+        format!("http://127.0.0.1:{port}/api/3/action/datastore_search"),
+    )
+}
+
+/// Data rows of `entry` in `zip`, counted by Python's csv module (quoted newlines and all).
+fn csv_rows(zip: &std::path::Path, entry: &str) -> u64 {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import csv,io,sys,zipfile; z=zipfile.ZipFile(sys.argv[1]); print(sum(1 for _ in csv.reader(io.TextIOWrapper(z.open(sys.argv[2]), encoding='utf-8'))) - 1)",
+        ])
+        .arg(zip)
+        .arg(entry)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("count")
+}
+
+#[test]
+fn package_datastore_writes_a_zip_file_or_a_stored_package_with_its_link() {
+    let (_ckan, api_url) = ckan_datastore();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let out = dir.path().join("rows.zip");
+    let file = json(&sheaf(
+        &data,
+        &[
+            "--json",
+            "package",
+            "datastore",
+            "--api-url",
+            &api_url,
+            "--resource-id",
+            "rows-1234",
+            "--out",
+            out.to_str().expect("path"),
+        ],
+    ));
+    assert_eq!(file["rows"], 1234, "{file}");
+    let tested = Command::new("unzip")
+        .arg("-t")
+        .arg(&out)
+        .output()
+        .expect("unzip");
+    assert!(
+        tested.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tested.stdout)
+    );
+    assert_eq!(csv_rows(&out, "resource.csv"), 1234);
+
+    let stored = json(&sheaf(
+        &data,
+        &[
+            "--json",
+            "package",
+            "datastore",
+            "--api-url",
+            &api_url,
+            "--resource-id",
+            "rows-50",
+            "--format",
+            "tsv",
+            "--email",
+            "cli@example.org",
+        ],
+    ));
+    assert_eq!(stored["package"]["rows"], 50, "{stored}");
+    assert!(
+        stored["download_url"]
+            .as_str()
+            .expect("url")
+            .contains("/downloads/packages/")
+    );
+    let mails = std::fs::read_dir(data.join("outbox"))
+        .expect("outbox")
+        .count();
+    assert_eq!(mails, 1);
+
+    // Bad input: the parameter is named and the exit status is 1.
+    let bad = sheaf(
+        &data,
+        &[
+            "package",
+            "datastore",
+            "--api-url",
+            &api_url,
+            "--resource-id",
+            "r",
+            "--filters",
+            "{nope",
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("filters"));
+}
+
+#[test]
+fn serve_packages_a_request_and_serves_the_emailed_link() {
+    let (_ckan, api_url) = ckan_datastore();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let _serve = Serve(
+        Command::new(env!("CARGO_BIN_EXE_sheaf"))
+            .args(["serve", "--listen", &listen, "--data-dir"])
+            .arg(&data)
+            .env_remove("SHEAF_BUCKET")
+            .env("SHEAF_PACKAGER_SECRET", "cli-secret")
+            .env("SHEAF_PACKAGER_PAGE_SIZE", "400")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serve"),
+    );
+    let base = format!("http://{listen}");
+    let client = reqwest::blocking::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let answer: Value = loop {
+        assert!(Instant::now() < deadline, "serve did not answer");
+        if let Ok(r) = client
+            .post(format!("{base}/package_datastore"))
+            .form(&[
+                ("secret", "cli-secret"),
+                ("api_url", api_url.as_str()),
+                ("resource_id", "rows-3000"),
+                ("email", "serve@example.org"),
+            ])
+            .send()
+        {
+            break r.json().expect("json");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(answer["success"], true, "{answer}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mail = loop {
+        assert!(Instant::now() < deadline, "no email arrived in the outbox");
+        let found = std::fs::read_dir(data.join("outbox"))
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| std::fs::read_to_string(e.ok()?.path()).ok());
+        if let Some(m) = found {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let out = Command::new("python3")
+        .args(["-c", "import email,sys; m=email.message_from_string(sys.stdin.read()); print([p.get_payload(decode=True).decode() for p in m.walk() if p.get_content_type()=='text/plain'][0])"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(mail.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("python3 email");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let link = text
+        .split_whitespace()
+        .find(|w| w.contains("/downloads/"))
+        .unwrap_or_else(|| panic!("no link in {text}"));
+    assert!(link.starts_with(&base), "{link}");
+    let zip = client.get(link).send().expect("download");
+    assert_eq!(zip.status(), 200);
+    let bytes = zip.bytes().expect("zip");
+    let path = dir.path().join("served.zip");
+    std::fs::write(&path, &bytes).expect("write");
+    assert_eq!(csv_rows(&path, "resource.csv"), 3000);
+}

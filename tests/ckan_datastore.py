@@ -31,7 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 GENERA = ["Quercus", "Passer", "Apis", "Salmo", "Rosa", "Larus", "Bufo", "Pinus", "Vulpes", "Ursus"]
 SPECIES = ["robur", "domesticus", "mellifera", "trutta", "canina", "argentatus", "bufo", "sylvestris", "vulpes", "arctos", "alba", "major"]
-PLACES = ["Tring, Hertfordshire", "Kew", "Loch Ness", "Cairngorms", "South Kensington", "Wicken Fen", "Skomer Island"]
+PLACES = ["Tring, Hertfordshire, England", "Kew, Richmond upon Thames", "Loch Ness, Highland, Scotland", "Cairngorms National Park", "South Kensington, London", "Wicken Fen, Cambridgeshire", "Skomer Island, Pembrokeshire, Wales"]
 PEOPLE = ["A. Smith", "B. O'Neill", "C. \"Kit\" Jones", "D. Müller", "E. Åberg", "F. Nguyễn"]
 REMARKS = ["", "checked", "Überprüft – ok", "label says \"juvenile\"", "two, maybe three", None]
 
@@ -48,8 +48,8 @@ def row(i):
         locality += "\nsecond line of the label"
     return {
         "_id": i + 1,
-        "occurrence_id": "urn:catalog:NHMUK:%09d" % (i * 7919 % 1000000007),
-        "name": '%s %s, "var. %d"' % (GENERA[i % 10], SPECIES[(i * 31) % 12], i % 97),
+        "occurrence_id": "urn:catalog:NHMUK:ZOO:%09d" % (i * 7919 % 1000000007),
+        "name": '%s %s L., 1753, "var. %d"' % (GENERA[i % 10], SPECIES[(i * 31) % 12], i % 97),
         "locality": locality,
         "count": (i * 37) % 1000,
         "ratio": round(((i * 7919) % 100000) / 997.0, 3),

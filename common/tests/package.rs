@@ -450,7 +450,7 @@ async fn statistics_count_requests_errors_and_unique_emails() {
         errors[0]["message"]
             .as_str()
             .expect("message")
-            .contains("not a datastore_search result"),
+            .contains("does not parse"),
         "{errors:?}"
     );
     let (status, answer) = call(&app, "/status", &[("secret", SECRET)]).await;

@@ -95,6 +95,8 @@ pub trait HttpFetcher: Send + Sync {
     /// Answers with the body whatever the status (CKAN explains a refusal in a 409's body);
     /// only the size limit and the address policy are errors here.
     async fn post_json(&self, request: &PostJson) -> Result<FetchResponse, FetchError>;
+    /// The same POST, its body streamed as it arrives (whatever the status, which comes first).
+    async fn post_json_stream(&self, request: &PostJson) -> Result<(u16, ByteStream), FetchError>;
     /// A GET whose 2xx body is streamed; other statuses are errors.
     async fn get_stream(
         &self,

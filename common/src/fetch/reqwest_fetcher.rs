@@ -244,6 +244,35 @@ impl HttpFetcher for ReqwestFetcher {
         })
     }
 
+    async fn post_json_stream(&self, request: &PostJson) -> Result<(u16, ByteStream), FetchError> {
+        let url = check_url(&request.url, self.policy)?;
+        let body = serde_json::to_vec(&request.body).map_err(|e| FetchError::InvalidUrl {
+            url: request.url.clone(),
+            reason: e.to_string(),
+        })?;
+        let mut req = self
+            .streaming
+            .post(url)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(key) = &request.authorization {
+            req = req.header(AUTHORIZATION, key);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| transport_error(&request.url, &e))?;
+        let status = resp.status().as_u16();
+        let owned = request.url.clone();
+        Ok((
+            status,
+            Box::pin(
+                resp.bytes_stream()
+                    .map(move |chunk| chunk.map_err(|e| transport_error(&owned, &e))),
+            ),
+        ))
+    }
+
     async fn get_stream(
         &self,
         url: &str,

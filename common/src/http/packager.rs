@@ -234,30 +234,37 @@ pub async fn statistics(
     Ok(Json(json!({"success": true, "totals": totals})).into_response())
 }
 
-pub async fn statistics_requests(
-    State(state): State<Arc<AppState>>,
-    body: Bytes,
-) -> Result<Response, Refusal> {
-    let params = authorise(&state, &body)?;
+/// `/statistics/requests` and `/statistics/errors`: a page of entries, newest first.
+async fn statistics_list(state: &AppState, body: &[u8], errors: bool) -> Result<Response, Refusal> {
+    let params = authorise(state, body)?;
     let (offset, limit) = (
         number(&params, "offset", 0)?,
         number(&params, "limit", 100)?,
     );
-    let list = stats::requests(&state.services, filter(&params), offset, limit).await?;
-    Ok(Json(json!({"success": true, "requests": list})).into_response())
+    let services = &state.services;
+    let (field, list) = if errors {
+        let list = stats::errors(services, filter(&params), offset, limit).await?;
+        ("errors", serde_json::to_value(list))
+    } else {
+        let list = stats::requests(services, filter(&params), offset, limit).await?;
+        ("requests", serde_json::to_value(list))
+    };
+    let list = list.map_err(|e| Refusal::Internal(e.to_string()))?;
+    Ok(Json(json!({"success": true, field: list})).into_response())
+}
+
+pub async fn statistics_requests(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    statistics_list(&state, &body, false).await
 }
 
 pub async fn statistics_errors(
     State(state): State<Arc<AppState>>,
     body: Bytes,
 ) -> Result<Response, Refusal> {
-    let params = authorise(&state, &body)?;
-    let (offset, limit) = (
-        number(&params, "offset", 0)?,
-        number(&params, "limit", 100)?,
-    );
-    let list = stats::errors(&state.services, filter(&params), offset, limit).await?;
-    Ok(Json(json!({"success": true, "errors": list})).into_response())
+    statistics_list(&state, &body, true).await
 }
 
 pub async fn clear_cache(

@@ -231,6 +231,14 @@ impl<S: ByteSink> ZipStreamWriter<S> {
     }
 }
 
+/// The open entry as a sink: what is written goes into it.
+#[async_trait::async_trait]
+impl<S: ByteSink> ByteSink for ZipStreamWriter<S> {
+    async fn write(&mut self, data: Bytes) -> Result<(), PackageError> {
+        ZipStreamWriter::write(self, &data).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,16 +76,34 @@ async fn write_table<S: ByteSink>(
     zip.write(&into_bytes(header)?).await?;
     let mut cursor = Cursor::new(request);
     let mut rows = 0;
+    // The next page, asked for while this one streams in (dropped if this one is the last).
+    let mut ahead = None;
     while let Some(want) = cursor.next_limit(settings.page_size) {
-        let mut writer = table_writer(delimiter, (want as usize).min(32_000) * 200);
-        let got = datastore
-            .page(info, cursor.offset, want, &mut |record| {
-                writer.write_byte_record(record).map_err(csv_error)
-            })
-            .await?;
+        let got = if info.delimited {
+            let page = match ahead.take() {
+                Some((offset, limit, page)) if offset == cursor.offset && limit == want => page?,
+                _ => datastore.open_page(info, cursor.offset, want).await?,
+            };
+            let next = cursor.after_full_page(want);
+            match next.next_limit(settings.page_size) {
+                Some(next_want) => {
+                    let (got, opened) = tokio::join!(
+                        datastore.read_page(page, info, &mut *zip),
+                        datastore.open_page(info, next.offset, next_want)
+                    );
+                    ahead = Some((next.offset, next_want, opened));
+                    got?
+                }
+                None => datastore.read_page(page, info, &mut *zip).await?,
+            }
+        } else {
+            let records = datastore.fetch_page(info, cursor.offset, want).await?;
+            let (text, got) = datastore.page_text(info, records)?;
+            zip.write(&text).await?;
+            got
+        };
         cursor.advance(want, got);
         rows += got;
-        zip.write(&into_bytes(writer)?).await?;
     }
     let summary = zip.finish_entry().await?;
     Ok(BuildSummary {

@@ -5,12 +5,24 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use bytes::Bytes;
+use futures::StreamExt;
+
 use super::PackageError;
 use super::request::{PackageRequest, TableFormat};
+use super::sink::ByteSink;
+use super::stream::{RecordsScanner, normalise_delimited};
 use crate::fetch::{HttpFetcher, PostJson};
 
 /// A page of 32,000 wide rows is a few MiB; anything near this is not a datastore page.
 const MAX_PAGE_BYTES: u64 = 512 * 1024 * 1024;
+/// How much table text is gathered before it goes on to the zip.
+const PIECE: usize = 1 << 20;
+
+/// A page whose answer has begun to arrive.
+pub struct OpenPage {
+    body: crate::fetch::ByteStream,
+}
 
 #[derive(Debug, Clone)]
 pub struct DatastoreInfo {
@@ -55,11 +67,41 @@ struct Field {
     id: String,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Records {
+/// A page's records: CSV/TSV text, or JSON objects.
+pub enum Records {
     Delimited(String),
     Objects(Vec<Map<String, Value>>),
+}
+
+/// By hand rather than `#[serde(untagged)]`, which would first copy the whole page into
+/// serde's buffer of unknown content (megabytes, twice).
+impl<'de> Deserialize<'de> for Records {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RecordsVisitor;
+        impl<'de> serde::de::Visitor<'de> for RecordsVisitor {
+            type Value = Records;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("records as text or as a list of objects")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Records, E> {
+                Ok(Records::Delimited(v.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Records, E> {
+                Ok(Records::Delimited(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Records, A::Error> {
+                let mut objects = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(32_000));
+                while let Some(o) = seq.next_element::<Map<String, Value>>()? {
+                    objects.push(o);
+                }
+                Ok(Records::Objects(objects))
+            }
+        }
+        deserializer.deserialize_any(RecordsVisitor)
+    }
 }
 
 pub struct Datastore<'a> {
@@ -118,20 +160,25 @@ impl<'a> Datastore<'a> {
                 result: Some(result),
                 ..
             }) if (200..300).contains(&response.status) => Ok(result),
-            Ok(Envelope { error, .. }) => Err(self.failure(format!(
-                "HTTP {}: {}",
-                response.status,
+            _ => Err(self.answer_error(response.status, &response.body)),
+        }
+    }
+
+    /// What an answer that is not a page means: CKAN's own error, or an HTTP status, or
+    /// something that is not a datastore_search answer at all.
+    fn answer_error(&self, status: u16, body: &[u8]) -> PackageError {
+        match serde_json::from_slice::<Envelope>(body) {
+            Ok(Envelope { error, .. }) => self.failure(format!(
+                "HTTP {status}: {}",
                 error.map_or_else(|| "no result".to_string(), |e| e.to_string())
-            ))),
-            Err(_) if !(200..300).contains(&response.status) => {
-                Err(PackageError::Fetch(crate::fetch::FetchError::Status {
+            )),
+            Err(_) if !(200..300).contains(&status) => {
+                PackageError::Fetch(crate::fetch::FetchError::Status {
                     url: self.url.clone(),
-                    status: response.status,
-                }))
+                    status,
+                })
             }
-            Err(e) => {
-                Err(self.failure(format!("the answer is not a datastore_search result: {e}")))
-            }
+            Err(e) => self.failure(format!("the answer is not a datastore_search result: {e}")),
         }
     }
 
@@ -160,27 +207,122 @@ impl<'a> Datastore<'a> {
         })
     }
 
-    /// Fetches `limit` rows from `offset` and hands each row to `row` as a record of the
-    /// fields' values in order. Returns the number of rows the page held.
-    pub async fn page(
-        &self,
-        info: &DatastoreInfo,
-        offset: u64,
-        limit: u64,
-        row: &mut (dyn FnMut(&csv::ByteRecord) -> Result<(), PackageError> + Send),
-    ) -> Result<u64, PackageError> {
+    fn page_params(&self, info: &DatastoreInfo, offset: u64, limit: u64) -> Map<String, Value> {
         let mut params = self.base.clone();
         params.insert("offset".into(), json!(offset));
         params.insert("limit".into(), json!(limit));
         if info.delimited {
             params.insert("records_format".into(), json!(self.format.extension()));
         }
-        let result = self.call(params).await?;
+        params
+    }
+
+    /// One page: `limit` rows from `offset`, as the server wrote them.
+    pub async fn fetch_page(
+        &self,
+        info: &DatastoreInfo,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Records, PackageError> {
+        let result = self.call(self.page_params(info, offset, limit)).await?;
+        Ok(result.records.unwrap_or(Records::Objects(Vec::new())))
+    }
+
+    /// Asks for one page of a server that writes delimited records; the answer's body is
+    /// read by `read_page`. Asking for the next page while this one is read hides the wait.
+    pub async fn open_page(
+        &self,
+        info: &DatastoreInfo,
+        offset: u64,
+        limit: u64,
+    ) -> Result<OpenPage, PackageError> {
+        let (status, mut body) = self
+            .fetcher
+            .post_json_stream(&PostJson {
+                url: self.url.clone(),
+                body: Value::Object(self.page_params(info, offset, limit)),
+                authorization: self.key.clone(),
+                max_bytes: MAX_PAGE_BYTES,
+            })
+            .await?;
+        if !(200..300).contains(&status) {
+            let mut answer = Vec::new();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk?;
+                if answer.len() < PIECE {
+                    answer.extend_from_slice(&chunk);
+                }
+            }
+            return Err(self.answer_error(status, &answer));
+        }
+        Ok(OpenPage { body })
+    }
+
+    /// Streams an opened page into `sink` as the table's text while it arrives (see
+    /// `stream.rs`); returns its row count.
+    pub async fn read_page(
+        &self,
+        page: OpenPage,
+        info: &DatastoreInfo,
+        sink: &mut (dyn ByteSink + '_),
+    ) -> Result<u64, PackageError> {
+        let mut body = page.body;
+        let unreadable = |e: String| self.failure(format!("a page does not parse: {e}"));
+        let mut scanner = RecordsScanner::new(self.format.delimiter(), info.fields.len());
+        let mut out = Vec::with_capacity(PIECE + 64 * 1024);
+        while let Some(chunk) = body.next().await {
+            scanner.feed(&chunk?, &mut out).map_err(unreadable)?;
+            if out.len() >= PIECE {
+                let full = std::mem::replace(&mut out, Vec::with_capacity(PIECE + 64 * 1024));
+                sink.write(Bytes::from(full)).await?;
+            }
+        }
+        let rows = scanner.finish(&mut out).map_err(unreadable)?;
+        sink.write(Bytes::from(out)).await?;
+        Ok(rows)
+    }
+
+    /// A page as the text of the table (`\n` line ends) and its row count: CSV/TSV pages are
+    /// checked and copied, JSON ones written.
+    pub fn page_text(
+        &self,
+        info: &DatastoreInfo,
+        records: Records,
+    ) -> Result<(Vec<u8>, u64), PackageError> {
+        match records {
+            Records::Delimited(text) => {
+                normalise_delimited(text.as_bytes(), self.format.delimiter(), info.fields.len())
+                    .map_err(|e| {
+                        self.failure(format!(
+                            "a page's {} does not parse: {e}",
+                            self.format.extension()
+                        ))
+                    })
+            }
+            objects => {
+                let mut writer = super::build::table_writer(self.format.delimiter(), 1 << 20);
+                let rows = self.for_each_record(info, objects, &mut |record| {
+                    writer
+                        .write_byte_record(record)
+                        .map_err(|e| PackageError::Archive(format!("writing a row failed: {e}")))
+                })?;
+                Ok((super::build::into_bytes(writer)?, rows))
+            }
+        }
+    }
+
+    /// Hands each row of a page to `row` as a record of the fields' values in order; returns
+    /// the number of rows.
+    pub fn for_each_record(
+        &self,
+        info: &DatastoreInfo,
+        records: Records,
+        row: &mut dyn FnMut(&csv::ByteRecord) -> Result<(), PackageError>,
+    ) -> Result<u64, PackageError> {
         let mut record = csv::ByteRecord::new();
         let mut rows = 0u64;
-        match result.records {
-            None => {}
-            Some(Records::Delimited(text)) => {
+        match records {
+            Records::Delimited(text) => {
                 let mut reader = csv::ReaderBuilder::new()
                     .has_headers(false)
                     .delimiter(self.format.delimiter())
@@ -201,7 +343,7 @@ impl<'a> Datastore<'a> {
                     rows += 1;
                 }
             }
-            Some(Records::Objects(objects)) => {
+            Records::Objects(objects) => {
                 for object in &objects {
                     record.clear();
                     for field in &info.fields {
@@ -240,6 +382,13 @@ impl Cursor {
     /// The limit of the next page, or `None` when every row is in.
     pub fn next_limit(&self, page_size: u64) -> Option<u64> {
         (!self.done && self.remaining > 0).then(|| page_size.min(self.remaining))
+    }
+
+    /// Where the cursor will be if the page of `want` rows now asked for comes back full.
+    pub fn after_full_page(&self, want: u64) -> Cursor {
+        let mut next = *self;
+        next.advance(want, want);
+        next
     }
 
     /// Moves past a page that held `got` of the `want` rows asked; a short page is the last.

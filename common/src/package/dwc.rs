@@ -419,48 +419,47 @@ pub async fn write_archive<S: ByteSink>(
     let width = header.len();
     while let Some(want) = cursor.next_limit(settings.page_size) {
         let mut core = table_writer(b',', (want as usize).min(32_000) * 200);
-        let got = datastore
-            .page(info, cursor.offset, want, &mut |record| {
-                let mut row = vec![String::new(); width];
-                let mut dynamic = Map::new();
-                for (target, value) in layout.targets.iter().zip(record.iter()) {
-                    let value = String::from_utf8_lossy(value);
-                    match target {
-                        Target::Id => row[0] = value.into_owned(),
-                        Target::Core(i) => row[i + 1] = value.into_owned(),
-                        Target::Dynamic(name) if !value.is_empty() => {
-                            dynamic.insert(name.clone(), Value::String(value.into_owned()));
-                        }
-                        Target::Dynamic(_) => {}
-                        Target::Media => {
-                            for object in media_objects(&value) {
-                                // The core id goes first once the row is read.
-                                let mut m = vec![String::new()];
-                                for (term, default) in MEDIA_TERMS {
-                                    let v = text_of(object.get(*term));
-                                    m.push(if v.is_empty() {
-                                        (*default).to_string()
-                                    } else {
-                                        v
-                                    });
-                                }
-                                media_rows += 1;
-                                media_pending.push(m);
+        let records = datastore.fetch_page(info, cursor.offset, want).await?;
+        let got = datastore.for_each_record(info, records, &mut |record| {
+            let mut row = vec![String::new(); width];
+            let mut dynamic = Map::new();
+            for (target, value) in layout.targets.iter().zip(record.iter()) {
+                let value = String::from_utf8_lossy(value);
+                match target {
+                    Target::Id => row[0] = value.into_owned(),
+                    Target::Core(i) => row[i + 1] = value.into_owned(),
+                    Target::Dynamic(name) if !value.is_empty() => {
+                        dynamic.insert(name.clone(), Value::String(value.into_owned()));
+                    }
+                    Target::Dynamic(_) => {}
+                    Target::Media => {
+                        for object in media_objects(&value) {
+                            // The core id goes first once the row is read.
+                            let mut m = vec![String::new()];
+                            for (term, default) in MEDIA_TERMS {
+                                let v = text_of(object.get(*term));
+                                m.push(if v.is_empty() {
+                                    (*default).to_string()
+                                } else {
+                                    v
+                                });
                             }
+                            media_rows += 1;
+                            media_pending.push(m);
                         }
                     }
                 }
-                if layout.has_dynamic {
-                    row[width - 1] = Value::Object(dynamic).to_string();
-                }
-                for mut m in media_pending.drain(..) {
-                    m[0] = row[0].clone();
-                    media.write_record(&m).map_err(io_error)?;
-                }
-                core.write_record(&row)
-                    .map_err(|e| PackageError::Archive(e.to_string()))
-            })
-            .await?;
+            }
+            if layout.has_dynamic {
+                row[width - 1] = Value::Object(dynamic).to_string();
+            }
+            for mut m in media_pending.drain(..) {
+                m[0] = row[0].clone();
+                media.write_record(&m).map_err(io_error)?;
+            }
+            core.write_record(&row)
+                .map_err(|e| PackageError::Archive(e.to_string()))
+        })?;
         cursor.advance(want, got);
         rows += got;
         zip.write(&into_bytes(core)?).await?;

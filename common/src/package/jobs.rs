@@ -208,7 +208,7 @@ pub async fn handle_message(
         return Ok(());
     }
     let request = &message.request;
-    match serve(services, message).await {
+    let outcome = match serve(services, message).await {
         Ok(doc) => {
             stats::record_request(
                 services,
@@ -219,21 +219,13 @@ pub async fn handle_message(
                 Some(doc.rows),
             )
             .await?;
-            let outcome = Outcome {
+            Outcome {
                 status: "sent".into(),
                 package: Some(doc.key),
                 error: None,
-            };
-            put_json(
-                services.store.as_ref(),
-                &outcome_at,
-                &outcome,
-                PutMode::Overwrite,
-            )
-            .await?;
-            Ok(())
+            }
         }
-        Err(e) if e.is_transient() && receive_count < MAX_RECEIVE_COUNT => Err(e),
+        Err(e) if e.is_transient() && receive_count < MAX_RECEIVE_COUNT => return Err(e),
         Err(e) => {
             let reason = e.to_string();
             tracing::warn!(request = %message.request_id, error = %reason, "package failed");
@@ -250,21 +242,21 @@ pub async fn handle_message(
             if let Err(mail) = services.mailer.send(&email).await {
                 tracing::warn!(error = %mail, "the failure email could not be sent");
             }
-            let outcome = Outcome {
+            Outcome {
                 status: "failed".into(),
                 package: None,
                 error: Some(reason),
-            };
-            put_json(
-                services.store.as_ref(),
-                &outcome_at,
-                &outcome,
-                PutMode::Overwrite,
-            )
-            .await?;
-            Ok(())
+            }
         }
-    }
+    };
+    put_json(
+        services.store.as_ref(),
+        &outcome_at,
+        &outcome,
+        PutMode::Overwrite,
+    )
+    .await?;
+    Ok(())
 }
 
 /// The zip (cached or built) and the email with its link.

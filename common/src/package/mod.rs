@@ -19,6 +19,7 @@ mod request;
 mod settings;
 mod sink;
 pub mod stats;
+mod stream;
 
 pub use archive::ZipStreamWriter;
 pub use build::{BuildSummary, write_package};

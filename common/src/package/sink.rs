@@ -144,6 +144,8 @@ impl ByteSink for MultipartSink {
         self.buffer.extend_from_slice(&data);
         if self.buffer.len() >= self.part_size() {
             let part = self.buffer.split().freeze();
+            // The next part's room at once, not by doubling (which would overshoot it).
+            self.buffer.reserve(self.part_size() + (1 << 20));
             self.send_part(part).await?;
         }
         Ok(())

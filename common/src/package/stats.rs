@@ -13,8 +13,9 @@ use super::links::anonymize_key;
 use crate::services::Services;
 use crate::store::{PutMode, StoreError, get_json, put_json};
 
-const REQUESTS: &str = "packages/stats/requests/";
-const ERRORS: &str = "packages/stats/errors/";
+/// Outside `packages/`, whose zips the bucket's lifecycle expires: statistics are kept.
+const REQUESTS: &str = "stats/packager/requests/";
+const ERRORS: &str = "stats/packager/errors/";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RequestEntry {
@@ -176,38 +177,66 @@ impl Filter {
     }
 }
 
+/// What the listing filters look at.
+trait Entry {
+    fn resource_id(&self) -> &str;
+    fn email(&self) -> &str;
+}
+
+impl Entry for RequestEntry {
+    fn resource_id(&self) -> &str {
+        &self.resource_id
+    }
+    fn email(&self) -> &str {
+        &self.email
+    }
+}
+
+impl Entry for ErrorEntry {
+    fn resource_id(&self) -> &str {
+        &self.resource_id
+    }
+    fn email(&self) -> &str {
+        &self.email
+    }
+}
+
+async fn listed<T: serde::de::DeserializeOwned + Entry>(
+    services: &Services,
+    prefix: &str,
+    filter: Filter,
+    offset: usize,
+    limit: usize,
+) -> Result<Vec<T>, PackageError> {
+    let (resource, email) = filter.stored(services).await?;
+    let all: Vec<T> = read_all(services, prefix).await?;
+    Ok(all
+        .into_iter()
+        .filter(|e| resource.as_deref().is_none_or(|r| r == e.resource_id()))
+        .filter(|e| email.as_deref().is_none_or(|m| m == e.email()))
+        .skip(offset)
+        .take(limit)
+        .collect())
+}
+
+/// Served requests, newest first.
 pub async fn requests(
     services: &Services,
     filter: Filter,
     offset: usize,
     limit: usize,
 ) -> Result<Vec<RequestEntry>, PackageError> {
-    let (resource, email) = filter.stored(services).await?;
-    let all: Vec<RequestEntry> = read_all(services, REQUESTS).await?;
-    Ok(all
-        .into_iter()
-        .filter(|e| resource.as_ref().is_none_or(|r| *r == e.resource_id))
-        .filter(|e| email.as_ref().is_none_or(|m| *m == e.email))
-        .skip(offset)
-        .take(limit)
-        .collect())
+    listed(services, REQUESTS, filter, offset, limit).await
 }
 
+/// Errors, newest first.
 pub async fn errors(
     services: &Services,
     filter: Filter,
     offset: usize,
     limit: usize,
 ) -> Result<Vec<ErrorEntry>, PackageError> {
-    let (resource, email) = filter.stored(services).await?;
-    let all: Vec<ErrorEntry> = read_all(services, ERRORS).await?;
-    Ok(all
-        .into_iter()
-        .filter(|e| resource.as_ref().is_none_or(|r| *r == e.resource_id))
-        .filter(|e| email.as_ref().is_none_or(|m| *m == e.email))
-        .skip(offset)
-        .take(limit)
-        .collect())
+    listed(services, ERRORS, filter, offset, limit).await
 }
 
 /// Totals per resource and `*` (all): unique emails, requests, errors.

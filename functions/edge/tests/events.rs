@@ -36,6 +36,18 @@ fn sqs_events_carry_pipeline_messages_of_their_stage() {
 }
 
 #[test]
+fn the_package_event_carries_a_package_message() {
+    let event: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_slice(include_bytes!("../../../infra/events/package.json"))
+            .expect("event");
+    let body = event.records[0].body.as_deref().expect("body");
+    let message: common::package::PackageMessage =
+        serde_json::from_str(body).expect("package message");
+    assert_eq!(message.kind, common::package::MESSAGE_KIND);
+    assert_eq!(message.request.limit, Some(100_000));
+}
+
+#[test]
 fn scheduler_and_api_events_parse() {
     let tick: CloudWatchEvent =
         serde_json::from_slice(include_bytes!("../../../infra/events/scheduler.json"))

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sheaf's test command: installs what the tests need, then runs every test of the workspace.
 #  - a Python virtualenv in .venv from the pinned tests/requirements.txt (moto, cfn-lint, SAM CLI)
-#  - nginx (and util-linux's unshare, iproute2's ip) through apt-get when missing and running as root
+#  - nginx, unzip and a JDK (two of the three readers every test zip must pass), util-linux's
+#    unshare and iproute2's ip, through apt-get when missing and running as root
 # With SHEAF_EXTRA_FIXTURES=DIR it also harvests the real third-party records in DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,8 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-li
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)
 command -v gzip >/dev/null 2>&1 || missing+=(gzip)
+command -v unzip >/dev/null 2>&1 || missing+=(unzip)
+command -v javac >/dev/null 2>&1 || missing+=(default-jdk-headless)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     say "installing ${missing[*]} with apt-get"

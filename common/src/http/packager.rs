@@ -123,6 +123,7 @@ pub async fn status(State(state): State<Arc<AppState>>, body: Bytes) -> Result<R
     let processed = stats::processed_requests(services).await?;
     Ok(Json(json!({
         "success": true,
+        // One consumer per queue: the fast and the slow package function (or local worker).
         "worker_count": 2,
         "queue_length": queue_length,
         "processed_requests": processed,

@@ -464,7 +464,7 @@ pub async fn write_archive<S: ByteSink>(
         rows += got;
         zip.write(&into_bytes(core)?).await?;
     }
-    zip.finish_entry().await?;
+    let mut uncompressed = zip.finish_entry().await?.uncompressed;
 
     if media_rows > 0 {
         let mut spool = media
@@ -482,14 +482,14 @@ pub async fn write_archive<S: ByteSink>(
             }
             zip.write(&buf[..n]).await?;
         }
-        zip.finish_entry().await?;
+        uncompressed += zip.finish_entry().await?.uncompressed;
     }
     let meta = meta_xml(&layout, media_rows > 0);
-    zip.add_entry("meta.xml", meta.as_bytes()).await?;
-    Ok(BuildSummary {
-        rows,
-        uncompressed: 0,
-    })
+    uncompressed += zip
+        .add_entry("meta.xml", meta.as_bytes())
+        .await?
+        .uncompressed;
+    Ok(BuildSummary { rows, uncompressed })
 }
 
 #[cfg(test)]

@@ -150,8 +150,10 @@ pub async fn build_package(
     Ok(doc)
 }
 
-/// Checks nothing, decides the queue, and sends the message: a cached package or a file is
-/// fast; datastore rows are counted first (a `limit=0` call) against SLOW_REQUEST.
+/// Picks the queue of a checked request and sends its message: a cached package or a file is
+/// fast; datastore rows are counted first (a `limit=0` call) against SLOW_REQUEST. A datastore
+/// address refused by the address policy is a bad request; other failures of the count leave
+/// the request to the slow queue, whose worker retries and tells the requester.
 pub async fn accept(
     services: &Services,
     request: PackageRequest,

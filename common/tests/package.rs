@@ -939,3 +939,38 @@ async fn on_aws_the_zip_is_a_multipart_s3_object_the_link_redirects_to_and_ses_s
             .contains("failed")
     );
 }
+
+/// An entry over 4 GiB: the sizes no longer fit the classic fields, so the data descriptor
+/// is 24 bytes and the central directory carries a zip64 extra field. Every reader must agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_over_4_gib_is_written_with_zip64_records_every_reader_accepts() {
+    use common::package::ZipStreamWriter;
+    let line =
+        b"1234567,\"Quercus robur L., 1753\",\"Tring, Hertfordshire\",52.1,-0.6,1999-05-01\n";
+    let block: Vec<u8> = line.iter().copied().cycle().take(4 << 20).collect();
+    let total: u64 = (1 << 32) + (8 << 20) + 12_345;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut zip = ZipStreamWriter::new(Vec::new(), 1);
+    zip.add_entry("small.txt", b"before the large one\n")
+        .await
+        .expect("small");
+    zip.start_entry("large.csv").await.expect("start");
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        zip.write(&block[..n]).await.expect("write");
+        left -= n as u64;
+    }
+    let summary = zip.finish_entry().await.expect("finish");
+    assert_eq!(summary.uncompressed, total);
+    zip.add_entry("after.txt", b"after the large one\n")
+        .await
+        .expect("after");
+    let bytes = zip.finish().await.expect("zip");
+    let entries = three_readers(&save(dir.path(), "zip64.zip", &bytes));
+    let sizes: Vec<(&str, u64)> = entries.iter().map(|(n, s, _)| (n.as_str(), *s)).collect();
+    assert_eq!(
+        sizes,
+        [("small.txt", 21), ("large.csv", total), ("after.txt", 20)]
+    );
+}

@@ -134,6 +134,14 @@ fn link_in(text: &str) -> String {
     re.find(text).expect("a download link").as_str().to_string()
 }
 
+/// The zip behind the link in an email's text, downloaded through the router (local mode).
+async fn emailed_zip(app: &axum::Router, text_body: &str) -> Vec<u8> {
+    let path = link_in(text_body).replace("http://127.0.0.1:8765", "");
+    let (status, _, zip) = send(app, Request::get(path).body(Body::empty()).expect("get")).await;
+    assert_eq!(status, StatusCode::OK);
+    zip
+}
+
 /// The rows of `entry` in a zip, header first.
 fn table(zip: &[u8], entry: &str, delimiter: u8) -> Vec<Vec<String>> {
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).expect("zip");
@@ -272,8 +280,7 @@ async fn datastore_rows_arrive_exactly_in_a_zip_every_reader_accepts_and_the_cac
         "{}",
         bodies[1]
     );
-    let path = link_in(&bodies[0]).replace("http://127.0.0.1:8765", "");
-    let (_, _, zip) = send(&app, Request::get(path).body(Body::empty()).expect("get")).await;
+    let zip = emailed_zip(&app, &bodies[0]).await;
     three_readers(&save(dir.path(), "tsv.zip", &zip));
     let (fields, expected) = ckan.rows("old-rows-1500", 0, 1500).await;
     let got = table(&zip, "resource.tsv", b'\t');
@@ -349,8 +356,7 @@ async fn a_resource_file_streams_into_the_zip() {
     assert_eq!(status, StatusCode::OK, "{answer}");
     drain(&services).await;
     let (_, bodies) = email_parts(&outbox(dir.path())[0]);
-    let path = link_in(&bodies[0]).replace("http://127.0.0.1:8765", "");
-    let (_, _, zip) = send(&app, Request::get(path).body(Body::empty()).expect("get")).await;
+    let zip = emailed_zip(&app, &bodies[0]).await;
     let entries = three_readers(&save(dir.path(), "file.zip", &zip));
     let original = reqwest::get(&file_url)
         .await
@@ -637,8 +643,7 @@ async fn bodies_may_be_json_or_url_quoted_json_as_ckanpackager_clients_send_them
     assert_eq!(mails.len(), 2);
     for (mail, check) in mails.iter().zip([2usize, 7]) {
         let (_, bodies) = email_parts(mail);
-        let path = link_in(&bodies[0]).replace("http://127.0.0.1:8765", "");
-        let (_, _, zip) = send(&app, Request::get(path).body(Body::empty()).expect("get")).await;
+        let zip = emailed_zip(&app, &bodies[0]).await;
         let rows = table(&zip, "resource.csv", b',');
         let column = rows[0]
             .iter()
@@ -677,8 +682,7 @@ async fn a_darwin_core_archive_opens_in_python_dwca_reader() {
     assert_eq!(status, StatusCode::OK, "{answer}");
     drain(&services).await;
     let (_, bodies) = email_parts(&outbox(dir.path())[0]);
-    let path = link_in(&bodies[0]).replace("http://127.0.0.1:8765", "");
-    let (_, _, zip) = send(&app, Request::get(path).body(Body::empty()).expect("get")).await;
+    let zip = emailed_zip(&app, &bodies[0]).await;
     let file = save(dir.path(), "dwca.zip", &zip);
     let names: Vec<String> = three_readers(&file).into_iter().map(|e| e.0).collect();
     assert_eq!(names, ["occurrence.csv", "multimedia.csv", "meta.xml"]);

@@ -104,6 +104,32 @@ impl ReqwestFetcher {
     }
 }
 
+impl ReqwestFetcher {
+    /// Sends `request` as a JSON POST on `client`, after the address check; the answer's
+    /// headers are in, its body not yet read.
+    async fn send_post(
+        &self,
+        client: &reqwest::Client,
+        request: &PostJson,
+    ) -> Result<reqwest::Response, FetchError> {
+        let url = check_url(&request.url, self.policy)?;
+        let body = serde_json::to_vec(&request.body).map_err(|e| FetchError::InvalidUrl {
+            url: request.url.clone(),
+            reason: e.to_string(),
+        })?;
+        let mut req = client
+            .post(url)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(key) = &request.authorization {
+            req = req.header(AUTHORIZATION, key);
+        }
+        req.send()
+            .await
+            .map_err(|e| transport_error(&request.url, &e))
+    }
+}
+
 /// The refusal our resolver or redirect policy raised, if it is somewhere in `err`'s causes.
 fn refusal_in(err: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut current = Some(err);
@@ -213,23 +239,7 @@ impl HttpFetcher for ReqwestFetcher {
     }
 
     async fn post_json(&self, request: &PostJson) -> Result<FetchResponse, FetchError> {
-        let url = check_url(&request.url, self.policy)?;
-        let body = serde_json::to_vec(&request.body).map_err(|e| FetchError::InvalidUrl {
-            url: request.url.clone(),
-            reason: e.to_string(),
-        })?;
-        let mut req = self
-            .client
-            .post(url)
-            .header(CONTENT_TYPE, "application/json")
-            .body(body);
-        if let Some(key) = &request.authorization {
-            req = req.header(AUTHORIZATION, key);
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| transport_error(&request.url, &e))?;
+        let resp = self.send_post(&self.client, request).await?;
         let status = resp.status().as_u16();
         let final_url = resp.url().to_string();
         let content_type = header(&resp, CONTENT_TYPE);
@@ -245,23 +255,7 @@ impl HttpFetcher for ReqwestFetcher {
     }
 
     async fn post_json_stream(&self, request: &PostJson) -> Result<(u16, ByteStream), FetchError> {
-        let url = check_url(&request.url, self.policy)?;
-        let body = serde_json::to_vec(&request.body).map_err(|e| FetchError::InvalidUrl {
-            url: request.url.clone(),
-            reason: e.to_string(),
-        })?;
-        let mut req = self
-            .streaming
-            .post(url)
-            .header(CONTENT_TYPE, "application/json")
-            .body(body);
-        if let Some(key) = &request.authorization {
-            req = req.header(AUTHORIZATION, key);
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| transport_error(&request.url, &e))?;
+        let resp = self.send_post(&self.streaming, request).await?;
         let status = resp.status().as_u16();
         let owned = request.url.clone();
         Ok((

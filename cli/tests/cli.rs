@@ -43,23 +43,26 @@ impl Drop for Serve {
     }
 }
 
+/// `sheaf serve` on a free port over `data`, with `env` set; returns it and its address.
+fn serve(data: &std::path::Path, env: &[(&str, &str)]) -> (Serve, String) {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sheaf"));
+    command
+        .args(["serve", "--listen", &listen, "--data-dir"])
+        .arg(data)
+        .env_remove("SHEAF_BUCKET")
+        .env_remove("SHEAF_API_TOKEN")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    (Serve(command.spawn().expect("serve")), listen)
+}
+
 #[test]
 fn serve_harvests_its_example_and_the_commands_manage_sources_and_jobs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let _serve = Serve(
-        Command::new(env!("CARGO_BIN_EXE_sheaf"))
-            .args(["serve", "--listen", &listen, "--data-dir"])
-            .arg(&data)
-            .env_remove("SHEAF_BUCKET")
-            .env_remove("SHEAF_API_TOKEN")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("serve"),
-    );
+    let (_serve, listen) = serve(&data, &[]);
     let base = format!("http://{listen}");
     let client = reqwest::blocking::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -432,19 +435,12 @@ fn serve_packages_a_request_and_serves_the_emailed_link() {
     let (_ckan, api_url) = ckan_datastore();
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let _serve = Serve(
-        Command::new(env!("CARGO_BIN_EXE_sheaf"))
-            .args(["serve", "--listen", &listen, "--data-dir"])
-            .arg(&data)
-            .env_remove("SHEAF_BUCKET")
-            .env("SHEAF_PACKAGER_SECRET", "cli-secret")
-            .env("SHEAF_PACKAGER_PAGE_SIZE", "400")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("serve"),
+    let (_serve, listen) = serve(
+        &data,
+        &[
+            ("SHEAF_PACKAGER_SECRET", "cli-secret"),
+            ("SHEAF_PACKAGER_PAGE_SIZE", "400"),
+        ],
     );
     let base = format!("http://{listen}");
     let client = reqwest::blocking::Client::new();

@@ -978,3 +978,91 @@ async fn an_entry_over_4_gib_is_written_with_zip64_records_every_reader_accepts(
         [("small.txt", 21), ("large.csv", total), ("after.txt", 20)]
     );
 }
+
+/// Two deliveries of the same package do not both read the datastore: the second waits for
+/// the build the first claimed (its message comes back later), unless that builder has been
+/// silent so long it must have died.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identical_request_waits_for_the_build_in_progress_instead_of_reading_again() {
+    use common::package::{PackageKind, PackageRequest, Params};
+    use common::store::PutMode;
+    let ckan = CkanDatastore::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (app, services) = local(dir.path(), |p| p.wait_for_build = Duration::from_secs(1));
+    let pairs = [
+        ("secret", SECRET.to_string()),
+        ("api_url", ckan.api_url()),
+        ("resource_id", "rows-1500".to_string()),
+        ("email", "waiting@example.org".to_string()),
+    ];
+    let params: Params = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    let request = PackageRequest::from_params(
+        PackageKind::Datastore,
+        &params,
+        common::fetch::AddressPolicy::AllowLoopback,
+    )
+    .expect("request");
+    let building = format!("packages/{}.building", request.cache_key());
+    let claim = |started: chrono::DateTime<chrono::Utc>| {
+        serde_json::to_vec(&serde_json::json!({"started": started})).expect("json")
+    };
+
+    // Another delivery is building it: this one reads nothing and comes back later.
+    services
+        .store
+        .put(
+            &building,
+            claim(chrono::Utc::now()).into(),
+            "application/json",
+            PutMode::Create,
+        )
+        .await
+        .expect("claim");
+    let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, _) = call(&app, "/package_datastore", &refs).await;
+    assert_eq!(status, StatusCode::OK);
+    let pages = ckan.page_calls().await;
+    drain(&services).await;
+    assert_eq!(
+        ckan.page_calls().await,
+        pages,
+        "no second pass over the datastore"
+    );
+    assert!(outbox(dir.path()).is_empty());
+    let waiting = services
+        .queues
+        .get(QueueName::PackageFast)
+        .expect("queue")
+        .depth()
+        .await
+        .expect("depth");
+    assert_eq!(
+        waiting.visible + waiting.in_flight,
+        1,
+        "the request waits on the queue"
+    );
+
+    // That builder died (its claim is an hour old): the waiting request takes the build over.
+    services
+        .store
+        .put(
+            &building,
+            claim(chrono::Utc::now() - chrono::Duration::hours(1)).into(),
+            "application/json",
+            PutMode::Overwrite,
+        )
+        .await
+        .expect("stale claim");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    drain(&services).await;
+    assert!(
+        ckan.page_calls().await > pages,
+        "built after the stale claim"
+    );
+    assert_eq!(outbox(dir.path()).len(), 1);
+    let leftover = services.store.list(&building).await.expect("list");
+    assert!(leftover.is_empty(), "the claim is released after the build");
+}

@@ -21,6 +21,9 @@ pub enum PackageError {
     Mail(#[from] MailError),
     #[error("writing the archive failed: {0}")]
     Archive(String),
+    /// The same package is being built by another delivery: wait for it, do not build twice.
+    #[error("an identical package is being built")]
+    Busy,
 }
 
 impl PackageError {
@@ -38,7 +41,8 @@ impl PackageError {
             PackageError::Store(_) | PackageError::Queue(_) | PackageError::Mail(_) => true,
             PackageError::BadRequest { .. }
             | PackageError::Datastore { .. }
-            | PackageError::Archive(_) => false,
+            | PackageError::Archive(_)
+            | PackageError::Busy => false,
         }
     }
 }

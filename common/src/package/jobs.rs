@@ -2,7 +2,9 @@
 //! found in the cache), emailed, and counted, once, however often its message arrives.
 //!
 //! State, all in the store: `packages/KEY.zip` and `packages/KEY.json` (the zip of a request
-//! and what it holds, KEY = `PackageRequest::cache_key`), and `packages/requests/ID.json`, the
+//! and what it holds, KEY = `PackageRequest::cache_key`), `packages/KEY.building` (a build in
+//! progress, created once: an identical request waits for it instead of reading the datastore
+//! again), and `packages/requests/ID.json`, the
 //! outcome of one request, written last: a redelivered message that finds it does nothing.
 
 use std::time::Duration;
@@ -78,6 +80,44 @@ pub fn zip_key(cache_key: &str) -> String {
 
 fn doc_key(cache_key: &str) -> String {
     format!("packages/{cache_key}.json")
+}
+
+fn building_key(cache_key: &str) -> String {
+    format!("packages/{cache_key}.building")
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Building {
+    started: DateTime<Utc>,
+}
+
+/// Claims the build of `cache_key`: created once, or taken over when its builder has been
+/// silent past `build_stale_after` (a Lambda that died). `false`: another delivery builds it.
+async fn claim_build(services: &Services, cache_key: &str) -> Result<bool, PackageError> {
+    let store = services.store.as_ref();
+    let key = building_key(cache_key);
+    let mine = Building {
+        started: Utc::now(),
+    };
+    match put_json(store, &key, &mine, PutMode::Create).await {
+        Ok(_) => return Ok(true),
+        Err(StoreError::Precondition(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let Some((theirs, etag)) = get_json::<Building>(store, &key).await? else {
+        // Just finished: build only if its zip is not there (the caller looked before).
+        return Ok(put_json(store, &key, &mine, PutMode::Create).await.is_ok());
+    };
+    let silent = Utc::now()
+        .signed_duration_since(theirs.started)
+        .to_std()
+        .unwrap_or(Duration::ZERO);
+    if silent < services.settings.packager.build_stale_after {
+        return Ok(false);
+    }
+    Ok(put_json(store, &key, &mine, PutMode::Update(etag))
+        .await
+        .is_ok())
 }
 
 fn outcome_key(request_id: &str) -> String {
@@ -227,6 +267,18 @@ pub async fn handle_message(
                 error: None,
             }
         }
+        Err(PackageError::Busy) => {
+            // Back later, when the build it waits for has finished (a new message, so the
+            // wait does not count as a failed delivery).
+            let body = serde_json::to_string(message).expect("a message always serialises");
+            let delay = services.settings.packager.wait_for_build;
+            services
+                .queues
+                .get(QueueName::PackageFast)?
+                .send(body, delay)
+                .await?;
+            return Ok(());
+        }
         Err(e) if e.is_transient() && receive_count < MAX_RECEIVE_COUNT => return Err(e),
         Err(e) => {
             let reason = e.to_string();
@@ -264,9 +316,15 @@ pub async fn handle_message(
 /// The zip (cached or built) and the email with its link.
 async fn serve(services: &Services, message: &PackageMessage) -> Result<PackageDoc, PackageError> {
     let request = &message.request;
-    let doc = match fresh_package(services, &request.cache_key()).await? {
+    let cache_key = request.cache_key();
+    let doc = match fresh_package(services, &cache_key).await? {
         Some(doc) => doc,
-        None => build_package(services, request).await?,
+        None if claim_build(services, &cache_key).await? => {
+            let built = build_package(services, request).await;
+            services.store.delete(&building_key(&cache_key)).await?;
+            built?
+        }
+        None => return Err(PackageError::Busy),
     };
     let link = download_link(services, &message.public_url, &doc).await?;
     let file_name = doc.zip.rsplit('/').next().unwrap_or(&doc.zip);

@@ -71,6 +71,10 @@ pub struct PackagerSettings {
     pub public_url: Option<String>,
     /// Which addresses requests may name; the same policy the fetcher enforces on connect.
     pub address_policy: AddressPolicy,
+    /// A request whose package another delivery is building comes back after this long.
+    pub wait_for_build: Duration,
+    /// A build claimed longer ago than this is taken as dead (longer than Lambda's 15 minutes).
+    pub build_stale_after: Duration,
 }
 
 impl Default for PackagerSettings {
@@ -89,6 +93,8 @@ impl Default for PackagerSettings {
             compression_level: 7,
             public_url: None,
             address_policy: AddressPolicy::PublicOnly,
+            wait_for_build: Duration::from_secs(30),
+            build_stale_after: Duration::from_secs(20 * 60),
         }
     }
 }

@@ -92,6 +92,8 @@ fn packager_from_env() -> PackagerSettings {
             as u32,
         public_url: var("SHEAF_PUBLIC_URL"),
         address_policy: defaults.address_policy,
+        wait_for_build: defaults.wait_for_build,
+        build_stale_after: defaults.build_stale_after,
     }
     .normalised()
 }

@@ -199,7 +199,8 @@ impl PackageRequest {
         }
         request.api_url = Some(checked_url(params, "api_url", policy)?);
         request.offset = number(params, "offset")?.unwrap_or(0);
-        request.limit = number(params, "limit")?;
+        // ckanpackager reads `limit=0` as no limit (every row), as CKAN clients send it.
+        request.limit = number(params, "limit")?.filter(|&l| l > 0);
         request.format = match optional(params, "format")
             .map(str::to_ascii_lowercase)
             .as_deref()
@@ -360,6 +361,13 @@ mod tests {
         assert_eq!(named(("api_url", "ftp://example.org/x")), "api_url");
         assert_eq!(named(("api_url", "http://10.0.0.1/api")), "api_url");
         assert_eq!(named(("resource_id", "")), "resource_id");
+    }
+
+    #[test]
+    fn a_limit_of_zero_means_every_row() {
+        let mut params = OK.to_vec();
+        params.push(("limit", "0"));
+        assert_eq!(datastore(&params).unwrap().limit, None);
     }
 
     #[test]

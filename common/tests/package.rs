@@ -1066,3 +1066,47 @@ async fn an_identical_request_waits_for_the_build_in_progress_instead_of_reading
     let leftover = services.store.list(&building).await.expect("list");
     assert!(leftover.is_empty(), "the claim is released after the build");
 }
+
+/// A package that cannot finish before the invocation's deadline ends cleanly before it: the
+/// upload aborted, the error recorded and emailed (rather than being killed mid-way and
+/// delivered again to the same end).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_package_that_would_outlast_the_function_ends_cleanly_before_its_deadline() {
+    use common::package::{PackageKind, PackageMessage, PackageRequest, Params, handle_message};
+    let ckan = CkanDatastore::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (app, services) = local(dir.path(), |_| {});
+    let mut params = Params::new();
+    params.insert("api_url".into(), ckan.api_url());
+    params.insert("resource_id".into(), "rows-3000".into());
+    params.insert("email".into(), "late@example.org".into());
+    let request = PackageRequest::from_params(
+        PackageKind::Datastore,
+        &params,
+        common::fetch::AddressPolicy::AllowLoopback,
+    )
+    .expect("request");
+    let message = PackageMessage::new(request, "http://127.0.0.1:8765");
+    // 30 seconds left: less than the minute a package keeps for finishing.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    common::deadline::scope(Some(deadline), handle_message(&services, &message, 1))
+        .await
+        .expect("handled: recorded, not retried");
+    let (_, errors) = call(&app, "/statistics/errors", &[("secret", SECRET)]).await;
+    let message = errors["errors"][0]["message"]
+        .as_str()
+        .expect("error")
+        .to_string();
+    assert!(message.contains("fewer rows"), "{message}");
+    let mails = outbox(dir.path());
+    assert_eq!(mails.len(), 1);
+    assert!(email_parts(&mails[0]).1[0].contains("fewer rows"));
+    let zips = services.store.list("packages/").await.expect("list");
+    assert!(zips.iter().all(|e| !e.key.ends_with(".zip")), "{zips:?}");
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("store/tmp"))
+            .expect("tmp")
+            .count(),
+        0
+    );
+}

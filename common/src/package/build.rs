@@ -1,6 +1,8 @@
 //! Writing one package's zip into a sink, as the rows arrive: datastore rows as CSV or TSV,
 //! a resource file as it streams, or a Darwin Core Archive.
 
+use std::time::Duration;
+
 use futures::StreamExt;
 
 use super::archive::ZipStreamWriter;
@@ -9,6 +11,7 @@ use super::request::{PackageKind, PackageRequest};
 use super::settings::PackagerSettings;
 use super::sink::ByteSink;
 use super::{PackageError, dwc};
+use crate::deadline;
 use crate::fetch::HttpFetcher;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -42,6 +45,17 @@ pub async fn write_package<S: ByteSink>(
         }
     };
     Ok((zip.finish().await?, summary))
+}
+
+/// What a package needs after its last page: finish the zip, complete the upload, email.
+const FINISHING_TIME: Duration = Duration::from_secs(60);
+
+/// Fails with `OutOfTime` when the invocation's deadline is too near to go on.
+pub(super) fn check_time() -> Result<(), PackageError> {
+    if deadline::near(FINISHING_TIME) {
+        return Err(PackageError::OutOfTime);
+    }
+    Ok(())
 }
 
 fn csv_error(e: csv::Error) -> PackageError {
@@ -79,6 +93,7 @@ async fn write_table<S: ByteSink>(
     // The next page, asked for while this one streams in (dropped if this one is the last).
     let mut ahead = None;
     while let Some(want) = cursor.next_limit(settings.page_size) {
+        check_time()?;
         let got = if info.delimited {
             let page = match ahead.take() {
                 Some((offset, limit, page)) if offset == cursor.offset && limit == want => page?,
@@ -124,6 +139,7 @@ async fn write_file<S: ByteSink>(
     let mut body = fetcher.get_stream(url, request.key.as_deref()).await?;
     zip.start_entry(&request.entry_name()).await?;
     while let Some(chunk) = body.next().await {
+        check_time()?;
         zip.write(&chunk?).await?;
     }
     let summary = zip.finish_entry().await?;

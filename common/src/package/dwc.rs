@@ -418,6 +418,7 @@ pub async fn write_archive<S: ByteSink>(
     let mut rows = 0;
     let width = header.len();
     while let Some(want) = cursor.next_limit(settings.page_size) {
+        super::build::check_time()?;
         let mut core = table_writer(b',', (want as usize).min(32_000) * 200);
         let records = datastore.fetch_page(info, cursor.offset, want).await?;
         let got = datastore.for_each_record(info, records, &mut |record| {

@@ -21,6 +21,11 @@ pub enum PackageError {
     Mail(#[from] MailError),
     #[error("writing the archive failed: {0}")]
     Archive(String),
+    /// The function's time ran out before the package was whole.
+    #[error(
+        "the package could not be finished within the time one run may take; ask for fewer rows (a limit or filters)"
+    )]
+    OutOfTime,
     /// The same package is being built by another delivery: wait for it, do not build twice.
     #[error("an identical package is being built")]
     Busy,
@@ -42,7 +47,8 @@ impl PackageError {
             PackageError::BadRequest { .. }
             | PackageError::Datastore { .. }
             | PackageError::Archive(_)
-            | PackageError::Busy => false,
+            | PackageError::Busy
+            | PackageError::OutOfTime => false,
         }
     }
 }

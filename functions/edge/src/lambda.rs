@@ -33,7 +33,14 @@ pub async fn handle_sqs(
             receive_count,
         });
     }
-    for id in process_batch(services, batch).await {
+    // The invocation's deadline (milliseconds since the epoch), for work that must end cleanly.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let left = std::time::Duration::from_millis(event.context.deadline.saturating_sub(now_ms));
+    let deadline = (event.context.deadline > 0).then(|| std::time::Instant::now() + left);
+    let failed = common::deadline::scope(deadline, process_batch(services, batch)).await;
+    for id in failed {
         if id.is_empty() {
             // A failed message SQS gave no id cannot be reported alone: fail the whole batch,
             // which every handler is safe to receive again.

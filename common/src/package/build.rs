@@ -92,7 +92,8 @@ async fn write_table<S: ByteSink>(
     let mut rows = 0;
     // The next page, asked for while this one streams in (dropped if this one is the last).
     let mut ahead = None;
-    while let Some(want) = cursor.next_limit(settings.page_size) {
+    let page_size = info.page_size(settings.page_size, true);
+    while let Some(want) = cursor.next_limit(page_size) {
         check_time()?;
         let got = if info.delimited {
             let page = match ahead.take() {
@@ -100,7 +101,7 @@ async fn write_table<S: ByteSink>(
                 _ => datastore.open_page(info, cursor.offset, want).await?,
             };
             let next = cursor.after_full_page(want);
-            match next.next_limit(settings.page_size) {
+            match next.next_limit(page_size) {
                 Some(next_want) => {
                     let (got, opened) = tokio::join!(
                         datastore.read_page(page, info, &mut *zip),

@@ -34,7 +34,20 @@ pub struct DatastoreInfo {
     pub delimited: bool,
 }
 
+/// Rows per call when the server writes records as JSON objects: a page of those is parsed
+/// whole, so it is kept small whatever PAGE_SIZE says (more calls, the same rows).
+const JSON_PAGE_ROWS: u64 = 5000;
+
 impl DatastoreInfo {
+    /// Rows to ask for per call: PAGE_SIZE, or less where pages are held whole.
+    pub fn page_size(&self, configured: u64, streamed: bool) -> u64 {
+        if self.delimited && streamed {
+            configured
+        } else {
+            configured.min(JSON_PAGE_ROWS)
+        }
+    }
+
     /// The rows a request will package: the total after its offset, capped by its limit.
     pub fn rows_for(&self, request: &PackageRequest) -> u64 {
         let after_offset = self.total.saturating_sub(request.offset);

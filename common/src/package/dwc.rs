@@ -417,7 +417,9 @@ pub async fn write_archive<S: ByteSink>(
     let mut cursor = Cursor::new(request);
     let mut rows = 0;
     let width = header.len();
-    while let Some(want) = cursor.next_limit(settings.page_size) {
+    // DwC pages are parsed whole (each row is split into terms).
+    let page_size = info.page_size(settings.page_size, false);
+    while let Some(want) = cursor.next_limit(page_size) {
         super::build::check_time()?;
         let mut core = table_writer(b',', (want as usize).min(32_000) * 200);
         let records = datastore.fetch_page(info, cursor.offset, want).await?;

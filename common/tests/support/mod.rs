@@ -430,23 +430,33 @@ pub fn email_parts(raw: &str) -> (String, Vec<String>) {
     (headers, bodies)
 }
 
+/// Runs one zip reader on `zip`; it must succeed. Returns what it printed.
+fn zip_reader(what: &str, command: &mut Command, zip: &Path) -> String {
+    let out = command
+        .arg(zip)
+        .output()
+        .unwrap_or_else(|e| panic!("{what} did not start: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} refused {}: {text}{}",
+        zip.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
 /// Reads `zip` with Python's zipfile, `unzip -t` and Java's java.util.zip (as a stream and by
 /// its central directory); each must accept it and all must agree on every entry's bytes.
 /// Returns (name, size, sha256) per entry.
 pub fn three_readers(zip: &Path) -> Vec<(String, u64, String)> {
     let root = workspace_root();
-    let out = Command::new(python())
-        .arg(root.join("tests/readers/zip_python.py"))
-        .arg(zip)
-        .output()
-        .expect("python zipfile");
-    assert!(
-        out.status.success(),
-        "Python's zipfile refused {}: {}",
-        zip.display(),
-        String::from_utf8_lossy(&out.stderr)
+    let listed = zip_reader(
+        "Python's zipfile",
+        Command::new(python()).arg(root.join("tests/readers/zip_python.py")),
+        zip,
     );
-    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("zipfile json");
+    let listed: serde_json::Value = serde_json::from_str(&listed).expect("zipfile json");
     let python: Vec<(String, u64, String)> = listed
         .as_array()
         .expect("entries")
@@ -460,31 +470,18 @@ pub fn three_readers(zip: &Path) -> Vec<(String, u64, String)> {
         })
         .collect();
 
-    let out = Command::new("unzip")
-        .arg("-t")
-        .arg(zip)
-        .output()
-        .expect("unzip (apt-get install unzip)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && text.contains("No errors detected"),
-        "unzip -t refused {}: {text}{}",
-        zip.display(),
-        String::from_utf8_lossy(&out.stderr)
+    let tested = zip_reader(
+        "unzip -t (apt-get install unzip)",
+        Command::new("unzip").arg("-t"),
+        zip,
     );
+    assert!(tested.contains("No errors detected"), "unzip -t: {tested}");
 
-    let out = Command::new("java")
-        .arg(root.join("tests/readers/ZipJava.java"))
-        .arg(zip)
-        .output()
-        .expect("java (a JDK 11 or later)");
-    assert!(
-        out.status.success(),
-        "java.util.zip refused {}: {}",
-        zip.display(),
-        String::from_utf8_lossy(&out.stderr)
+    let text = zip_reader(
+        "java.util.zip (java, a JDK 11 or later)",
+        Command::new("java").arg(root.join("tests/readers/ZipJava.java")),
+        zip,
     );
-    let text = String::from_utf8_lossy(&out.stdout);
     for way in ["stream", "central"] {
         let java: Vec<(String, u64, String)> = text
             .lines()

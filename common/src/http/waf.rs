@@ -164,6 +164,11 @@ pub async fn download(
         .unwrap_or("download")
         .replace('"', "");
     let disposition = format!("attachment; filename=\"{file_name}\"");
+    let content_type = if key.ends_with(".zip") {
+        "application/zip"
+    } else {
+        "application/octet-stream"
+    };
     let Some(local) = &state.local_store else {
         let url = store
             .presign_get(&key, std::time::Duration::from_secs(300))
@@ -189,7 +194,7 @@ pub async fn download(
     let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 16));
     Ok((
         [
-            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_TYPE, content_type.to_string()),
             (header::CONTENT_LENGTH, length.to_string()),
             (header::CONTENT_DISPOSITION, disposition),
         ],

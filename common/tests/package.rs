@@ -665,16 +665,23 @@ async fn bodies_may_be_json_or_url_quoted_json_as_ckanpackager_clients_send_them
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_darwin_core_archive_opens_in_python_dwca_reader() {
+    dwc_archive(900, 700).await;
+    // Pages of over a megabyte: the rows reach the core entry in several pieces each.
+    dwc_archive(12_000, 32_000).await;
+}
+
+async fn dwc_archive(count: usize, page_size: u64) {
     let ckan = CkanDatastore::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (app, services) = local(dir.path(), |_| {});
+    let (app, services) = local(dir.path(), |p| p.page_size = page_size);
+    let resource = format!("dwc-{count}");
     let (status, answer) = call(
         &app,
         "/package_dwc_archive",
         &[
             ("secret", SECRET),
             ("api_url", &ckan.api_url()),
-            ("resource_id", "dwc-900"),
+            ("resource_id", &resource),
             ("email", "dwc@example.org"),
         ],
     )
@@ -724,8 +731,8 @@ async fn a_darwin_core_archive_opens_in_python_dwca_reader() {
         );
     }
     let rows = read["rows"].as_array().expect("rows");
-    assert_eq!(rows.len(), 900);
-    let (_, source) = ckan.rows("dwc-900", 0, 900).await;
+    assert_eq!(rows.len(), count);
+    let (_, source) = ckan.rows(&resource, 0, count as u64).await;
     let dwc = |term: &str| format!("http://rs.tdwg.org/dwc/terms/{term}");
     for (row, original) in rows.iter().zip(&source) {
         assert_eq!(row["id"], original[0]);

@@ -92,7 +92,7 @@ async fn write_table<S: ByteSink>(
     let mut rows = 0;
     // The next page, asked for while this one streams in (dropped if this one is the last).
     let mut ahead = None;
-    let page_size = info.page_size(settings.page_size, true);
+    let page_size = info.page_size(settings.page_size);
     while let Some(want) = cursor.next_limit(page_size) {
         check_time()?;
         let got = if info.delimited {

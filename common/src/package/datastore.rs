@@ -39,9 +39,10 @@ pub struct DatastoreInfo {
 const JSON_PAGE_ROWS: u64 = 5000;
 
 impl DatastoreInfo {
-    /// Rows to ask for per call: PAGE_SIZE, or less where pages are held whole.
-    pub fn page_size(&self, configured: u64, streamed: bool) -> u64 {
-        if self.delimited && streamed {
+    /// Rows to ask for per call: PAGE_SIZE when pages stream (delimited records), at most
+    /// `JSON_PAGE_ROWS` when they are parsed whole.
+    pub fn page_size(&self, configured: u64) -> u64 {
+        if self.delimited {
             configured
         } else {
             configured.min(JSON_PAGE_ROWS)
@@ -272,7 +273,7 @@ impl<'a> Datastore<'a> {
     }
 
     /// Streams an opened page into `sink` as the table's text while it arrives (see
-    /// `stream.rs`); returns its row count.
+    /// `stream.rs`), in pieces of whole rows; returns its row count.
     pub async fn read_page(
         &self,
         page: OpenPage,
@@ -285,9 +286,15 @@ impl<'a> Datastore<'a> {
         let mut out = Vec::with_capacity(PIECE + 64 * 1024);
         while let Some(chunk) = body.next().await {
             scanner.feed(&chunk?, &mut out).map_err(unreadable)?;
-            if out.len() >= PIECE {
-                let full = std::mem::replace(&mut out, Vec::with_capacity(PIECE + 64 * 1024));
-                sink.write(Bytes::from(full)).await?;
+            // On in pieces of whole rows, so a sink may read rows out of each piece.
+            let whole = scanner.rows_end();
+            if out.len() >= PIECE && whole > 0 {
+                let mut next = Vec::with_capacity(PIECE + 64 * 1024);
+                next.extend_from_slice(&out[whole..]);
+                out.truncate(whole);
+                scanner.consumed(whole);
+                sink.write(Bytes::from(std::mem::replace(&mut out, next)))
+                    .await?;
             }
         }
         let rows = scanner.finish(&mut out).map_err(unreadable)?;

@@ -4,8 +4,9 @@
 //! `|`-separated links) becomes rows of the Simple Multimedia extension; every other field
 //! goes, as a JSON object, into the core's `dynamicProperties`. `meta.xml` describes the files.
 //!
-//! The extension's rows are spooled to a temporary file while the core streams, then added as
-//! the next entry, so memory stays flat for any number of rows.
+//! Pages stream in as CSV pieces of whole rows, read row by row into the core entry; the
+//! extension's rows are spooled to a temporary file while the core streams, then added as the
+//! next entry, so memory stays flat for any number of rows.
 
 use std::io::Read;
 
@@ -385,6 +386,87 @@ fn meta_xml(layout: &Layout, with_media: bool) -> String {
     xml
 }
 
+/// Turns datastore rows into core rows (kept as text until taken) and multimedia rows
+/// (spooled to a temporary file).
+struct CoreRows {
+    layout: Layout,
+    width: usize,
+    core: csv::Writer<Vec<u8>>,
+    media: csv::Writer<std::io::BufWriter<std::fs::File>>,
+    media_rows: u64,
+    rows: u64,
+}
+
+impl CoreRows {
+    fn add(&mut self, record: &csv::ByteRecord) -> Result<(), PackageError> {
+        let mut row = vec![String::new(); self.width];
+        let mut dynamic = Map::new();
+        let mut media = Vec::new();
+        for (target, value) in self.layout.targets.iter().zip(record.iter()) {
+            let value = String::from_utf8_lossy(value);
+            match target {
+                Target::Id => row[0] = value.into_owned(),
+                Target::Core(i) => row[i + 1] = value.into_owned(),
+                Target::Dynamic(name) if !value.is_empty() => {
+                    dynamic.insert(name.clone(), Value::String(value.into_owned()));
+                }
+                Target::Dynamic(_) => {}
+                Target::Media => media.extend(media_objects(&value)),
+            }
+        }
+        if self.layout.has_dynamic {
+            row[self.width - 1] = Value::Object(dynamic).to_string();
+        }
+        for object in media {
+            let mut m = vec![row[0].clone()];
+            for (term, default) in MEDIA_TERMS {
+                let v = text_of(object.get(*term));
+                m.push(if v.is_empty() {
+                    (*default).to_string()
+                } else {
+                    v
+                });
+            }
+            self.media.write_record(&m).map_err(io_error)?;
+            self.media_rows += 1;
+        }
+        self.rows += 1;
+        self.core
+            .write_record(&row)
+            .map_err(|e| PackageError::Archive(e.to_string()))
+    }
+
+    /// The core rows written since the last call.
+    fn take_core_text(&mut self) -> Result<Vec<u8>, PackageError> {
+        let writer = std::mem::replace(&mut self.core, table_writer(b',', 1 << 20));
+        into_bytes(writer)
+    }
+}
+
+/// A streamed page's text (in pieces of whole rows) read row by row into the core entry.
+struct RowSink<'a, S: ByteSink> {
+    rows: &'a mut CoreRows,
+    zip: &'a mut ZipStreamWriter<S>,
+}
+
+#[async_trait::async_trait]
+impl<S: ByteSink> ByteSink for RowSink<'_, S> {
+    async fn write(&mut self, data: bytes::Bytes) -> Result<(), PackageError> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(&data[..]);
+        let mut record = csv::ByteRecord::new();
+        while reader
+            .read_byte_record(&mut record)
+            .map_err(|e| PackageError::Archive(format!("re-reading a row failed: {e}")))?
+        {
+            self.rows.add(&record)?;
+        }
+        let text = self.rows.take_core_text()?;
+        self.zip.write(&text).await
+    }
+}
+
 pub async fn write_archive<S: ByteSink>(
     datastore: &Datastore<'_>,
     info: &DatastoreInfo,
@@ -411,64 +493,43 @@ pub async fn write_archive<S: ByteSink>(
     let mut media_header = vec!["coreid"];
     media_header.extend(MEDIA_TERMS.iter().map(|(t, _)| *t));
     media.write_record(&media_header).map_err(io_error)?;
-    let mut media_rows = 0u64;
-    let mut media_pending: Vec<Vec<String>> = Vec::new();
+    let mut rows = CoreRows {
+        width: header.len(),
+        layout,
+        core: table_writer(b',', 1 << 20),
+        media,
+        media_rows: 0,
+        rows: 0,
+    };
 
     let mut cursor = Cursor::new(request);
-    let mut rows = 0;
-    let width = header.len();
-    // DwC pages are parsed whole (each row is split into terms).
-    let page_size = info.page_size(settings.page_size, false);
+    let page_size = info.page_size(settings.page_size);
     while let Some(want) = cursor.next_limit(page_size) {
         super::build::check_time()?;
-        let mut core = table_writer(b',', (want as usize).min(32_000) * 200);
-        let records = datastore.fetch_page(info, cursor.offset, want).await?;
-        let got = datastore.for_each_record(info, records, &mut |record| {
-            let mut row = vec![String::new(); width];
-            let mut dynamic = Map::new();
-            for (target, value) in layout.targets.iter().zip(record.iter()) {
-                let value = String::from_utf8_lossy(value);
-                match target {
-                    Target::Id => row[0] = value.into_owned(),
-                    Target::Core(i) => row[i + 1] = value.into_owned(),
-                    Target::Dynamic(name) if !value.is_empty() => {
-                        dynamic.insert(name.clone(), Value::String(value.into_owned()));
-                    }
-                    Target::Dynamic(_) => {}
-                    Target::Media => {
-                        for object in media_objects(&value) {
-                            // The core id goes first once the row is read.
-                            let mut m = vec![String::new()];
-                            for (term, default) in MEDIA_TERMS {
-                                let v = text_of(object.get(*term));
-                                m.push(if v.is_empty() {
-                                    (*default).to_string()
-                                } else {
-                                    v
-                                });
-                            }
-                            media_rows += 1;
-                            media_pending.push(m);
-                        }
-                    }
-                }
-            }
-            if layout.has_dynamic {
-                row[width - 1] = Value::Object(dynamic).to_string();
-            }
-            for mut m in media_pending.drain(..) {
-                m[0] = row[0].clone();
-                media.write_record(&m).map_err(io_error)?;
-            }
-            core.write_record(&row)
-                .map_err(|e| PackageError::Archive(e.to_string()))
-        })?;
+        let got = if info.delimited {
+            let page = datastore.open_page(info, cursor.offset, want).await?;
+            let mut sink = RowSink {
+                rows: &mut rows,
+                zip: &mut *zip,
+            };
+            datastore.read_page(page, info, &mut sink).await?
+        } else {
+            let records = datastore.fetch_page(info, cursor.offset, want).await?;
+            let got = datastore.for_each_record(info, records, &mut |r| rows.add(r))?;
+            zip.write(&rows.take_core_text()?).await?;
+            got
+        };
         cursor.advance(want, got);
-        rows += got;
-        zip.write(&into_bytes(core)?).await?;
     }
     let mut uncompressed = zip.finish_entry().await?.uncompressed;
 
+    let CoreRows {
+        layout,
+        media,
+        media_rows,
+        rows,
+        ..
+    } = rows;
     if media_rows > 0 {
         let mut spool = media
             .into_inner()

@@ -16,6 +16,8 @@ pub struct DelimitedNormaliser {
     separators: usize,
     row_has_bytes: bool,
     rows: u64,
+    /// Where the last complete row ends in the output being filled.
+    rows_end: usize,
 }
 
 impl DelimitedNormaliser {
@@ -29,7 +31,18 @@ impl DelimitedNormaliser {
             separators: 0,
             row_has_bytes: false,
             rows: 0,
+            rows_end: 0,
         }
+    }
+
+    /// How much of the output holds whole rows (the rest is a row still arriving).
+    pub fn rows_end(&self) -> usize {
+        self.rows_end
+    }
+
+    /// The caller moved the first `n` bytes of the output on.
+    pub fn consumed(&mut self, n: usize) {
+        self.rows_end -= n.min(self.rows_end);
     }
 
     fn end_row(&mut self) -> Result<(), String> {
@@ -105,6 +118,7 @@ impl DelimitedNormaliser {
                 b'\n' => {
                     self.end_row()?;
                     out.push(b'\n');
+                    self.rows_end = out.len();
                 }
                 _ => {
                     self.separators += 1;
@@ -464,6 +478,16 @@ impl RecordsScanner {
         Ok(())
     }
 
+    /// How much of the output holds whole rows.
+    pub fn rows_end(&self) -> usize {
+        self.normaliser.rows_end()
+    }
+
+    /// The caller moved the first `n` bytes of the output on.
+    pub fn consumed(&mut self, n: usize) {
+        self.normaliser.consumed(n);
+    }
+
     /// Ends the answer; returns the rows the records held.
     pub fn finish(mut self, out: &mut Vec<u8>) -> Result<u64, String> {
         if self.state == State::Literal {
@@ -516,6 +540,19 @@ mod tests {
                 "1,\"a, \"\"b\"\"\r\nline\",é😀\n2,,\"x\"\n"
             );
         }
+    }
+
+    #[test]
+    fn whole_rows_are_told_from_a_row_still_arriving() {
+        let mut n = DelimitedNormaliser::new(b',', 2);
+        let mut out = Vec::new();
+        n.feed(b"1,\"a\nb\"\r\n2,x", &mut out).unwrap();
+        assert_eq!(&out[..n.rows_end()], b"1,\"a\nb\"\n");
+        out.drain(..n.rows_end());
+        n.consumed(8);
+        assert_eq!(n.rows_end(), 0);
+        n.feed(b"y\r\n", &mut out).unwrap();
+        assert_eq!(&out[..n.rows_end()], b"2,xy\n");
     }
 
     #[test]

@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 
 use super::{AppState, constant_time_eq};
 use crate::package::{
-    self, PackageError, PackageKind, PackageRequest, Params, SUCCESS_MESSAGE, parse_params, stats,
+    self, PackageError, PackageKind, PackageRequest, Params, SUCCESS_MESSAGE, number_param,
+    optional_param, parse_params, refusal_email, stats,
 };
 use crate::queue::QueueName;
 use crate::services::Services;
@@ -71,18 +72,6 @@ fn authorise(state: &AppState, body: &[u8]) -> Result<Params, Refusal> {
     match params.get("secret") {
         Some(given) if constant_time_eq(given.as_bytes(), secret.as_bytes()) => Ok(params),
         _ => Err(Refusal::Forbidden("Wrong/missing secret")),
-    }
-}
-
-fn number(params: &Params, name: &str, default: usize) -> Result<usize, Refusal> {
-    match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
-        None => Ok(default),
-        Some(v) => v.parse().map_err(|_| {
-            Refusal::Bad(PackageError::bad(
-                name,
-                format!("{name} must be a whole number ≥ 0"),
-            ))
-        }),
     }
 }
 
@@ -175,13 +164,7 @@ async fn record_refusal(services: &Services, params: &Params, error: &PackageErr
         tracing::warn!(error = %e, "recording a refused request failed");
     }
     if !email.is_empty() {
-        let mail = crate::mail::Email {
-            from: services.settings.mail_from.clone(),
-            to: vec![email.to_string()],
-            subject: format!("Your download request for {resource} was refused"),
-            text: format!("Hello,\n\nYour download request could not be accepted:\n{message}\n"),
-            html: None,
-        };
+        let mail = refusal_email(&services.settings.mail_from, email, resource, &message);
         if let Err(e) = services.mailer.send(&mail).await {
             tracing::warn!(error = %e, "the refusal email could not be sent");
         }
@@ -213,12 +196,7 @@ pub async fn package_url(
 }
 
 fn filter(params: &Params) -> stats::Filter {
-    let given = |name: &str| {
-        params
-            .get(name)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
+    let given = |name: &str| optional_param(params, name).map(str::to_string);
     stats::Filter {
         resource_id: given("resource_id"),
         email: given("email"),
@@ -238,10 +216,8 @@ pub async fn statistics(
 /// `/statistics/requests` and `/statistics/errors`: a page of entries, newest first.
 async fn statistics_list(state: &AppState, body: &[u8], errors: bool) -> Result<Response, Refusal> {
     let params = authorise(state, body)?;
-    let (offset, limit) = (
-        number(&params, "offset", 0)?,
-        number(&params, "limit", 100)?,
-    );
+    let offset = number_param(&params, "offset")?.unwrap_or(0) as usize;
+    let limit = number_param(&params, "limit")?.unwrap_or(100) as usize;
     let services = &state.services;
     let (field, list) = if errors {
         let list = stats::errors(services, filter(&params), offset, limit).await?;

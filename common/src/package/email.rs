@@ -89,6 +89,17 @@ pub fn failure_email(from: &str, request: &PackageRequest, reason: &str) -> Emai
     }
 }
 
+/// The email telling the requester why the request itself was refused.
+pub fn refusal_email(from: &str, to: &str, resource_id: &str, reason: &str) -> Email {
+    Email {
+        from: from.to_string(),
+        to: vec![to.to_string()],
+        subject: format!("Your download request for {resource_id} was refused"),
+        text: format!("Hello,\n\nYour download request could not be accepted:\n{reason}\n"),
+        html: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,13 +25,16 @@ pub use archive::ZipStreamWriter;
 pub use build::{BuildSummary, write_package};
 pub use datastore::{Datastore, DatastoreInfo};
 pub use deflate::{ParallelDeflate, StreamSummary};
-pub use email::{format_template, link_email};
+pub use email::{format_template, link_email, refusal_email};
 pub use error::PackageError;
 pub use jobs::{
     MESSAGE_KIND, PackageDoc, PackageMessage, accept, build_package, clear_cache, download_link,
     fresh_package, handle_message, zip_key,
 };
 pub use links::LinkSigner;
-pub use request::{PackageKind, PackageRequest, Params, TableFormat, parse_params};
+pub use request::{
+    PackageKind, PackageRequest, Params, TableFormat, number as number_param,
+    optional as optional_param, parse_params,
+};
 pub use settings::{CKAN_MAX_PAGE_SIZE, PackagerSettings, SUCCESS_MESSAGE};
 pub use sink::{ByteSink, FileSink, MIN_PART_SIZE, MultipartSink};

@@ -134,11 +134,13 @@ fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, PackageError>
     }
 }
 
-fn optional<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
+/// A parameter's value, trimmed; an empty one counts as not given.
+pub fn optional<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
     params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
 }
 
-fn number(params: &Params, name: &str) -> Result<Option<u64>, PackageError> {
+/// A whole-number parameter, if given; anything else is a bad request naming it.
+pub fn number(params: &Params, name: &str) -> Result<Option<u64>, PackageError> {
     optional(params, name)
         .map(|v| {
             v.parse::<u64>().map_err(|_| {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use common::domain::job::Job;
 use common::fetch::AddressPolicy;
-use common::pipeline::{self, run_test};
+use common::pipeline::{self, JobOptions, run_test_with};
 use common::sources::{self, NewSource};
 
 use crate::output;
@@ -180,8 +180,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("removed {removed} log entries older than {days} days");
             }
         }
-        Command::RunTest { name } => {
-            let job = run_test_with_progress(services, &name).await?;
+        Command::RunTest { name, allow_shrink } => {
+            let options = JobOptions { allow_shrink };
+            let job = run_test_with_progress(services, &name, options).await?;
             if cli.json {
                 output::json(&job)?
             } else {
@@ -199,6 +200,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn run_test_with_progress(
     services: &common::services::Services,
     name: &str,
+    options: JobOptions,
 ) -> anyhow::Result<Job> {
     let terminal = std::io::stderr().is_terminal();
     let bar = indicatif::ProgressBar::new(0);
@@ -224,7 +226,7 @@ async fn run_test_with_progress(
             }
         }
     };
-    let job = run_test(services, name, &progress).await;
+    let job = run_test_with(services, name, options, &progress).await;
     bar.finish_and_clear();
     Ok(job?)
 }

@@ -68,7 +68,13 @@ pub enum Command {
     /// What the schedule does: start due jobs, keep running ones moving, abort stalled ones.
     Run,
     /// Harvest one source synchronously and print the job.
-    RunTest { name: String },
+    RunTest {
+        name: String,
+        /// Accept a gather that lists far fewer documents than the last one (or none): the
+        /// records of the missing documents are deleted.
+        #[arg(long)]
+        allow_shrink: bool,
+    },
     /// Remove harvest log entries older than N days.
     CleanLog {
         #[arg(long, default_value_t = 30)]

@@ -57,6 +57,10 @@ pub struct Job {
     pub check_seq: u64,
     #[serde(default)]
     pub last_check: Option<String>,
+    /// Accept a gather that found far fewer documents than the last one (`run-test
+    /// --allow-shrink`): its missing documents' records are deleted.
+    #[serde(default)]
+    pub allow_shrink: bool,
 }
 
 impl Job {
@@ -82,8 +86,18 @@ impl Job {
             last_progress: None,
             check_seq: 0,
             last_check: None,
+            allow_shrink: false,
         }
     }
+}
+
+/// What a source's harvests remember between jobs: the evidence a later gather's deletions
+/// are weighed against.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceHarvestState {
+    /// Documents found by the last gather that completed without error, and its job.
+    pub last_gathered: u64,
+    pub last_job: String,
 }
 
 /// How one harvest object ended.

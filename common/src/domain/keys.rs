@@ -39,9 +39,14 @@ pub fn job_done_prefix(source: &str, job: &str) -> String {
 pub fn job_gathered(source: &str, job: &str) -> String {
     format!("jobs/{source}/{job}/gathered.json")
 }
-/// The records a finishing job deletes, written before it deletes them.
-pub fn job_deletions(source: &str, job: &str) -> String {
-    format!("jobs/{source}/{job}/deletions.json")
+/// What a finishing job removes (records, documents that left), written before it removes them.
+pub fn job_removals(source: &str, job: &str) -> String {
+    format!("jobs/{source}/{job}/removals.json")
+}
+
+/// What a source's harvests remember between jobs (the last completed gather's count).
+pub fn source_harvest_state(source: &str) -> String {
+    format!("harvest-state/{source}.json")
 }
 
 pub fn document_state(source: &str, object: &str) -> String {

@@ -145,6 +145,28 @@ impl Source {
         if !self.config.is_object() {
             return Err(FieldError::new("config", "must be a JSON object"));
         }
+        if let Some(value) = self.config.get(SHRINK_THRESHOLD) {
+            let ok = value.as_f64().is_some_and(|f| (0.0..=1.0).contains(&f));
+            if !ok {
+                return Err(FieldError::new(
+                    format!("config.{SHRINK_THRESHOLD}"),
+                    "must be a number from 0 to 1",
+                ));
+            }
+        }
         Ok(())
     }
+
+    /// The fraction of the last completed gather's documents below which a gather is taken
+    /// for a broken source, not a real shrink, and deletes nothing (0 accepts any shrink).
+    pub fn shrink_threshold(&self) -> f64 {
+        self.config
+            .get(SHRINK_THRESHOLD)
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(DEFAULT_SHRINK_THRESHOLD)
+    }
 }
+
+/// The `config` option every source type takes: see [`Source::shrink_threshold`].
+pub const SHRINK_THRESHOLD: &str = "shrink_threshold";
+pub const DEFAULT_SHRINK_THRESHOLD: f64 = 0.5;

@@ -98,7 +98,10 @@ impl Harvester for WafHarvester {
         for (key, _) in object.iter() {
             // The WAF harvester has no options of its own yet; refuse typos rather than
             // silently ignoring them.
-            if !matches!(key.as_str(), "default_tags" | "default_extras") {
+            if !matches!(
+                key.as_str(),
+                "default_tags" | "default_extras" | crate::domain::source::SHRINK_THRESHOLD
+            ) {
                 return Err(FieldError::new(
                     format!("config.{key}"),
                     "unknown option for a WAF source",

@@ -65,6 +65,44 @@ fn bbox(root: &Element) -> Result<Option<BBox>, Rejection> {
     Ok(Some(bbox))
 }
 
+/// GeoNetwork's simple DC writes the box as text in `dc:coverage`:
+/// `North 90, South -90, East 180, West -180` (sometimes followed by `. Place name`).
+fn coverage_bbox(root: &Element) -> Result<Option<BBox>, Rejection> {
+    for text in values(root, &["coverage", "spatial"]) {
+        let mut sides = [None; 4];
+        for part in text.split([',', ';']) {
+            let mut words = part.split_whitespace();
+            let (Some(side), Some(number)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let slot = match side.to_ascii_lowercase().as_str() {
+                "north" => 0,
+                "south" => 1,
+                "east" => 2,
+                "west" => 3,
+                _ => continue,
+            };
+            let number = number.trim_end_matches('.');
+            sides[slot] = Some(number.parse::<f64>().map_err(|_| {
+                Rejection::Invalid(format!(
+                    "coverage {text:?}: {side} {number:?} is not a number"
+                ))
+            })?);
+        }
+        if let [Some(north), Some(south), Some(east), Some(west)] = sides {
+            let bbox = BBox {
+                west,
+                south,
+                east,
+                north,
+            };
+            bbox.validate().map_err(Rejection::Invalid)?;
+            return Ok(Some(bbox));
+        }
+    }
+    Ok(None)
+}
+
 pub(super) fn read(root: &Element) -> Result<Metadata, Rejection> {
     let id = first(root, &["identifier"]).unwrap_or_default();
     let title = first(root, &["title"]).unwrap_or_else(|| id.clone());
@@ -93,11 +131,39 @@ pub(super) fn read(root: &Element) -> Result<Metadata, Rejection> {
         title,
         abstract_text: first(root, &["abstract", "description"]).unwrap_or_default(),
         keywords: dedup(values(root, &["subject"])),
-        bbox: bbox(root)?,
+        bbox: match bbox(root)? {
+            Some(b) => Some(b),
+            None => coverage_bbox(root)?,
+        },
         time: None,
         contacts,
         links,
         format: RecordFormat::DublinCore,
         modified: first(root, &["modified", "date"]),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::parse::{XmlLimits, read_metadata};
+
+    #[test]
+    fn geonetwork_simpledc_reads_with_its_coverage_box() {
+        let doc = include_bytes!("../../../tests/records/waf/dublin-core/geonetwork-simpledc.xml");
+        let m = read_metadata(doc, XmlLimits::default()).expect("simpledc is a record");
+        assert_eq!(m.id, "6c0f2a8e-3d1b-4e7a-9f52-1b8d4c7e2a90");
+        assert_eq!(m.title, "Sea surface temperature, monthly means");
+        let b = m.bbox.expect("bbox from dc:coverage");
+        assert_eq!(
+            (b.west, b.south, b.east, b.north),
+            (-180.0, -90.0, 180.0, 90.0)
+        );
+        assert_eq!(m.keywords, ["oceans", "sea surface temperature"]);
+    }
+
+    #[test]
+    fn a_coverage_box_out_of_range_is_refused() {
+        let doc = br#"<simpledc xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:identifier>x</dc:identifier><dc:title>t</dc:title><dc:coverage>North 95, South -90, East 180, West -180</dc:coverage></simpledc>"#;
+        assert!(read_metadata(doc, XmlLimits::default()).is_err());
+    }
 }

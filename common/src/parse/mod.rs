@@ -39,7 +39,10 @@ pub fn read_element(root: &Element) -> Result<Metadata, Rejection> {
         (CSW, "Record" | "SummaryRecord" | "BriefRecord") | (OAI_DC, "dc") => {
             dublin_core::read(root)
         }
-        (DC, _) | ("", "metadata" | "record") if has_dc_children(root) => dublin_core::read(root),
+        // GeoNetwork's Dublin Core schema writes its records under a plain `simpledc` root.
+        (DC, _) | ("", "metadata" | "record" | "simpledc") if has_dc_children(root) => {
+            dublin_core::read(root)
+        }
         (ns, name) => {
             let shown = if ns.is_empty() {
                 name.to_string()

@@ -21,11 +21,18 @@ fn fail<T>(message: impl Into<String>) -> Result<T, XmlError> {
     Err(XmlError(message.into()))
 }
 
-/// Limits on what we agree to read.
+/// Limits on what we agree to read. The counts bound the tree's memory and the work of a
+/// hostile document (a million empty elements, an element with a million attributes) to what
+/// real metadata needs many times over.
 #[derive(Debug, Clone, Copy)]
 pub struct XmlLimits {
     pub max_bytes: usize,
     pub max_depth: usize,
+    /// Elements in the whole document.
+    pub max_elements: usize,
+    /// Attributes of one element, and of the whole document.
+    pub max_attributes: usize,
+    pub max_total_attributes: usize,
 }
 
 impl Default for XmlLimits {
@@ -33,6 +40,9 @@ impl Default for XmlLimits {
         XmlLimits {
             max_bytes: 10 * 1024 * 1024,
             max_depth: 256,
+            max_elements: 200_000,
+            max_attributes: 256,
+            max_total_attributes: 100_000,
         }
     }
 }
@@ -178,6 +188,8 @@ pub fn parse(bytes: &[u8], limits: XmlLimits) -> Result<Element, XmlError> {
     reader.config_mut().trim_text(false);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
+    let mut elements = 0usize;
+    let total_attributes = std::cell::Cell::new(0usize);
     loop {
         let (ns, event) = reader
             .read_resolved_event()
@@ -189,9 +201,31 @@ pub fn parse(bytes: &[u8], limits: XmlLimits) -> Result<Element, XmlError> {
                     _ => String::new(),
                 };
                 let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                // quick-xml's own duplicate check compares each attribute with every earlier
+                // one (quadratic): it is off, and a set does the same in linear time.
                 let mut attrs = Vec::new();
-                for a in e.attributes() {
+                let mut seen = std::collections::HashSet::new();
+                for a in e.attributes().with_checks(false) {
                     let a = a.map_err(|e| XmlError(format!("malformed attribute: {e}")))?;
+                    total_attributes.set(total_attributes.get() + 1);
+                    if total_attributes.get() > limits.max_total_attributes {
+                        return fail(format!(
+                            "more than {} attributes",
+                            limits.max_total_attributes
+                        ));
+                    }
+                    if attrs.len() >= limits.max_attributes {
+                        return fail(format!(
+                            "an element has more than {} attributes",
+                            limits.max_attributes
+                        ));
+                    }
+                    if !seen.insert(a.key.as_ref().to_vec()) {
+                        return fail(format!(
+                            "malformed attribute: {} repeated",
+                            String::from_utf8_lossy(a.key.as_ref())
+                        ));
+                    }
                     let value = a
                         .unescape_value()
                         .map_err(|e| XmlError(format!("malformed attribute value: {e}")))?;
@@ -217,6 +251,10 @@ pub fn parse(bytes: &[u8], limits: XmlLimits) -> Result<Element, XmlError> {
                 }
             }
             Event::Start(e) => {
+                elements += 1;
+                if elements > limits.max_elements {
+                    return fail(format!("more than {} elements", limits.max_elements));
+                }
                 if root.is_some() {
                     return fail("content after the root element");
                 }
@@ -226,6 +264,10 @@ pub fn parse(bytes: &[u8], limits: XmlLimits) -> Result<Element, XmlError> {
                 stack.push(open(ns, &e)?);
             }
             Event::Empty(e) => {
+                elements += 1;
+                if elements > limits.max_elements {
+                    return fail(format!("more than {} elements", limits.max_elements));
+                }
                 let element = open(ns, &e)?;
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(element),
@@ -319,6 +361,7 @@ mod tests {
         let small = XmlLimits {
             max_bytes: 10,
             max_depth: 10,
+            ..XmlLimits::default()
         };
         assert!(
             parse(b"<r>0123456789</r>", small)

@@ -5,15 +5,19 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use super::import::Marker;
-use super::jobs::{delete_record, load_source, release_lock, send, update_job};
+use super::jobs::{load_source, send, update_job};
+use super::objects::sha256_hex;
+use super::records::{Marker, delete_record};
 use super::{Kind, Message, PipelineError};
-use crate::domain::job::{ErrorEntry, HarvestObject, Job, JobStats, JobStatus, Outcome};
+use crate::domain::job::{
+    DocumentState, ErrorEntry, HarvestObject, Job, JobStats, JobStatus, Outcome, SourceHarvestState,
+};
 use crate::domain::keys;
 use crate::domain::now;
 use crate::mail::Email;
 use crate::services::Services;
-use crate::store::{PutMode, StoreError, get_json, put_json};
+use crate::store::{ObjectStore, PutMode, StoreError, get_json, put_json};
+use serde::{Deserialize, Serialize};
 
 /// Object errors kept in a job document at most (the rest stay in the object documents).
 const MAX_OBJECT_ERRORS: usize = 1000;
@@ -97,8 +101,84 @@ pub(super) async fn check_job(
     .await
 }
 
-/// Finishes a job whose objects are all done. Each step is the same on a rerun: the
-/// deletions are listed once (create-once), deleted, then the job is written finished.
+/// What a finishing job removes: records whose document left the source, and what Sheaf
+/// kept of each document that left (its WAF copy, rejection and state). Listed once
+/// (create-once), so a rerun removes the same.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Removals {
+    /// Record id keys.
+    records: Vec<String>,
+    /// Object ids of documents no longer listed.
+    documents: Vec<String>,
+}
+
+async fn plan_removals(
+    store: &dyn ObjectStore,
+    source: &str,
+    job_id: &str,
+) -> Result<Removals, PipelineError> {
+    let key = keys::job_removals(source, job_id);
+    if let Some((removals, _)) = get_json::<Removals>(store, &key).await? {
+        return Ok(removals);
+    }
+    let gathered: HashSet<String> =
+        get_json::<Vec<String>>(store, &keys::job_gathered(source, job_id))
+            .await?
+            .map(|(g, _)| g.into_iter().collect())
+            .ok_or_else(|| PipelineError::NotFound(format!("gather result of job {job_id}")))?;
+    let gathered_ids: HashSet<String> = gathered.iter().map(|g| keys::object_id(g)).collect();
+    let mut removals = Removals::default();
+    let prefix = keys::record_markers(source);
+    for entry in store.list(&prefix).await? {
+        if let Some((marker, _)) = get_json::<Marker>(store, &entry.key).await?
+            && !gathered.contains(&marker.guid)
+        {
+            removals.records.push(entry.key[prefix.len()..].to_string());
+        }
+    }
+    let prefix = keys::document_states(source);
+    for entry in store.list(&prefix).await? {
+        if let Some(id) = entry.key[prefix.len()..].strip_suffix(".json")
+            && !gathered_ids.contains(id)
+        {
+            removals.documents.push(id.to_string());
+        }
+    }
+    match put_json(store, &key, &removals, PutMode::Create).await {
+        Ok(_) => Ok(removals),
+        Err(StoreError::Precondition(_)) => Ok(get_json::<Removals>(store, &key)
+            .await?
+            .map(|(r, _)| r)
+            .unwrap_or_default()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Forgets a document that left the source: its WAF copy (unless another document's bytes
+/// now sit at that key), its rejection, and its state last.
+async fn forget_document(
+    store: &dyn ObjectStore,
+    source: &str,
+    object_id: &str,
+) -> Result<(), PipelineError> {
+    let state_key = keys::document_state(source, object_id);
+    if let Some((state, _)) = get_json::<DocumentState>(store, &state_key).await? {
+        match store.get(&state.waf_key).await {
+            Ok(copy) if sha256_hex(&copy.body) == state.sha256 => {
+                store.delete(&state.waf_key).await?;
+            }
+            Ok(_) | Err(StoreError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    store.delete(&keys::rejected(source, object_id)).await?;
+    store.delete(&state_key).await?;
+    Ok(())
+}
+
+/// Finishes a job whose objects are all done. Each step is the same on a rerun: what to
+/// remove is listed once, removed, then the job is written finished. Nothing is removed after
+/// a gather error (a failed listing, or a shrink refused for want of evidence).
 pub(super) async fn finish(
     services: &Services,
     job: Job,
@@ -108,42 +188,25 @@ pub(super) async fn finish(
     let (source, job_id) = (job.source.clone(), job.id.clone());
     let mut deleted = 0u64;
     if job.gather_errors.is_empty() {
-        let deletions_key = keys::job_deletions(&source, &job_id);
-        let deletions: Vec<String> = match get_json::<Vec<String>>(store, &deletions_key).await? {
-            Some((list, _)) => list,
-            None => {
-                let gathered: HashSet<String> =
-                    get_json::<Vec<String>>(store, &keys::job_gathered(&source, &job_id))
-                        .await?
-                        .map(|(g, _)| g.into_iter().collect())
-                        .ok_or_else(|| {
-                            PipelineError::NotFound(format!("gather result of job {job_id}"))
-                        })?;
-                let mut list = Vec::new();
-                let prefix = keys::record_markers(&source);
-                for entry in store.list(&prefix).await? {
-                    if let Some((marker, _)) = get_json::<Marker>(store, &entry.key).await?
-                        && !gathered.contains(&marker.guid)
-                    {
-                        list.push(entry.key[prefix.len()..].to_string());
-                    }
-                }
-                match put_json(store, &deletions_key, &list, PutMode::Create).await {
-                    Ok(_) => list,
-                    Err(StoreError::Precondition(_)) => {
-                        get_json::<Vec<String>>(store, &deletions_key)
-                            .await?
-                            .map(|(l, _)| l)
-                            .unwrap_or_default()
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        };
-        for id_key in &deletions {
+        let removals = plan_removals(store, &source, &job_id).await?;
+        for id_key in &removals.records {
             delete_record(store, &source, id_key).await?;
         }
-        deleted = deletions.len() as u64;
+        for object_id in &removals.documents {
+            forget_document(store, &source, object_id).await?;
+        }
+        deleted = removals.records.len() as u64;
+        let state = SourceHarvestState {
+            last_gathered: job.object_count.unwrap_or_default(),
+            last_job: job_id.clone(),
+        };
+        put_json(
+            store,
+            &keys::source_harvest_state(&source),
+            &state,
+            PutMode::Overwrite,
+        )
+        .await?;
     }
     let mut object_errors = Vec::new();
     for (id, outcome) in &outcomes {
@@ -176,7 +239,6 @@ pub(super) async fn finish(
         true
     })
     .await?;
-    release_lock(store, &source, &job_id).await?;
     if changed {
         tracing::info!(source = %source, job = %job_id, stats = ?finished.stats, "job finished");
         for e in &finished.object_errors {
@@ -205,7 +267,7 @@ pub(super) async fn finish(
 
 /// Emails the source's owner a summary of a job that had errors. A failure to send is
 /// logged: the job's outcome is recorded either way.
-async fn notify_owner(services: &Services, job: &Job) {
+pub(super) async fn notify_owner(services: &Services, job: &Job) {
     if job.stats.errored == 0 && job.gather_errors.is_empty() {
         return;
     }

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 
-use super::jobs::{load_source, release_lock, send, update_job};
+use super::jobs::{load_source, send, update_job};
 use super::{Kind, Message, PipelineError};
-use crate::domain::job::{ErrorEntry, HarvestObject, JobStatus};
+use crate::domain::job::{ErrorEntry, HarvestObject, Job, JobStatus, SourceHarvestState};
 use crate::domain::keys;
 use crate::domain::now;
 use crate::harvest::harvester_for;
@@ -57,32 +57,38 @@ pub(super) async fn gather(
         Ok(docs) => docs,
         Err(e) => {
             tracing::warn!(source = source_name, job = job_id, error = %e, "gather failed");
-            crate::harvest_log::log(
-                store,
-                "ERROR",
-                format!(
-                    "Gather of job {job_id} of source {source_name} failed: {}",
-                    e.message
-                ),
-            )
-            .await;
-            update_job(store, source_name, job_id, |job| {
-                if job.status.is_done() {
-                    return false;
-                }
-                job.gather_errors.push(ErrorEntry {
-                    message: e.message.clone(),
-                    original_url: e.url.clone(),
-                });
-                job.status = JobStatus::Finished;
-                job.finished = Some(now());
-                true
-            })
-            .await?;
-            release_lock(store, source_name, job_id).await?;
-            return Ok(());
+            let message = format!(
+                "Gather of job {job_id} of source {source_name} failed: {}",
+                e.message
+            );
+            return record_gather_error(services, &job, message, e.message, e.url, true).await;
         }
     };
+    // Deletions need evidence: a gather that found nothing, or far fewer documents than the
+    // last completed one, more likely met a broken server than a real shrink.
+    let last = get_json::<SourceHarvestState>(store, &keys::source_harvest_state(source_name))
+        .await?
+        .map_or(0, |(s, _)| s.last_gathered);
+    if let Some(reason) = shrink_refusal(
+        documents.len() as u64,
+        last,
+        source.shrink_threshold(),
+        job.allow_shrink,
+    ) {
+        tracing::error!(
+            source = source_name,
+            job = job_id,
+            reason,
+            "gather refused as a shrink"
+        );
+        let log = format!("Gather of job {job_id} of source {source_name}: {reason}");
+        let finish_now = documents.is_empty();
+        let url = Some(source.url.clone());
+        record_gather_error(services, &job, log, reason, url, finish_now).await?;
+        if finish_now {
+            return Ok(());
+        }
+    }
     let guids: Vec<&str> = documents.iter().map(|d| d.guid.as_str()).collect();
     put_json(
         store,
@@ -141,6 +147,65 @@ pub(super) async fn gather(
         fetches = sent,
         "gathered"
     );
+    Ok(())
+}
+
+/// Why a gather of `found` documents, after a last completed gather of `last`, must delete
+/// nothing; `None` when it is evidence enough.
+fn shrink_refusal(found: u64, last: u64, threshold: f64, allowed: bool) -> Option<String> {
+    if allowed || threshold <= 0.0 {
+        return None;
+    }
+    let accept = "accept a real shrink with `sheaf run-test NAME --allow-shrink` or the \
+        source's config.shrink_threshold";
+    if found == 0 {
+        return Some(format!(
+            "the source lists no documents; nothing is deleted ({accept})"
+        ));
+    }
+    if (found as f64) < threshold * last as f64 {
+        return Some(format!(
+            "the source lists {found} documents, fewer than {:.0}% of the {last} of the last \
+             completed gather; nothing is deleted ({accept})",
+            threshold * 100.0
+        ));
+    }
+    None
+}
+
+/// Records a gather error in the job (once) and the harvest log; `finish` ends the job there
+/// (nothing was gathered to work on). The check finishes a job that has objects, and deletes
+/// nothing after a gather error.
+async fn record_gather_error(
+    services: &Services,
+    job: &Job,
+    log: String,
+    message: String,
+    url: Option<String>,
+    finish: bool,
+) -> Result<(), PipelineError> {
+    let store = services.store.as_ref();
+    crate::harvest_log::log(store, "ERROR", log).await;
+    let mut finished = false;
+    let job = update_job(store, &job.source, &job.id, |job| {
+        if job.status.is_done() || job.gather_errors.iter().any(|e| e.message == message) {
+            return false;
+        }
+        job.gather_errors.push(ErrorEntry {
+            message: message.clone(),
+            original_url: url.clone(),
+        });
+        if finish {
+            job.status = JobStatus::Finished;
+            job.finished = Some(now());
+            finished = true;
+        }
+        true
+    })
+    .await?;
+    if finished {
+        super::check::notify_owner(services, &job).await;
+    }
     Ok(())
 }
 

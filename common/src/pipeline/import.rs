@@ -1,124 +1,34 @@
 //! Import: read the kept document, claim its identifier, write the record beside its XML,
 //! then the document's state and the object's outcome, in that order.
 
-use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
-use super::PipelineError;
-use super::jobs::load_source;
-use super::object_fetch::{finish_object, open_object, save_object};
-use crate::domain::job::{DocumentState, HarvestObject, Outcome};
+use super::jobs::{load_source, send};
+use super::objects::{Tracked, finish_object, open_object, reject, save_object, sha256_hex};
+use super::records::{Claim, claim, release_record};
+use super::{Message, PipelineError};
+use crate::domain::job::{DocumentState, Outcome};
 use crate::domain::keys;
 use crate::domain::now;
 use crate::domain::record::Record;
 use crate::harvest::harvester_for;
 use crate::services::Services;
-use crate::store::{ObjectStore, PutMode, StoreError, get_json, put_json};
+use crate::store::{PutMode, get_json, put_json};
 
-/// A rejected document, kept with its reason until the next harvest imports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rejected {
-    pub source: String,
-    pub guid: String,
-    pub original_url: String,
-    pub reason: String,
-    pub job: String,
-    pub rejected: String,
-}
-
-/// The catalogue marker of a record: which document of the source it came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct Marker {
-    pub guid: String,
-}
-
-pub(super) async fn reject(
-    services: &Services,
-    source: &str,
-    job_id: &str,
-    object: &HarvestObject,
-    reason: &str,
-) -> Result<(), PipelineError> {
-    let rejected = Rejected {
-        source: source.to_string(),
-        guid: object.guid.clone(),
-        original_url: object.url.clone(),
-        reason: reason.to_string(),
-        job: job_id.to_string(),
-        rejected: now(),
-    };
-    put_json(
-        services.store.as_ref(),
-        &keys::rejected(source, &object.id),
-        &rejected,
-        PutMode::Overwrite,
-    )
-    .await?;
-    Ok(())
-}
-
-/// Claims `id_key` for this source and document. Another source that owns it, or another
-/// document of this source that already became it, wins: the first one keeps the record.
-async fn claim(
-    store: &dyn ObjectStore,
-    source: &str,
-    id: &str,
-    id_key: &str,
-    guid: &str,
-) -> Result<Result<bool, String>, PipelineError> {
-    let owner_key = keys::record_owner(id_key);
-    match store
-        .put(
-            &owner_key,
-            Bytes::from(source.to_string()),
-            "text/plain",
-            PutMode::Create,
-        )
-        .await
-    {
-        Ok(_) => {}
-        Err(StoreError::Precondition(_)) => {
-            let owner = store.get(&owner_key).await?;
-            if owner.body.as_ref() != source.as_bytes() {
-                return Ok(Err(format!(
-                    "identifier {id} is already harvested from source {}",
-                    String::from_utf8_lossy(&owner.body)
-                )));
-            }
-        }
-        Err(e) => return Err(e.into()),
-    }
-    let marker_key = keys::record_marker(source, id_key);
-    let marker = Marker {
-        guid: guid.to_string(),
-    };
-    match put_json(store, &marker_key, &marker, PutMode::Create).await {
-        Ok(_) => Ok(Ok(false)),
-        Err(StoreError::Precondition(_)) => {
-            let (existing, _) = get_json::<Marker>(store, &marker_key)
-                .await?
-                .ok_or_else(|| PipelineError::Conflict(format!("marker {marker_key} vanished")))?;
-            if existing.guid == guid {
-                Ok(Ok(true))
-            } else {
-                Ok(Err(format!(
-                    "identifier {id} is already used by {} in this source",
-                    existing.guid
-                )))
-            }
-        }
-        Err(e) => Err(e.into()),
-    }
-}
+/// How often an import waits for the document holding its identifier before taking it over
+/// (two documents that swapped identifiers would otherwise wait for each other), and how long
+/// each wait is.
+const MAX_WAITS: u64 = 20;
+const WAIT: Duration = Duration::from_secs(2);
 
 pub(super) async fn import(
     services: &Services,
-    source_name: &str,
-    job_id: &str,
+    message: &Message,
     object_id: &str,
 ) -> Result<(), PipelineError> {
+    let (source_name, job_id) = (message.source.as_str(), message.job.as_str());
     let store = services.store.as_ref();
-    let Some(mut object) = open_object(services, source_name, job_id, object_id).await? else {
+    let Some(mut tracked) = open_object(services, source_name, job_id, object_id).await? else {
         return Ok(());
     };
     let source = load_source(store, source_name).await?;
@@ -128,9 +38,10 @@ pub(super) async fn import(
             source.source_type.as_str()
         ))
     })?;
-    let document = store.get(&object.waf_key).await?;
-    let sha256 = super::object_fetch::sha256_hex(&document.body);
-    let original_url = harvester.original_url(&source, &object);
+    let document = store.get(&tracked.object.waf_key).await?;
+    let sha256 = sha256_hex(&document.body);
+    let original_url = harvester.original_url(&source, &tracked.object);
+    let object = &tracked.object;
     let state = |record_id: Option<String>| DocumentState {
         guid: object.guid.clone(),
         url: object.url.clone(),
@@ -141,45 +52,56 @@ pub(super) async fn import(
         record_id,
     };
     let state_key = keys::document_state(source_name, object_id);
+    let previous = get_json::<DocumentState>(store, &state_key)
+        .await?
+        .and_then(|(s, _)| s.record_id);
 
-    // A document that does not read, or whose identifier another document owns, is rejected.
+    // A document that does not read, or whose identifier another document holds, is rejected.
+    let waits = message.seq.unwrap_or(0);
     let claimed = match harvester.import(services, &source, &document.body) {
         Err(rejection) => Err(rejection.to_string()),
         Ok(metadata) => {
             let id_key = keys::id_key(&metadata.id);
-            claim(store, source_name, &metadata.id, &id_key, &object.guid)
-                .await?
-                .map(|existed| (metadata, id_key, existed))
+            let may_wait = waits < MAX_WAITS;
+            match claim(
+                store,
+                source_name,
+                job_id,
+                &metadata.id,
+                &id_key,
+                &object.guid,
+                may_wait,
+            )
+            .await?
+            {
+                Claim::Held { existed } => Ok((metadata, id_key, existed)),
+                Claim::Refused(reason) => Err(reason),
+                Claim::Wait => {
+                    let mut again = message.clone();
+                    again.seq = Some(waits + 1);
+                    return send(services, &again, WAIT).await;
+                }
+            }
         }
     };
     let (metadata, id_key, existed) = match claimed {
         Ok(claimed) => claimed,
         Err(reason) => {
-            reject(services, source_name, job_id, &object, &reason).await?;
+            // The record this document made before is no longer backed by it.
+            if let Some(old_id) = &previous {
+                release_record(store, source_name, old_id, &object.guid).await?;
+            }
+            reject(services, source_name, job_id, object, &reason).await?;
             put_json(store, &state_key, &state(None), PutMode::Overwrite).await?;
             return finish_object(
                 services,
                 source_name,
                 job_id,
-                object,
+                tracked,
                 Outcome::Errored,
                 Some(reason),
             )
             .await;
-        }
-    };
-    let planned = match object.planned {
-        Some(p) => p,
-        None => {
-            let had_record = existed && store.get(&keys::record_json(&id_key)).await.is_ok();
-            let p = if had_record {
-                Outcome::Updated
-            } else {
-                Outcome::Added
-            };
-            object.planned = Some(p);
-            save_object(services, source_name, job_id, &object).await?;
-            p
         }
     };
     let record = Record {
@@ -188,6 +110,21 @@ pub(super) async fn import(
         original_url,
         harvested: now(),
         sha256: sha256.clone(),
+    };
+    let new_state = state(Some(record.metadata.id.clone()));
+    let planned = match tracked.object.planned {
+        Some(p) => p,
+        None => {
+            plan(
+                services,
+                &mut tracked,
+                &id_key,
+                existed,
+                source_name,
+                job_id,
+            )
+            .await?
+        }
     };
     store
         .put(
@@ -208,23 +145,33 @@ pub(super) async fn import(
         .delete(&keys::rejected(source_name, object_id))
         .await?;
     // The document used to be another record (its identifier changed): that one is gone.
-    if let Some((previous, _)) = get_json::<DocumentState>(store, &state_key).await?
-        && let Some(old_id) = previous.record_id
-        && old_id != record.metadata.id
+    if let Some(old_id) = &previous
+        && *old_id != record.metadata.id
     {
-        let old_key = keys::id_key(&old_id);
-        let marker = get_json::<Marker>(store, &keys::record_marker(source_name, &old_key)).await?;
-        if marker.is_some_and(|(m, _)| m.guid == object.guid) {
-            super::jobs::delete_record(store, source_name, &old_key).await?;
-        }
+        release_record(store, source_name, old_id, &tracked.object.guid).await?;
     }
-    put_json(
-        store,
-        &state_key,
-        &state(Some(record.metadata.id.clone())),
-        PutMode::Overwrite,
-    )
-    .await?;
-    object.record_id = Some(record.metadata.id.clone());
-    finish_object(services, source_name, job_id, object, planned, None).await
+    put_json(store, &state_key, &new_state, PutMode::Overwrite).await?;
+    tracked.object.record_id = Some(record.metadata.id.clone());
+    finish_object(services, source_name, job_id, tracked, planned, None).await
+}
+
+/// Decides, before the record is written, whether it is added or updated, and keeps the
+/// decision in the object so a rerun counts the same.
+async fn plan(
+    services: &Services,
+    tracked: &mut Tracked,
+    id_key: &str,
+    existed: bool,
+    source_name: &str,
+    job_id: &str,
+) -> Result<Outcome, PipelineError> {
+    let had_record = existed && services.store.get(&keys::record_json(id_key)).await.is_ok();
+    let planned = if had_record {
+        Outcome::Updated
+    } else {
+        Outcome::Added
+    };
+    tracked.object.planned = Some(planned);
+    save_object(services, source_name, job_id, tracked).await?;
+    Ok(planned)
 }

@@ -113,24 +113,26 @@ pub(super) async fn update_job(
     )))
 }
 
-/// Releases the source's job lock if `job` holds it.
-pub(super) async fn release_lock(
-    store: &dyn ObjectStore,
-    source: &str,
-    job: &str,
-) -> Result<(), PipelineError> {
-    let key = keys::job_lock(source);
-    if let Ok(obj) = store.get(&key).await
-        && obj.body.as_ref() == job.as_bytes()
-    {
-        store.delete(&key).await?;
-    }
-    Ok(())
+/// Creates a job for `source` and sends its gather. A source has at most one unfinished job:
+/// a create-once lock names it, and a lock whose job has ended (or never got written) is stale
+/// and is taken over with `If-Match`. A lock is never deleted when its job ends: a delete
+/// after a check could remove the lock a newer job has just taken.
+pub async fn start_job(services: &Services, source_name: &str) -> Result<Job, PipelineError> {
+    start_job_with(services, source_name, JobOptions::default()).await
 }
 
-/// Creates a job for `source` and sends its gather. A source has at most one unfinished job:
-/// a create-once lock names it, and a lock whose job has ended (or never got written) is stale.
-pub async fn start_job(services: &Services, source_name: &str) -> Result<Job, PipelineError> {
+/// How one job runs, beside its source's settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobOptions {
+    /// Accept a gather that lists far fewer documents than the last completed one.
+    pub allow_shrink: bool,
+}
+
+pub async fn start_job_with(
+    services: &Services,
+    source_name: &str,
+    options: JobOptions,
+) -> Result<Job, PipelineError> {
     let store = services.store.as_ref();
     let source = load_source(store, source_name).await?;
     if !source.active {
@@ -138,7 +140,10 @@ pub async fn start_job(services: &Services, source_name: &str) -> Result<Job, Pi
             "source {source_name} is not active"
         )));
     }
-    let job = Job::new(source_name);
+    let job = Job {
+        allow_shrink: options.allow_shrink,
+        ..Job::new(source_name)
+    };
     let lock = keys::job_lock(source_name);
     let body = Bytes::from(job.id.clone());
     match store
@@ -225,7 +230,6 @@ pub async fn abort_job(
         true
     })
     .await?;
-    release_lock(store, source, id).await?;
     tracing::warn!(source, job = id, reason, "job aborted");
     crate::harvest_log::log(
         store,
@@ -248,7 +252,7 @@ pub async fn clear_source(services: &Services, source: &str) -> Result<u64, Pipe
             .next()
             .unwrap_or_default()
             .to_string();
-        delete_record(store, source, &id_key).await?;
+        super::records::delete_record(store, source, &id_key).await?;
         removed += 1;
     }
     for prefix in [
@@ -268,23 +272,6 @@ pub async fn clear_source(services: &Services, source: &str) -> Result<u64, Pipe
         }
     }
     store.delete(&keys::job_lock(source)).await?;
+    store.delete(&keys::source_harvest_state(source)).await?;
     Ok(removed)
-}
-
-/// Removes a record and everything that points at it; the marker goes last, so a rerun
-/// after a crash finds it and finishes the job.
-pub(super) async fn delete_record(
-    store: &dyn ObjectStore,
-    source: &str,
-    id_key: &str,
-) -> Result<(), PipelineError> {
-    store.delete(&keys::record_json(id_key)).await?;
-    store.delete(&keys::record_xml(id_key)).await?;
-    if let Ok(owner) = store.get(&keys::record_owner(id_key)).await
-        && owner.body.as_ref() == source.as_bytes()
-    {
-        store.delete(&keys::record_owner(id_key)).await?;
-    }
-    store.delete(&keys::record_marker(source, id_key)).await?;
-    Ok(())
 }

@@ -11,25 +11,33 @@ mod import;
 mod jobs;
 mod message;
 mod object_fetch;
+mod objects;
+mod records;
 mod run_test;
 mod schedule;
 
 pub use error::PipelineError;
-pub use jobs::{abort_job, clear_source, find_job, get_job, list_jobs, load_source, start_job};
+pub use jobs::{
+    JobOptions, abort_job, clear_source, find_job, get_job, list_jobs, load_source, start_job,
+    start_job_with,
+};
 pub use message::{Kind, Message};
-pub use run_test::run_test;
+pub use objects::Rejected;
+pub use run_test::{run_test, run_test_with};
 pub use schedule::{RunReport, run_scheduled};
 
 use crate::package::{self, PackageMessage};
+use crate::queue::MAX_RECEIVE_COUNT;
 use crate::services::Services;
 
-/// Handles one message; an `Err` leaves it on its queue for another try.
+/// Handles one message; an `Err` leaves it on its queue for another try. On a message's last
+/// delivery a document's failure is recorded as its object's error, so its job can finish.
 pub async fn handle(
     services: &Services,
     message: &Message,
     receive_count: u32,
 ) -> Result<(), PipelineError> {
-    match message.kind {
+    let result = match message.kind {
         Kind::Gather => gather::gather(services, &message.source, &message.job).await,
         Kind::Fetch => {
             object_fetch::fetch(
@@ -41,12 +49,18 @@ pub async fn handle(
             )
             .await
         }
-        Kind::Import => {
-            import::import(services, &message.source, &message.job, message.object()?).await
-        }
+        Kind::Import => import::import(services, message, message.object()?).await,
         Kind::CheckJob => {
             check::check_job(services, &message.source, &message.job, message.seq).await
         }
+    };
+    match (result, message.object.as_deref()) {
+        (Err(error), Some(object)) if receive_count >= MAX_RECEIVE_COUNT => {
+            objects::give_up(services, &message.source, &message.job, object, &error)
+                .await
+                .map_err(|_| error)
+        }
+        (result, _) => result,
     }
 }
 

@@ -1,87 +1,18 @@
-//! Fetch: get one document (conditionally), recognise it unchanged by SHA-256, else keep it
-//! in the central WAF and send its import.
+//! Fetch: get one document, recognise it unchanged by SHA-256 (only while the record it made
+//! is still there), else keep it in the central WAF and send its import.
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use sha2::{Digest, Sha256};
-
-use super::jobs::{get_job, load_source, send};
+use super::jobs::{load_source, send};
+use super::objects::{finish_object, open_object, save_object, sha256_hex};
+use super::records::record_still_there;
 use super::{Kind, Message, PipelineError};
-use crate::domain::job::{DocumentState, HarvestObject, Outcome};
+use crate::domain::job::{DocumentState, Outcome};
 use crate::domain::keys;
 use crate::harvest::{Fetched, harvester_for};
 use crate::queue::MAX_RECEIVE_COUNT;
 use crate::services::Services;
 use crate::store::{PutMode, get_json, put_json};
-
-/// Loads an object still to be worked on: `None` when its job has ended (its messages are then
-/// dropped) or when it has its outcome already (whose marker is then made sure of: a rerun
-/// after a crash between the two writes).
-pub(super) async fn open_object(
-    services: &Services,
-    source: &str,
-    job_id: &str,
-    object_id: &str,
-) -> Result<Option<HarvestObject>, PipelineError> {
-    let job = get_job(services.store.as_ref(), source, job_id).await?;
-    if job.status.is_done() {
-        return Ok(None);
-    }
-    let key = keys::job_object(source, job_id, object_id);
-    let (object, _) = get_json::<HarvestObject>(services.store.as_ref(), &key)
-        .await?
-        .ok_or_else(|| PipelineError::NotFound(format!("object {object_id} of job {job_id}")))?;
-    if let Some(outcome) = object.outcome {
-        finish_object(services, source, job_id, object, outcome, None).await?;
-        return Ok(None);
-    }
-    Ok(Some(object))
-}
-
-/// Writes an object document back (its key is derived from the object).
-pub(super) async fn save_object(
-    services: &Services,
-    source: &str,
-    job_id: &str,
-    object: &HarvestObject,
-) -> Result<(), PipelineError> {
-    let key = keys::job_object(source, job_id, &object.id);
-    put_json(services.store.as_ref(), &key, object, PutMode::Overwrite).await?;
-    Ok(())
-}
-
-/// Records an object's outcome: the object document first, then the marker the check counts.
-/// Both writes are the same on a rerun.
-pub(super) async fn finish_object(
-    services: &Services,
-    source: &str,
-    job_id: &str,
-    mut object: HarvestObject,
-    outcome: Outcome,
-    error: Option<String>,
-) -> Result<(), PipelineError> {
-    let store = services.store.as_ref();
-    if object.outcome.is_none() {
-        object.outcome = Some(outcome);
-        object.error = error;
-        save_object(services, source, job_id, &object).await?;
-    }
-    let outcome = object.outcome.unwrap_or(outcome);
-    store
-        .put(
-            &keys::job_done(source, job_id, &object.id, outcome.as_str()),
-            Bytes::new(),
-            "text/plain",
-            PutMode::Overwrite,
-        )
-        .await?;
-    Ok(())
-}
-
-pub(super) fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
 
 pub(super) async fn fetch(
     services: &Services,
@@ -91,12 +22,12 @@ pub(super) async fn fetch(
     receive_count: u32,
 ) -> Result<(), PipelineError> {
     let store = services.store.as_ref();
-    let Some(mut object) = open_object(services, source_name, job_id, object_id).await? else {
+    let Some(mut tracked) = open_object(services, source_name, job_id, object_id).await? else {
         return Ok(());
     };
-    if object.sha256.is_some() {
+    let import = Message::for_object(Kind::Import, source_name, job_id, object_id);
+    if tracked.object.sha256.is_some() {
         // Fetched before a crash: the import is what is left.
-        let import = Message::for_object(Kind::Import, source_name, job_id, object_id);
         return send(services, &import, Duration::ZERO).await;
     }
     let source = load_source(store, source_name).await?;
@@ -107,27 +38,34 @@ pub(super) async fn fetch(
         )));
     };
     let state_key = keys::document_state(source_name, object_id);
-    let previous = get_json::<DocumentState>(store, &state_key)
-        .await?
-        .map(|(s, _)| s);
+    // What the last harvest remembered counts only while its record is still there, held by
+    // this document at this place: otherwise the document is fetched and imported afresh.
+    let previous = match get_json::<DocumentState>(store, &state_key).await? {
+        Some((state, _))
+            if state.waf_key == tracked.object.waf_key
+                && record_still_there(store, source_name, &state).await? =>
+        {
+            Some(state)
+        }
+        _ => None,
+    };
     let fetched = match harvester
-        .fetch(services, &source, &object, previous.as_ref())
+        .fetch(services, &source, &tracked.object, previous.as_ref())
         .await
     {
         Ok(f) => f,
-        Err(e) if e.is_transient() && receive_count < MAX_RECEIVE_COUNT - 1 => {
-            tracing::warn!(source = source_name, url = %object.url, error = %e, "fetch failed, will retry");
+        Err(e) if e.is_transient() && receive_count < MAX_RECEIVE_COUNT => {
+            tracing::warn!(source = source_name, url = %tracked.object.url, error = %e, "fetch failed, will retry");
             return Err(e.into());
         }
         Err(e) => {
-            tracing::warn!(source = source_name, url = %object.url, error = %e, "fetch failed");
+            tracing::warn!(source = source_name, url = %tracked.object.url, error = %e, "fetch failed");
             let message = e.to_string();
-            super::import::reject(services, source_name, job_id, &object, &message).await?;
             return finish_object(
                 services,
                 source_name,
                 job_id,
-                object,
+                tracked,
                 Outcome::Errored,
                 Some(message),
             )
@@ -135,16 +73,22 @@ pub(super) async fn fetch(
         }
     };
     let (body, etag, last_modified) = match fetched {
-        Fetched::NotModified => {
+        Fetched::NotModified if previous.is_some() => {
             return finish_object(
                 services,
                 source_name,
                 job_id,
-                object,
+                tracked,
                 Outcome::Unchanged,
                 None,
             )
             .await;
+        }
+        Fetched::NotModified => {
+            return Err(PipelineError::Conflict(format!(
+                "{} answered 304 to an unconditional GET",
+                tracked.object.url
+            )));
         }
         Fetched::Document {
             body,
@@ -155,7 +99,6 @@ pub(super) async fn fetch(
     let sha256 = sha256_hex(&body);
     if let Some(prev) = &previous
         && prev.sha256 == sha256
-        && prev.waf_key == object.waf_key
     {
         // The same bytes as last time: nothing is rewritten, only the validators refreshed.
         if prev.etag != etag || prev.last_modified != last_modified {
@@ -170,23 +113,23 @@ pub(super) async fn fetch(
             services,
             source_name,
             job_id,
-            object,
+            tracked,
             Outcome::Unchanged,
             None,
         )
         .await;
     }
     store
-        .put(&object.waf_key, body, "application/xml", PutMode::Overwrite)
+        .put(
+            &tracked.object.waf_key,
+            body,
+            "application/xml",
+            PutMode::Overwrite,
+        )
         .await?;
-    object.sha256 = Some(sha256);
-    object.etag = etag;
-    object.last_modified = last_modified;
-    save_object(services, source_name, job_id, &object).await?;
-    send(
-        services,
-        &Message::for_object(Kind::Import, source_name, job_id, object_id),
-        Duration::ZERO,
-    )
-    .await
+    tracked.object.sha256 = Some(sha256);
+    tracked.object.etag = etag;
+    tracked.object.last_modified = last_modified;
+    save_object(services, source_name, job_id, &mut tracked).await?;
+    send(services, &import, Duration::ZERO).await
 }

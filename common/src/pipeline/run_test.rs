@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Kind, Message, PipelineError, get_job, handle, start_job};
+use super::{JobOptions, Kind, Message, PipelineError, get_job, handle, start_job_with};
 use crate::domain::job::Job;
 use crate::queue::{MAX_RECEIVE_COUNT, MemoryQueue, QueueName, Queues};
 use crate::services::Services;
@@ -48,6 +48,15 @@ pub async fn run_test(
     source: &str,
     progress: &dyn Progress,
 ) -> Result<Job, PipelineError> {
+    run_test_with(services, source, JobOptions::default(), progress).await
+}
+
+pub async fn run_test_with(
+    services: &Services,
+    source: &str,
+    options: JobOptions,
+    progress: &dyn Progress,
+) -> Result<Job, PipelineError> {
     let gather = Arc::new(MemoryQueue::new());
     let fetch = Arc::new(MemoryQueue::new());
     let import = Arc::new(MemoryQueue::new());
@@ -58,7 +67,7 @@ pub async fn run_test(
             .with(QueueName::Import, import.clone()),
         ..services.clone()
     };
-    let job = start_job(&local, source).await?;
+    let job = start_job_with(&local, source, options).await?;
     progress.update(0, None);
     loop {
         // Gathers first; checks wait until the fetches and imports they count are done.

@@ -1,0 +1,199 @@
+//! The catalogue's side of a harvest: which document of a source holds an identifier (its
+//! marker), claiming and handing over identifiers, removing records, and the check that lets
+//! "unchanged" skip work only while the record it produced is still there.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::PipelineError;
+use crate::domain::job::{DocumentState, HarvestObject};
+use crate::domain::keys;
+use crate::domain::record::Record;
+use crate::store::{ObjectStore, PutMode, StoreError, get_json, put_json};
+
+/// The catalogue marker of a record: which document of the source it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Marker {
+    pub guid: String,
+}
+
+/// What claiming an identifier for a document gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Claim {
+    /// The document holds the identifier; `existed` when the marker was there already.
+    Held { existed: bool },
+    /// Another source, or another document of this source still serving it, holds it.
+    Refused(String),
+    /// The document holding it is still to be worked on in this job: ask again later.
+    Wait,
+}
+
+/// Claims identifier `id` (key segment `id_key`) for document `guid` of `source` in job
+/// `job_id`. The first source to import an identifier owns it. Within a source one document
+/// holds it; another takes it over only when the holder no longer serves it: the holder is not
+/// in this job (it left the source or moved), or it was worked on and now reads as something
+/// else (another identifier, or nothing valid). While the holder waits for its turn in this job,
+/// the claim answers `Wait` (or takes it over when `may_wait` is false, to end a cycle of two
+/// documents that swapped identifiers).
+pub(super) async fn claim(
+    store: &dyn ObjectStore,
+    source: &str,
+    job_id: &str,
+    id: &str,
+    id_key: &str,
+    guid: &str,
+    may_wait: bool,
+) -> Result<Claim, PipelineError> {
+    let owner_key = keys::record_owner(id_key);
+    let marker_key = keys::record_marker(source, id_key);
+    for _ in 0..10 {
+        match store
+            .put(
+                &owner_key,
+                Bytes::from(source.to_string()),
+                "text/plain",
+                PutMode::Create,
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(StoreError::Precondition(_)) => match store.get(&owner_key).await {
+                Ok(owner) if owner.body.as_ref() != source.as_bytes() => {
+                    return Ok(Claim::Refused(format!(
+                        "identifier {id} is already harvested from source {}",
+                        String::from_utf8_lossy(&owner.body)
+                    )));
+                }
+                Ok(_) => {}
+                Err(StoreError::NotFound(_)) => continue,
+                Err(e) => return Err(e.into()),
+            },
+            Err(e) => return Err(e.into()),
+        }
+        let mine = Marker {
+            guid: guid.to_string(),
+        };
+        let etag = match put_json(store, &marker_key, &mine, PutMode::Create).await {
+            Ok(_) => return Ok(Claim::Held { existed: false }),
+            Err(StoreError::Precondition(_)) => {
+                match get_json::<Marker>(store, &marker_key).await? {
+                    None => continue,
+                    Some((held, _)) if held.guid == guid => {
+                        return Ok(Claim::Held { existed: true });
+                    }
+                    Some((held, etag)) => {
+                        match holder_status(store, source, job_id, id, &held.guid).await? {
+                            Holder::Serving => {
+                                return Ok(Claim::Refused(format!(
+                                    "identifier {id} is already used by {} in this source",
+                                    held.guid
+                                )));
+                            }
+                            Holder::Pending if may_wait => return Ok(Claim::Wait),
+                            Holder::Pending | Holder::Gone => etag,
+                        }
+                    }
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match put_json(store, &marker_key, &mine, PutMode::Update(etag)).await {
+            Ok(_) => return Ok(Claim::Held { existed: true }),
+            Err(StoreError::Precondition(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(PipelineError::Conflict(format!(
+        "identifier {id} kept changing hands"
+    )))
+}
+
+enum Holder {
+    /// Worked on in this job and still reading as the identifier.
+    Serving,
+    /// In this job, not yet worked on.
+    Pending,
+    /// Not in this job, or reading as something else now.
+    Gone,
+}
+
+async fn holder_status(
+    store: &dyn ObjectStore,
+    source: &str,
+    job_id: &str,
+    id: &str,
+    holder_guid: &str,
+) -> Result<Holder, PipelineError> {
+    let holder_id = keys::object_id(holder_guid);
+    let Some((object, _)) =
+        get_json::<HarvestObject>(store, &keys::job_object(source, job_id, &holder_id)).await?
+    else {
+        return Ok(Holder::Gone);
+    };
+    if object.outcome.is_none() {
+        return Ok(Holder::Pending);
+    }
+    let state = get_json::<DocumentState>(store, &keys::document_state(source, &holder_id)).await?;
+    Ok(match state {
+        Some((s, _)) if s.record_id.as_deref() == Some(id) => Holder::Serving,
+        _ => Holder::Gone,
+    })
+}
+
+/// Whether the record a document produced last time is still in the catalogue, held by that
+/// document and made from the same bytes. Only then may a harvest skip it as unchanged.
+pub(super) async fn record_still_there(
+    store: &dyn ObjectStore,
+    source: &str,
+    state: &DocumentState,
+) -> Result<bool, PipelineError> {
+    let Some(id) = &state.record_id else {
+        // Rejected last time: its identifier's holder may have gone since, so look again.
+        return Ok(false);
+    };
+    let id_key = keys::id_key(id);
+    let held = get_json::<Marker>(store, &keys::record_marker(source, &id_key))
+        .await?
+        .is_some_and(|(m, _)| m.guid == state.guid);
+    if !held {
+        return Ok(false);
+    }
+    Ok(get_json::<Record>(store, &keys::record_json(&id_key))
+        .await?
+        .is_some_and(|(r, _)| r.sha256 == state.sha256 && r.source == source))
+}
+
+/// Removes record `id` when document `guid` of `source` holds it (it left the source, or now
+/// reads as another identifier or as nothing valid).
+pub(super) async fn release_record(
+    store: &dyn ObjectStore,
+    source: &str,
+    id: &str,
+    guid: &str,
+) -> Result<bool, PipelineError> {
+    let id_key = keys::id_key(id);
+    let marker = get_json::<Marker>(store, &keys::record_marker(source, &id_key)).await?;
+    if marker.is_some_and(|(m, _)| m.guid == guid) {
+        delete_record(store, source, &id_key).await?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// Removes a record and everything that points at it; the marker goes last, so a rerun
+/// after a crash finds it and finishes the work.
+pub(super) async fn delete_record(
+    store: &dyn ObjectStore,
+    source: &str,
+    id_key: &str,
+) -> Result<(), PipelineError> {
+    store.delete(&keys::record_json(id_key)).await?;
+    store.delete(&keys::record_xml(id_key)).await?;
+    if let Ok(owner) = store.get(&keys::record_owner(id_key)).await
+        && owner.body.as_ref() == source.as_bytes()
+    {
+        store.delete(&keys::record_owner(id_key)).await?;
+    }
+    store.delete(&keys::record_marker(source, id_key)).await?;
+    Ok(())
+}

@@ -77,6 +77,11 @@ pub struct Nginx {
 
 impl Nginx {
     pub fn serve(root: &Path) -> Nginx {
+        Nginx::serve_with(root, "")
+    }
+
+    /// nginx with `location` directives of the test's own inside `location / { }`.
+    pub fn serve_with(root: &Path, location: &str) -> Nginx {
         let program = find_program(
             "SHEAF_NGINX",
             &[
@@ -93,7 +98,7 @@ impl Nginx {
 events {{ worker_connections 64; }}\n\
 http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
  types {{ application/xml xml; text/plain txt; text/html html; }}\n\
- server {{ listen 127.0.0.1:{port}; root {root}; autoindex on; location / {{ }} }}\n}}\n",
+ server {{ listen 127.0.0.1:{port}; root {root}; autoindex on; location / {{ {location} }} }}\n}}\n",
             root = root.display()
         );
         std::fs::write(dir.path().join("nginx.conf"), conf).expect("write nginx.conf");

@@ -1,10 +1,11 @@
 //! Every stage is idempotent: a harvest whose handler dies at any write and is delivered
-//! again, or whose every message is delivered twice, ends in exactly the state of a clean run.
+//! again, whose every message is delivered twice, or whose every message is handled by two
+//! deliveries at the same time (on the local store and on S3 in moto), ends in exactly the
+//! state of a clean run.
 
 mod support;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
@@ -17,6 +18,7 @@ use common::queue::{MemoryQueue, QueueName, Queues};
 use common::services::Services;
 use common::sources::add_source;
 use common::store::{ListEntry, MultipartUpload, Object, ObjectStore, PutMode, StoreError};
+use sha2::Digest;
 use support::*;
 
 /// A store that fails every write once its budget of writes is spent, as if the process had
@@ -101,6 +103,13 @@ async fn snapshot(store: &dyn ObjectStore, stats: JobStats, errors: usize) -> Ou
                 }
                 Err(_) => String::from_utf8_lossy(&body).into_owned(),
             };
+            // Long documents by their digest, so a failure prints the difference readably.
+            let text = if text.len() > 400 {
+                let digest = hex::encode(sha2::Sha256::digest(text.as_bytes()));
+                format!("{} bytes, sha256 {digest}", text.len())
+            } else {
+                text
+            };
             objects.insert(entry.key, text);
         }
     }
@@ -111,15 +120,24 @@ async fn snapshot(store: &dyn ObjectStore, stats: JobStats, errors: usize) -> Ou
     }
 }
 
-/// Runs one harvest by hand: each message is handled (twice when `duplicate`), a failed
-/// handler's message is delivered again after the store heals.
+/// How each message reaches its handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    Once,
+    /// Delivered again after the first delivery ended.
+    Twice,
+    /// Two deliveries handled at the same time, as two Lambda instances can.
+    Racing,
+}
+
+/// Runs one harvest by hand over `base`'s store: each message is handled as `delivery` says,
+/// a failed handler's message is delivered again after the store heals.
 async fn run(
     waf_url: &str,
-    dir: &Path,
+    base: Services,
     crash_after: Option<i64>,
-    duplicate: bool,
+    delivery: Delivery,
 ) -> (Outcome, u64) {
-    let base = local_services(dir);
     let crashing = Arc::new(CrashingStore {
         inner: base.store.clone(),
         budget: AtomicI64::new(-1),
@@ -158,17 +176,28 @@ async fn run(
             .or_else(|| gather.pop());
         let Some(body) = next else { break };
         let message: Message = serde_json::from_str(&body).expect("message");
-        let times = if duplicate && message.kind != Kind::CheckJob {
-            2
-        } else {
-            1
-        };
-        for _ in 0..times {
-            if pipeline::handle(&services, &message, 1).await.is_err() {
-                crashing.heal();
-                redeliver.push_back(body.clone());
-                break;
+        let failed = match delivery {
+            Delivery::Once => pipeline::handle(&services, &message, 1).await.is_err(),
+            Delivery::Twice if message.kind != Kind::CheckJob => {
+                pipeline::handle(&services, &message, 1).await.is_err()
+                    || pipeline::handle(&services, &message, 1).await.is_err()
             }
+            Delivery::Twice => pipeline::handle(&services, &message, 1).await.is_err(),
+            Delivery::Racing => {
+                let handlers = [(); 2].map(|_| {
+                    let (services, message) = (services.clone(), message.clone());
+                    tokio::spawn(async move { pipeline::handle(&services, &message, 1).await })
+                });
+                let mut failed = false;
+                for handler in handlers {
+                    failed |= handler.await.expect("handler").is_err();
+                }
+                failed
+            }
+        };
+        if failed {
+            crashing.heal();
+            redeliver.push_back(body.clone());
         }
         let current = get_job(services.store.as_ref(), "crash", &job.id)
             .await
@@ -199,6 +228,38 @@ async fn run(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_at_any_write_or_a_duplicate_delivery_changes_nothing() {
+    let (_site, nginx) = small_waf();
+    let url = nginx.url("waf/");
+
+    let clean_dir = tempfile::tempdir().expect("tempdir");
+    let (reference, writes) =
+        run(&url, local_services(clean_dir.path()), None, Delivery::Once).await;
+    assert_eq!(
+        (reference.stats.added, reference.stats.errored),
+        (2, 1),
+        "{reference:?}"
+    );
+    assert!(
+        writes > 10,
+        "a harvest writes state as it goes ({writes} writes)"
+    );
+
+    let dup_dir = tempfile::tempdir().expect("tempdir");
+    let (twice, _) = run(&url, local_services(dup_dir.path()), None, Delivery::Twice).await;
+    assert_eq!(twice, reference, "every message delivered twice");
+
+    for k in 0..writes as i64 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (crashed, _) = run(&url, local_services(dir.path()), Some(k), Delivery::Once).await;
+        assert_eq!(
+            crashed, reference,
+            "crash after {k} writes, then redelivery"
+        );
+    }
+}
+
+/// The three documents the idempotence tests harvest, served by nginx.
+fn small_waf() -> (tempfile::TempDir, Nginx) {
     let site = tempfile::tempdir().expect("tempdir");
     let records = workspace_root().join("tests/records/waf");
     let waf = site.path().join("waf");
@@ -211,31 +272,29 @@ async fn a_crash_at_any_write_or_a_duplicate_delivery_changes_nothing() {
         std::fs::copy(records.join(from), waf.join(to)).expect("copy");
     }
     let nginx = Nginx::serve(site.path());
+    (site, nginx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_deliveries_racing_end_as_one_on_the_local_store_and_on_s3() {
+    let (_site, nginx) = small_waf();
     let url = nginx.url("waf/");
-
     let clean_dir = tempfile::tempdir().expect("tempdir");
-    let (reference, writes) = run(&url, clean_dir.path(), None, false).await;
-    assert_eq!(
-        (reference.stats.added, reference.stats.errored),
-        (2, 1),
-        "{reference:?}"
-    );
-    assert!(
-        writes > 10,
-        "a harvest writes state as it goes ({writes} writes)"
-    );
-
-    let dup_dir = tempfile::tempdir().expect("tempdir");
-    let (twice, _) = run(&url, dup_dir.path(), None, true).await;
-    assert_eq!(twice, reference, "every message delivered twice");
-
-    for k in 0..writes as i64 {
+    let (reference, _) = run(&url, local_services(clean_dir.path()), None, Delivery::Once).await;
+    for round in 0..20 {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (crashed, _) = run(&url, dir.path(), Some(k), false).await;
-        assert_eq!(
-            crashed, reference,
-            "crash after {k} writes, then redelivery"
-        );
+        let (raced, _) = run(&url, local_services(dir.path()), None, Delivery::Racing).await;
+        assert_eq!(raced, reference, "local store, round {round}");
+    }
+    let moto = Moto::start();
+    for round in 0..5 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let services = Services {
+            store: Arc::new(moto.bucket(&format!("sheaf-race-{round}")).await),
+            ..local_services(dir.path())
+        };
+        let (raced, _) = run(&url, services, None, Delivery::Racing).await;
+        assert_eq!(raced, reference, "S3 on moto, round {round}");
     }
 }
 

@@ -120,6 +120,9 @@ async fn snapshot(store: &dyn ObjectStore, stats: JobStats, errors: usize) -> Ou
     }
 }
 
+/// Gather invocations run by `Delivery::ShortOfTime` (one test uses it).
+static SHORT_GATHERS: AtomicU64 = AtomicU64::new(0);
+
 /// How each message reaches its handler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Delivery {
@@ -128,6 +131,9 @@ enum Delivery {
     Twice,
     /// Two deliveries handled at the same time, as two Lambda instances can.
     Racing,
+    /// Once, by an invocation a second from its deadline: a gather reads one listing page
+    /// and goes on in a following invocation.
+    ShortOfTime,
 }
 
 /// Runs one harvest by hand over `base`'s store: each message is handled as `delivery` says,
@@ -178,6 +184,15 @@ async fn run(
         let message: Message = serde_json::from_str(&body).expect("message");
         let failed = match delivery {
             Delivery::Once => pipeline::handle(&services, &message, 1).await.is_err(),
+            Delivery::ShortOfTime => {
+                if message.kind == Kind::Gather {
+                    SHORT_GATHERS.fetch_add(1, Ordering::SeqCst);
+                }
+                let deadline = std::time::Instant::now() + Duration::from_secs(1);
+                common::deadline::scope(Some(deadline), pipeline::handle(&services, &message, 1))
+                    .await
+                    .is_err()
+            }
             Delivery::Twice if message.kind != Kind::CheckJob => {
                 pipeline::handle(&services, &message, 1).await.is_err()
                     || pipeline::handle(&services, &message, 1).await.is_err()
@@ -273,6 +288,42 @@ fn small_waf() -> (tempfile::TempDir, Nginx) {
     }
     let nginx = Nginx::serve(site.path());
     (site, nginx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gather_short_of_time_continues_page_by_page() {
+    let (_site, nginx) = small_waf();
+    let url = nginx.url("waf/");
+    let clean_dir = tempfile::tempdir().expect("tempdir");
+    let (reference, _) = run(&url, local_services(clean_dir.path()), None, Delivery::Once).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (paged, _) = run(
+        &url,
+        local_services(dir.path()),
+        None,
+        Delivery::ShortOfTime,
+    )
+    .await;
+    assert_eq!(paged, reference);
+    let pages = std::fs::read_dir(
+        dir.path()
+            .join("store/objects/job-work/crash")
+            .read_dir()
+            .expect("job")
+            .next()
+            .expect("one job")
+            .expect("entry")
+            .path()
+            .join("gathered"),
+    )
+    .expect("gathered pages")
+    .count();
+    assert_eq!(pages, 2, "waf/ and waf/sub/, a page each");
+    assert_eq!(
+        SHORT_GATHERS.load(Ordering::SeqCst),
+        2,
+        "the second page was read by a continuation"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -22,26 +22,39 @@ pub fn job_index(job: &str) -> String {
 pub fn job_lock(source: &str) -> String {
     format!("locks/jobs/{source}")
 }
-pub fn job_object(source: &str, job: &str, object: &str) -> String {
-    format!("jobs/{source}/{job}/objects/{object}.json")
+/// A job's working objects live apart from the job documents, so listing `jobs/SOURCE/`
+/// costs the jobs, not their objects.
+pub fn job_work(source: &str, job: &str) -> String {
+    format!("job-work/{source}/{job}/")
 }
-pub fn job_objects(source: &str, job: &str) -> String {
-    format!("jobs/{source}/{job}/objects/")
+pub fn job_works(source: &str) -> String {
+    format!("job-work/{source}/")
+}
+pub fn job_object(source: &str, job: &str, object: &str) -> String {
+    format!("job-work/{source}/{job}/objects/{object}.json")
 }
 /// An empty marker whose key carries the outcome, so a job's counts are one listing.
 pub fn job_done(source: &str, job: &str, object: &str, outcome: &str) -> String {
-    format!("jobs/{source}/{job}/done/{object}={outcome}")
+    format!("job-work/{source}/{job}/done/{object}={outcome}")
 }
 pub fn job_done_prefix(source: &str, job: &str) -> String {
-    format!("jobs/{source}/{job}/done/")
+    format!("job-work/{source}/{job}/done/")
 }
-/// The list of GUIDs a completed gather found.
+/// The GUIDs a gather found, one document per listing page it read (`PAGE` zero-padded, so
+/// the listing is in page order).
+pub fn job_gathered_page(source: &str, job: &str, page: u64) -> String {
+    format!("job-work/{source}/{job}/gathered/{page:08}.json")
+}
 pub fn job_gathered(source: &str, job: &str) -> String {
-    format!("jobs/{source}/{job}/gathered.json")
+    format!("job-work/{source}/{job}/gathered/")
+}
+/// Where a gather that continues in a following invocation takes up its listing.
+pub fn job_gather_cursor(source: &str, job: &str) -> String {
+    format!("job-work/{source}/{job}/gather-cursor.json")
 }
 /// What a finishing job removes (records, documents that left), written before it removes them.
 pub fn job_removals(source: &str, job: &str) -> String {
-    format!("jobs/{source}/{job}/removals.json")
+    format!("job-work/{source}/{job}/removals.json")
 }
 
 /// What a source's harvests remember between jobs (the last completed gather's count).

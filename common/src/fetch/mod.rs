@@ -13,6 +13,12 @@ use futures::Stream;
 pub use guard::{AddressPolicy, check_ip, check_url};
 pub use reqwest_fetcher::ReqwestFetcher;
 
+/// How long one request (a listing page or a document, body included) may take. Well below
+/// the fetch function's 60 s, which handles its batch of 10 at once: one slow server fails
+/// its own document in time for the error to be recorded, instead of timing the whole batch
+/// out and sending all ten to the dead-letter queue unrecorded.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum FetchError {
     #[error("invalid URL {url:?}: {reason}")]

@@ -23,13 +23,22 @@ pub struct HarvesterInfo {
 }
 
 /// One document a gather found.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Gathered {
     /// Stable across harvests: the identity of the document at the source.
     pub guid: String,
     pub url: String,
     /// Path of the copy under `waf/SOURCE/`, already safe for a key.
     pub waf_name: String,
+}
+
+/// One page of a source's listing.
+#[derive(Debug, Clone, Default)]
+pub struct GatherPage {
+    pub documents: Vec<Gathered>,
+    /// Where the next page starts (the harvester's own, serialisable state); `None` when the
+    /// listing is complete.
+    pub next: Option<serde_json::Value>,
 }
 
 /// Why a gather failed; nothing is deleted after one.
@@ -80,11 +89,16 @@ pub trait Harvester: Send + Sync {
         object.url.clone()
     }
 
-    async fn gather(
+    /// Reads one page of the source's listing: from its start when `cursor` is `None`, else
+    /// from where the previous page's `next` left it. A page is a unit of work small enough to
+    /// finish well within one invocation; the pipeline keeps the cursor between invocations,
+    /// so a listing of any length gathers in flat memory.
+    async fn gather_page(
         &self,
         services: &Services,
         source: &Source,
-    ) -> Result<Vec<Gathered>, GatherError>;
+        cursor: Option<&serde_json::Value>,
+    ) -> Result<GatherPage, GatherError>;
 
     /// A conditional GET of the document, using what the last harvest remembered.
     async fn fetch(

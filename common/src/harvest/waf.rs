@@ -1,13 +1,13 @@
 //! Web Accessible Folders: Apache, nginx and IIS directory listings (and hand-written index
 //! pages), read recursively below the source URL.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use regex::Regex;
 
-use super::{GatherError, Gathered, Harvester, HarvesterInfo};
+use super::{GatherError, GatherPage, Gathered, Harvester, HarvesterInfo};
 use crate::domain::keys::safe_segment;
 use crate::domain::source::{FieldError, Source};
 use crate::fetch::FetchRequest;
@@ -111,57 +111,92 @@ impl Harvester for WafHarvester {
         Ok(())
     }
 
-    async fn gather(
+    async fn gather_page(
         &self,
         services: &Services,
         source: &Source,
-    ) -> Result<Vec<Gathered>, GatherError> {
+        cursor: Option<&serde_json::Value>,
+    ) -> Result<GatherPage, GatherError> {
         let start = url::Url::parse(&source.url).map_err(|e| GatherError {
             message: format!("invalid source URL: {e}"),
             url: Some(source.url.clone()),
         })?;
         let base = base_folder(&start);
-        let mut queue = VecDeque::from([(start, 0usize)]);
-        let mut seen_pages = HashSet::new();
+        let mut walk: Walk = match cursor {
+            None => Walk {
+                pending: VecDeque::from([(start.to_string(), 0)]),
+                seen: BTreeSet::from([start.to_string()]),
+            },
+            Some(value) => serde_json::from_value(value.clone()).map_err(|e| GatherError {
+                message: format!("unreadable gather cursor: {e}"),
+                url: None,
+            })?,
+        };
+        let Some((page, depth)) = walk.pending.pop_front() else {
+            return Ok(GatherPage::default());
+        };
+        let resp = services
+            .fetcher
+            .get(&FetchRequest::new(&page, MAX_LISTING_BYTES))
+            .await?;
+        let page_url = url::Url::parse(&page).map_err(|e| GatherError {
+            message: format!("invalid listing URL: {e}"),
+            url: Some(page.clone()),
+        })?;
+        let final_url = url::Url::parse(&resp.final_url).unwrap_or(page_url);
+        let html = String::from_utf8_lossy(&resp.body);
+        let (folders, docs) = parse_listing(&html, &final_url, &base);
         let mut documents: BTreeMap<String, Gathered> = BTreeMap::new();
-        while let Some((page, depth)) = queue.pop_front() {
-            if !seen_pages.insert(page.as_str().to_string()) {
-                continue;
+        for doc in docs {
+            let relative = &doc.path()[base.path().len()..];
+            let waf_name = relative
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(safe_segment)
+                .collect::<Vec<_>>()
+                .join("/");
+            let guid = doc.to_string();
+            documents.entry(guid.clone()).or_insert(Gathered {
+                guid,
+                url: doc.to_string(),
+                waf_name,
+            });
+        }
+        if depth < MAX_DEPTH {
+            for folder in folders {
+                let folder = folder.to_string();
+                if walk.seen.insert(folder.clone()) {
+                    walk.pending.push_back((folder, depth + 1));
+                }
             }
-            if seen_pages.len() > MAX_PAGES {
+            if walk.seen.len() > MAX_PAGES {
                 return Err(GatherError {
                     message: format!("more than {MAX_PAGES} listing pages"),
-                    url: Some(page.to_string()),
+                    url: Some(page),
                 });
-            }
-            let resp = services
-                .fetcher
-                .get(&FetchRequest::new(page.as_str(), MAX_LISTING_BYTES))
-                .await?;
-            let final_url = url::Url::parse(&resp.final_url).unwrap_or(page.clone());
-            let html = String::from_utf8_lossy(&resp.body);
-            let (folders, docs) = parse_listing(&html, &final_url, &base);
-            for doc in docs {
-                let relative = &doc.path()[base.path().len()..];
-                let waf_name = relative
-                    .split('/')
-                    .filter(|s| !s.is_empty())
-                    .map(safe_segment)
-                    .collect::<Vec<_>>()
-                    .join("/");
-                let guid = doc.to_string();
-                documents.entry(guid.clone()).or_insert(Gathered {
-                    guid,
-                    url: doc.to_string(),
-                    waf_name,
-                });
-            }
-            if depth < MAX_DEPTH {
-                queue.extend(folders.into_iter().map(|f| (f, depth + 1)));
             }
         }
-        Ok(documents.into_values().collect())
+        let next = if walk.pending.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_value(&walk).map_err(|e| GatherError {
+                message: format!("gather cursor: {e}"),
+                url: None,
+            })?)
+        };
+        Ok(GatherPage {
+            documents: documents.into_values().collect(),
+            next,
+        })
     }
+}
+
+/// The WAF's cursor: folders still to list (breadth first, with their depth) and every page
+/// read or queued (a folder linked from two places, or a link loop, is read once).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Walk {
+    pending: VecDeque<(String, usize)>,
+    seen: BTreeSet<String>,
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! the job (deleting what vanished from the source, after a clean gather only); otherwise it
 //! sends itself again, later. Only the check carrying the job's current `check_seq` runs.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::jobs::{load_source, send, update_job};
@@ -121,17 +121,12 @@ async fn plan_removals(
     if let Some((removals, _)) = get_json::<Removals>(store, &key).await? {
         return Ok(removals);
     }
-    let gathered: HashSet<String> =
-        get_json::<Vec<String>>(store, &keys::job_gathered(source, job_id))
-            .await?
-            .map(|(g, _)| g.into_iter().collect())
-            .ok_or_else(|| PipelineError::NotFound(format!("gather result of job {job_id}")))?;
-    let gathered_ids: HashSet<String> = gathered.iter().map(|g| keys::object_id(g)).collect();
+    let gathered_ids = super::gather::gathered_ids(store, source, job_id).await?;
     let mut removals = Removals::default();
     let prefix = keys::record_markers(source);
     for entry in store.list(&prefix).await? {
         if let Some((marker, _)) = get_json::<Marker>(store, &entry.key).await?
-            && !gathered.contains(&marker.guid)
+            && !gathered_ids.contains(&keys::object_id(&marker.guid))
         {
             removals.records.push(entry.key[prefix.len()..].to_string());
         }

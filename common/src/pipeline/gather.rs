@@ -1,18 +1,40 @@
-//! Gather: list what the source has, write one object document per GUID (create-once), send
-//! the fetches, then schedule the job's check.
+//! Gather: list what the source has, a page at a time, writing one object document per GUID
+//! (create-once) and sending its fetch as each page is read; continue in a following
+//! invocation when time runs short; then weigh the count against the last gather's (the
+//! shrink guard) and schedule the job's check.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
 
 use super::jobs::{load_source, send, update_job};
 use super::{Kind, Message, PipelineError};
 use crate::domain::job::{ErrorEntry, HarvestObject, Job, JobStatus, SourceHarvestState};
 use crate::domain::keys;
 use crate::domain::now;
-use crate::harvest::harvester_for;
+use crate::harvest::{Gathered, harvester_for};
 use crate::services::Services;
-use crate::store::{PutMode, StoreError, get_json, put_json};
+use crate::store::{ObjectStore, PutMode, StoreError, get_json, put_json};
+
+/// A gather ends its invocation after the page it is on when less than this is left: time
+/// for one more listing page (the request timeout) and writing its objects.
+const GATHER_MARGIN: Duration = Duration::from_secs(120);
+
+/// One listing page's documents, kept create-once so that a page read again after a crash
+/// gives the same documents and the same next cursor.
+#[derive(Debug, Serialize, Deserialize)]
+struct GatheredPage {
+    documents: Vec<Gathered>,
+    next: Option<serde_json::Value>,
+}
+
+/// Which page a gather takes up next.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct GatherCursor {
+    next_page: u64,
+}
 
 pub(super) async fn gather(
     services: &Services,
@@ -43,38 +65,102 @@ pub(super) async fn gather(
         return Ok(());
     }
     let source = load_source(store, source_name).await?;
-    let gathered = match harvester_for(source.source_type) {
-        Some(h) => h.gather(services, &source).await,
-        None => Err(crate::harvest::GatherError {
-            message: format!(
-                "{} sources are not supported yet",
-                source.source_type.as_str()
-            ),
-            url: None,
-        }),
+    let Some(harvester) = harvester_for(source.source_type) else {
+        let message = format!(
+            "{} sources are not supported yet",
+            source.source_type.as_str()
+        );
+        let log = format!("Gather of job {job_id} of source {source_name} failed: {message}");
+        return record_gather_error(services, &job, log, message, None, true).await;
     };
-    let documents = match gathered {
-        Ok(docs) => docs,
-        Err(e) => {
-            tracing::warn!(source = source_name, job = job_id, error = %e, "gather failed");
-            let message = format!(
-                "Gather of job {job_id} of source {source_name} failed: {}",
-                e.message
-            );
-            return record_gather_error(services, &job, message, e.message, e.url, true).await;
+
+    // Page by page: each page's documents and objects are written before the next is read,
+    // and when the invocation's time runs short the gather goes on in a following one.
+    let cursor_key = keys::job_gather_cursor(source_name, job_id);
+    let mut page_no = get_json::<GatherCursor>(store, &cursor_key)
+        .await?
+        .map_or(0, |(c, _)| c.next_page);
+    let mut cursor = match page_no {
+        0 => None,
+        n => read_page(store, source_name, job_id, n - 1)
+            .await?
+            .and_then(|p| p.next),
+    };
+    let mut sent = 0;
+    loop {
+        if page_no > 0 && cursor.is_none() {
+            break;
         }
-    };
+        let page_key = keys::job_gathered_page(source_name, job_id, page_no);
+        let page = match read_page(store, source_name, job_id, page_no).await? {
+            Some(page) => page,
+            None => match harvester
+                .gather_page(services, &source, cursor.as_ref())
+                .await
+            {
+                Ok(page) => {
+                    let kept = GatheredPage {
+                        documents: page.documents,
+                        next: page.next,
+                    };
+                    match put_json(store, &page_key, &kept, PutMode::Create).await {
+                        Ok(_) => kept,
+                        // Another delivery read this page first: its reading counts.
+                        Err(StoreError::Precondition(_)) => {
+                            read_page(store, source_name, job_id, page_no)
+                                .await?
+                                .ok_or_else(|| PipelineError::NotFound(page_key.clone()))?
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(source = source_name, job = job_id, error = %e, "gather failed");
+                    let log = format!(
+                        "Gather of job {job_id} of source {source_name} failed: {}",
+                        e.message
+                    );
+                    return record_gather_error(services, &job, log, e.message, e.url, true).await;
+                }
+            },
+        };
+        // Also for a page kept before a crash: its objects may not all have been written.
+        sent += create_objects(services, source_name, job_id, page.documents).await?;
+        page_no += 1;
+        cursor = page.next;
+        put_json(
+            store,
+            &cursor_key,
+            &GatherCursor { next_page: page_no },
+            PutMode::Overwrite,
+        )
+        .await?;
+        if cursor.is_none() {
+            break;
+        }
+        if crate::deadline::near(GATHER_MARGIN) {
+            tracing::info!(
+                source = source_name,
+                job = job_id,
+                pages = page_no,
+                "gather continues in a next invocation"
+            );
+            return send(
+                services,
+                &Message::new(Kind::Gather, source_name, job_id),
+                Duration::ZERO,
+            )
+            .await;
+        }
+    }
+
+    let count = gathered_ids(store, source_name, job_id).await?.len() as u64;
     // Deletions need evidence: a gather that found nothing, or far fewer documents than the
     // last completed one, more likely met a broken server than a real shrink.
     let last = get_json::<SourceHarvestState>(store, &keys::source_harvest_state(source_name))
         .await?
         .map_or(0, |(s, _)| s.last_gathered);
-    if let Some(reason) = shrink_refusal(
-        documents.len() as u64,
-        last,
-        source.shrink_threshold(),
-        job.allow_shrink,
-    ) {
+    if let Some(reason) = shrink_refusal(count, last, source.shrink_threshold(), job.allow_shrink) {
         tracing::error!(
             source = source_name,
             job = job_id,
@@ -82,46 +168,12 @@ pub(super) async fn gather(
             "gather refused as a shrink"
         );
         let log = format!("Gather of job {job_id} of source {source_name}: {reason}");
-        let finish_now = documents.is_empty();
         let url = Some(source.url.clone());
-        record_gather_error(services, &job, log, reason, url, finish_now).await?;
-        if finish_now {
+        record_gather_error(services, &job, log, reason, url, count == 0).await?;
+        if count == 0 {
             return Ok(());
         }
     }
-    let guids: Vec<&str> = documents.iter().map(|d| d.guid.as_str()).collect();
-    put_json(
-        store,
-        &keys::job_gathered(source_name, job_id),
-        &guids,
-        PutMode::Overwrite,
-    )
-    .await?;
-
-    // One object document per GUID; a redelivered gather finds them and re-sends only the
-    // fetches of objects not yet done.
-    let pending: Vec<Option<String>> = futures::stream::iter(documents.clone())
-        .map(|doc| {
-            let store = services.store.clone();
-            let (source_name, job_id) = (source_name.to_string(), job_id.to_string());
-            async move { create_object(store.as_ref(), &source_name, &job_id, doc).await }
-        })
-        .buffer_unordered(16)
-        .try_collect()
-        .await?;
-
-    let bodies: Vec<String> = pending
-        .into_iter()
-        .flatten()
-        .map(|id| Message::for_object(Kind::Fetch, source_name, job_id, &id).body())
-        .collect();
-    let sent = bodies.len();
-    services
-        .queues
-        .get(crate::queue::QueueName::Fetch)?
-        .send_batch(bodies)
-        .await?;
-    let count = documents.len() as u64;
     let job = update_job(store, source_name, job_id, |job| {
         if job.object_count == Some(count) {
             return false;
@@ -144,10 +196,68 @@ pub(super) async fn gather(
         source = source_name,
         job = job_id,
         documents = count,
+        pages = page_no,
         fetches = sent,
         "gathered"
     );
     Ok(())
+}
+
+async fn read_page(
+    store: &dyn ObjectStore,
+    source: &str,
+    job_id: &str,
+    page: u64,
+) -> Result<Option<GatheredPage>, PipelineError> {
+    let key = keys::job_gathered_page(source, job_id, page);
+    Ok(get_json::<GatheredPage>(store, &key).await?.map(|(p, _)| p))
+}
+
+/// The object ids of every document a job's gather found (a document listed on two pages
+/// counts once), read page by page.
+pub(super) async fn gathered_ids(
+    store: &dyn ObjectStore,
+    source: &str,
+    job_id: &str,
+) -> Result<HashSet<String>, PipelineError> {
+    let mut ids = HashSet::new();
+    for entry in store.list(&keys::job_gathered(source, job_id)).await? {
+        if let Some((page, _)) = get_json::<GatheredPage>(store, &entry.key).await? {
+            ids.extend(page.documents.iter().map(|d| keys::object_id(&d.guid)));
+        }
+    }
+    Ok(ids)
+}
+
+/// One object document per GUID (create-once), and a fetch for each not yet done: a page read
+/// again finds its objects and re-sends only what is left. Returns the fetches sent.
+async fn create_objects(
+    services: &Services,
+    source_name: &str,
+    job_id: &str,
+    documents: Vec<Gathered>,
+) -> Result<usize, PipelineError> {
+    let pending: Vec<Option<String>> = futures::stream::iter(documents)
+        .map(|doc| {
+            let store = services.store.clone();
+            let (source_name, job_id) = (source_name.to_string(), job_id.to_string());
+            async move { create_object(store.as_ref(), &source_name, &job_id, doc).await }
+        })
+        .buffer_unordered(16)
+        .try_collect()
+        .await?;
+    let bodies: Vec<String> = pending
+        .into_iter()
+        .flatten()
+        .map(|id| Message::for_object(Kind::Fetch, source_name, job_id, &id).body())
+        .collect();
+    let sent = bodies.len();
+    services
+        .queues
+        .get(crate::queue::QueueName::Fetch)?
+        .send_batch(bodies)
+        .await?;
+    Ok(sent)
 }
 
 /// Why a gather of `found` documents, after a last completed gather of `last`, must delete
@@ -214,7 +324,7 @@ async fn create_object(
     store: &dyn crate::store::ObjectStore,
     source_name: &str,
     job_id: &str,
-    doc: crate::harvest::Gathered,
+    doc: Gathered,
 ) -> Result<Option<String>, PipelineError> {
     let id = keys::object_id(&doc.guid);
     let object = HarvestObject {

@@ -257,6 +257,7 @@ pub async fn clear_source(services: &Services, source: &str) -> Result<u64, Pipe
     }
     for prefix in [
         keys::jobs_of(source),
+        keys::job_works(source),
         keys::waf_prefix(source),
         keys::document_states(source),
         keys::rejected_of(source),

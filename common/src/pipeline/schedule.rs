@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::jobs::{abort_job, list_jobs, send, start_job, update_job};
+use super::jobs::{abort_job, send, start_job, update_job};
 use super::{Kind, Message, PipelineError};
-use crate::domain::job::JobStatus;
+use crate::domain::job::{Job, JobStatus};
 use crate::domain::keys;
 use crate::domain::now;
 use crate::domain::source::Source;
 use crate::services::Services;
-use crate::store::get_json;
+use crate::store::{ObjectStore, StoreError, get_json};
 
 #[derive(Debug, Default, Serialize)]
 pub struct RunReport {
@@ -27,6 +27,18 @@ fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::parse_from_rfc3339(s)
         .ok()
         .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+/// The job the source's lock names, if it was written.
+async fn latest_job(store: &dyn ObjectStore, source: &str) -> Result<Option<Job>, PipelineError> {
+    let holder = match store.get(&keys::job_lock(source)).await {
+        Ok(lock) => String::from_utf8_lossy(&lock.body).into_owned(),
+        Err(StoreError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(get_json::<Job>(store, &keys::job(source, &holder))
+        .await?
+        .map(|(job, _)| job))
 }
 
 pub async fn run_scheduled(services: &Services) -> Result<RunReport, PipelineError> {
@@ -46,8 +58,11 @@ pub async fn run_scheduled(services: &Services) -> Result<RunReport, PipelineErr
         }
     }
     for source in &sources {
-        let jobs = list_jobs(store, Some(&source.name)).await?;
-        let unfinished: Vec<_> = jobs.iter().filter(|j| !j.status.is_done()).collect();
+        // The source's lock names its latest job (it is taken over, never removed), and only
+        // the latest can be unfinished: a tick reads two objects a source, whatever the
+        // number of jobs and objects behind it.
+        let latest = latest_job(store, &source.name).await?;
+        let unfinished: Vec<&Job> = latest.iter().filter(|j| !j.status.is_done()).collect();
         for job in &unfinished {
             let moved = job
                 .last_progress
@@ -90,8 +105,8 @@ pub async fn run_scheduled(services: &Services) -> Result<RunReport, PipelineErr
         let Some(period) = source.frequency.period() else {
             continue;
         };
-        let due = jobs
-            .first()
+        let due = latest
+            .as_ref()
             .and_then(|j| parse_time(&j.created))
             .is_none_or(|last| now_t - last >= period);
         if due {

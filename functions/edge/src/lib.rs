@@ -125,7 +125,7 @@ pub async fn build_services(config: &Config, local_policy: AddressPolicy) -> any
         packager: config.packager.clone(),
         ..Settings::default()
     };
-    let timeout = Duration::from_secs(60);
+    let timeout = common::fetch::REQUEST_TIMEOUT;
     match &config.bucket {
         Some(bucket) => {
             let aws = AwsSettings {

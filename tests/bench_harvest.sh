@@ -1,45 +1,111 @@
 #!/usr/bin/env bash
-# Harvest benchmark: a WAF of N records (the project's test records, copied with fresh
-# identifiers) served by nginx on loopback, harvested by a release `sheaf run-test` into a
-# fresh data folder, twice (first harvest, then the unchanged re-harvest). Prints records/s
-# and peak memory of each run. Usage: tests/bench_harvest.sh [N=2000]
+# Harvest benchmark: for each size N, a WAF of N ISO 19139 documents (the project's test
+# records with fresh identifiers, 500 a folder) served by nginx on loopback; prints, side by
+# side in one run:
+#  - the network limit: 16 curl processes with keep-alive, each `curl -K` over a sixteenth of
+#    the URL list, downloading every document to /dev/null (files/s);
+#  - a first harvest by a release `sheaf run-test` into a fresh data folder (records/s, peak RSS);
+#  - the unchanged re-harvest (records/s, peak RSS);
+#  - with SHEAF_BENCH_S3=1 the same two harvests into S3 and SQS on moto (from .venv).
+# Usage: tests/bench_harvest.sh [N ...]   (default: 10000 100000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-n=${1:-2000}
+sizes=("$@")
+[ ${#sizes[@]} -gt 0 ] || sizes=(10000 100000)
 cargo build --release -p sheaf >&2
 work=$(mktemp -d)
-trap 'kill $(cat "$work/nginx.pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
-mkdir -p "$work/site/waf"
-templates=(tests/records/waf/iso19139/*.xml tests/records/waf/iso19139/regional/*.xml tests/records/waf/iso19115-3/*.xml tests/records/waf/dublin-core/record-harbour-survey.xml)
-for i in $(seq 1 "$n"); do
-  t=${templates[$(( i % ${#templates[@]} ))]}
-  dir="$work/site/waf/part$(( i / 500 ))"
-  mkdir -p "$dir"
-  # A fresh identifier per copy: every identifier in these records starts one of these elements.
-  sed -E "s#(<gco:CharacterString>|<dc:identifier>)([^<]*)(</gco:CharacterString></gmd:fileIdentifier>|</gco:CharacterString></mcc:code>|</dc:identifier>)#\1\2-copy$i\3#" "$t" > "$dir/record-$i.xml"
-done
+cleanup() {
+  kill "$(cat "$work/nginx.pid" 2>/dev/null)" 2>/dev/null || true
+  [ -n "${moto_pid:-}" ] && kill "$moto_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat > "$work/nginx.conf" <<CONF
 daemon on; worker_processes 1; pid $work/nginx.pid; error_log $work/error.log;
-events { worker_connections 256; }
+events { worker_connections 1024; }
 http { access_log off; client_body_temp_path $work/b; proxy_temp_path $work/p; fastcgi_temp_path $work/f;
   uwsgi_temp_path $work/u; scgi_temp_path $work/s; types { application/xml xml; }
+  keepalive_requests 1000000;
   server { listen 127.0.0.1:$port; root $work/site; autoindex on; location / { } } }
 CONF
-nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 [ "$(id -u)" = 0 ] && sed -i '1s/^/user root;\n/' "$work/nginx.conf"
-"$nginx_bin" -c "$work/nginx.conf" -p "$work"
-sheaf="$root/target/release/sheaf --data-dir $work/data"
-$sheaf source add bench "http://127.0.0.1:$port/waf/" --type waf >/dev/null
-for run in first unchanged; do
-  /usr/bin/time -f '%e %M' -o "$work/time" $sheaf run-test bench --json > "$work/job.json" 2>/dev/null
-  read -r secs kib < "$work/time"
-  python3 - "$work/job.json" "$secs" "$kib" "$run" "$n" <<'PY'
+mkdir -p "$work/site"
+"$(command -v nginx || echo /usr/sbin/nginx)" -c "$work/nginx.conf" -p "$work"
+
+if [ "${SHEAF_BENCH_S3:-0}" = 1 ]; then
+  moto_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  "$root/.venv/bin/moto_server" -p "$moto_port" >/dev/null 2>&1 &
+  moto_pid=$!
+  export AWS_ENDPOINT_URL=http://127.0.0.1:$moto_port AWS_ACCESS_KEY_ID=testing \
+    AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
+  sleep 2
+fi
+
+# Prints one result line from /usr/bin/time's output and the job's JSON.
+report() { # label n time_file job_file
+  python3 - "$@" <<'PY'
 import json, sys
-job = json.load(open(sys.argv[1])); secs, kib, run, n = float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
-s = job["stats"]
-print(f"{run:>9} harvest of {n} records: {secs:.2f} s, {n / secs:.0f} records/s, peak RSS {kib / 1024:.1f} MiB "
-      f"(added {s['added']}, unchanged {s['unchanged']}, errored {s['errored']})")
+label, n, tfile, jfile = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+secs, kib = open(tfile).read().split()
+secs, kib = float(secs), int(kib)
+s = json.load(open(jfile))["stats"]
+print(f"{label:<28} {n:>7} records {secs:8.2f} s {n / secs:9.0f} records/s  peak RSS {kib / 1024:6.1f} MiB "
+      f"(added {s['added']}, unchanged {s['unchanged']}, errored {s['errored']})", flush=True)
 PY
+}
+
+for n in "${sizes[@]}"; do
+  site="$work/site/waf$n"
+  python3 - "$site" "$n" tests/records/waf <<'PY'
+import os, re, sys
+site, n, records = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+names = ["iso19139/coastal-erosion.xml", "iso19139/seabed-habitats.xml", "iso19139/glider-mission.xml",
+         "iso19139/wms-service.xml", "iso19139/regional/lakes-inventory.xml", "iso19139/regional/forest-plots.xml"]
+templates = [open(os.path.join(records, t), encoding="utf-8").read() for t in names]
+ident = re.compile(r"(<gmd:fileIdentifier><gco:CharacterString>)([^<]*)(</gco:CharacterString>)")
+for i in range(n):
+    folder = os.path.join(site, f"part{i // 500:04d}")
+    if i % 500 == 0:
+        os.makedirs(folder, exist_ok=True)
+    text = ident.sub(lambda m: f"{m.group(1)}{m.group(2)}-copy{i}{m.group(3)}", templates[i % len(templates)], 1)
+    with open(os.path.join(folder, f"record-{i}.xml"), "w", encoding="utf-8") as f:
+        f.write(text)
+PY
+  base="http://127.0.0.1:$port/waf$n/"
+  # The network limit: 16 curl processes with keep-alive over the same files.
+  (cd "$site" && find . -name '*.xml' | sort) | awk -v b="$base" '{ sub("^\\./", ""); printf "url = \"%s%s\"\noutput = \"/dev/null\"\n", b, $0 }' > "$work/urls"
+  total_lines=$(wc -l < "$work/urls")
+  per=$(( (total_lines / 2 + 15) / 16 * 2 ))
+  split -l "$per" "$work/urls" "$work/urls."
+  start=$(date +%s.%N)
+  for part in "$work"/urls.*; do curl -s -K "$part" & done
+  wait
+  end=$(date +%s.%N)
+  python3 -c "import sys; n, s = int(sys.argv[1]), float(sys.argv[3]) - float(sys.argv[2]); print(f'{\"curl x16, keep-alive\":<28} {n:>7} files   {s:8.2f} s {n / s:9.0f} files/s', flush=True)" "$n" "$start" "$end"
+  rm -f "$work"/urls.*
+
+  modes=(local)
+  [ "${SHEAF_BENCH_S3:-0}" = 1 ] && modes+=(s3)
+  for mode in "${modes[@]}"; do
+    if [ "$mode" = local ]; then
+      sheaf="$root/target/release/sheaf --data-dir $work/data$n"
+    else
+      sheaf="$root/target/release/sheaf --bucket bench$n"
+      python3 - "bench$n" <<'PY'
+import os, sys, urllib.request
+req = urllib.request.Request(os.environ["AWS_ENDPOINT_URL"] + "/" + sys.argv[1], method="PUT")
+urllib.request.urlopen(req).read()
+PY
+    fi
+    $sheaf source add "bench$n" "$base" --type waf >/dev/null
+    for run in first unchanged; do
+      /usr/bin/time -f '%e %M' -o "$work/time" $sheaf run-test "bench$n" --json > "$work/job.json" 2>"$work/stderr" \
+        || { cat "$work/stderr" >&2; exit 1; }
+      report "$mode $run harvest" "$n" "$work/time" "$work/job.json"
+    done
+    [ "$mode" = local ] && rm -rf "$work/data$n"
+  done
+  rm -rf "$site"
 done

@@ -58,6 +58,7 @@ pub async fn handle(
         (Err(error), Some(object)) if receive_count >= MAX_RECEIVE_COUNT => {
             objects::give_up(services, &message.source, &message.job, object, &error)
                 .await
+                .map(|_| ())
                 .map_err(|_| error)
         }
         (result, _) => result,

@@ -147,16 +147,17 @@ pub(super) async fn reject(
 }
 
 /// On a message's last delivery, ends its object as errored with the reason it kept failing,
-/// so the job finishes with the error in it instead of waiting for the stall timeout.
+/// so the job finishes with the error in it instead of waiting for the stall timeout. Returns
+/// whether the object was still open.
 pub(super) async fn give_up(
     services: &Services,
     source: &str,
     job_id: &str,
     object_id: &str,
     error: &PipelineError,
-) -> Result<(), PipelineError> {
+) -> Result<bool, PipelineError> {
     let Some(tracked) = open_object(services, source, job_id, object_id).await? else {
-        return Ok(());
+        return Ok(false);
     };
     let message = format!("gave up after repeated failures: {error}");
     tracing::warn!(source, job = job_id, url = %tracked.object.url, error = %error, "giving up on a document");
@@ -168,5 +169,6 @@ pub(super) async fn give_up(
         Outcome::Errored,
         Some(message),
     )
-    .await
+    .await?;
+    Ok(true)
 }

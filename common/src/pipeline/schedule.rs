@@ -11,6 +11,7 @@ use crate::domain::job::{Job, JobStatus};
 use crate::domain::keys;
 use crate::domain::now;
 use crate::domain::source::Source;
+use crate::queue::QueueName;
 use crate::services::Services;
 use crate::store::{ObjectStore, StoreError, get_json};
 
@@ -20,7 +21,49 @@ pub struct RunReport {
     pub started: Vec<String>,
     pub checked: Vec<String>,
     pub aborted: Vec<String>,
+    /// Documents whose message reached a dead-letter queue, now ended as errored.
+    pub dead_lettered: Vec<String>,
     pub errors: Vec<String>,
+}
+
+/// Messages looked at in each dead-letter queue per tick.
+const DEAD_LETTERS_PER_TICK: usize = 100;
+
+/// Ends as errored every document whose fetch or import message reached its dead-letter
+/// queue (its handler kept dying, so it never recorded why), so its job finishes with the
+/// error instead of stalling. The messages stay in the queue, to be redriven.
+async fn sweep_dead_letters(services: &Services) -> Result<Vec<String>, PipelineError> {
+    let mut ended = Vec::new();
+    for queue in [QueueName::Fetch, QueueName::Import] {
+        let Ok(q) = services.queues.get(queue) else {
+            continue;
+        };
+        let bodies = q
+            .peek_dead_letters(DEAD_LETTERS_PER_TICK, Duration::from_secs(60))
+            .await?;
+        for body in bodies {
+            let Ok(message) = serde_json::from_str::<Message>(&body) else {
+                continue;
+            };
+            let Some(object) = message.object.as_deref() else {
+                continue;
+            };
+            let reason = PipelineError::Conflict(format!(
+                "its {} message reached the dead-letter queue",
+                queue.as_str()
+            ));
+            match super::objects::give_up(services, &message.source, &message.job, object, &reason)
+                .await
+            {
+                Ok(true) => ended.push(object.to_string()),
+                Ok(false) => {}
+                // The job or object is gone (the source was cleared): nothing to end.
+                Err(PipelineError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(ended)
 }
 
 fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
@@ -51,6 +94,7 @@ pub async fn run_scheduled(services: &Services) -> Result<RunReport, PipelineErr
         chrono::Duration::from_std(services.settings.check_delay * 3 + Duration::from_secs(60))
             .unwrap_or(chrono::Duration::minutes(5));
 
+    report.dead_lettered = sweep_dead_letters(services).await?;
     let mut sources = Vec::new();
     for entry in store.list(keys::SOURCES).await? {
         if let Some((source, _)) = get_json::<Source>(store, &entry.key).await? {

@@ -221,6 +221,23 @@ impl Queue for LocalQueue {
         .await
     }
 
+    async fn peek_dead_letters(
+        &self,
+        max: usize,
+        _visibility: Duration,
+    ) -> Result<Vec<String>, QueueError> {
+        self.run(move |q| {
+            let mut out = Vec::new();
+            for path in q.message_files(&q.dlq)?.into_iter().take(max) {
+                if let Some(msg) = q.read(&path)? {
+                    out.push(msg.body);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn purge(&self) -> Result<(), QueueError> {
         self.run(|q| {
             let _guard = q.lock()?;

@@ -73,6 +73,15 @@ pub trait Queue: Send + Sync {
     async fn depth(&self) -> Result<QueueDepth, QueueError>;
     /// Drops every waiting message (not the dead letters).
     async fn purge(&self) -> Result<(), QueueError>;
+    /// Bodies of up to `max` messages in the dead-letter queue, left there (to be redriven);
+    /// each is hidden for `visibility` from the next look, where the backend hides.
+    async fn peek_dead_letters(
+        &self,
+        _max: usize,
+        _visibility: Duration,
+    ) -> Result<Vec<String>, QueueError> {
+        Ok(Vec::new())
+    }
 }
 
 /// The queues between Sheaf's stages.

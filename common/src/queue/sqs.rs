@@ -140,6 +140,38 @@ impl Queue for SqsQueue {
             .collect())
     }
 
+    async fn peek_dead_letters(
+        &self,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<String>, QueueError> {
+        let Some(dlq) = &self.dead_letter_url else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        while out.len() < max {
+            let got = self
+                .client
+                .receive_message()
+                .queue_url(dlq)
+                .max_number_of_messages((max - out.len()).clamp(1, 10) as i32)
+                .visibility_timeout(visibility.as_secs() as i32)
+                .send()
+                .await
+                .map_err(|e| self.err(e))?;
+            let bodies: Vec<String> = got
+                .messages()
+                .iter()
+                .filter_map(|m| m.body().map(str::to_string))
+                .collect();
+            if bodies.is_empty() {
+                break;
+            }
+            out.extend(bodies);
+        }
+        Ok(out)
+    }
+
     async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
         self.client
             .delete_message()

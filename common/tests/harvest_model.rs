@@ -582,3 +582,64 @@ fn a_server_error_changes_nothing() {
         &[Op::Serve(Answer::ServerError), Op::Remove { path: 1 }],
     );
 }
+
+/// A shrink refused for want of evidence is a gather error the owner hears of, with the
+/// harvest log; once accepted, the missing documents' records go.
+#[test]
+fn a_refused_shrink_is_logged_and_emailed_to_the_owner() {
+    runtime().block_on(async {
+        let (root, base_url) = site();
+        let case = format!("case{}", NEXT_CASE.fetch_add(1, Ordering::SeqCst));
+        let folder = root.join(&case);
+        let data = tempfile::tempdir().expect("tempdir");
+        let services = local_services(data.path());
+        let mut source = waf_source(SOURCE, format!("{base_url}{case}/"));
+        source.owner = Some("owner@example.org".into());
+        add_source(services.store.as_ref(), source)
+            .await
+            .expect("source");
+        let mut model = Model {
+            files: BTreeMap::new(),
+            next_version: 0,
+            answer: Answer::Normal,
+            allow_shrink: false,
+            last_gathered: 0,
+        };
+        for (path, id) in [(0, 0), (1, 1), (2, 2), (3, 3)] {
+            model.apply(&Op::Add { path, id });
+        }
+        write_site(&root, &folder, &model);
+        let first = harvest(&services, false).await;
+        assert_eq!(first.stats.added, 4, "{first:?}");
+
+        model.apply(&Op::RemoveMost);
+        write_site(&root, &folder, &model);
+        let refused = harvest(&services, false).await;
+        assert_eq!(refused.stats.deleted, 0, "{refused:?}");
+        let error = &refused.gather_errors[0].message;
+        assert!(
+            error.contains("lists 1 documents, fewer than 50% of the 4"),
+            "{error}"
+        );
+        let mails: Vec<String> = std::fs::read_dir(data.path().join("outbox"))
+            .expect("outbox")
+            .map(|e| std::fs::read_to_string(e.expect("entry").path()).expect("mail"))
+            .collect();
+        assert_eq!(mails.len(), 1, "one email to the owner");
+        let (headers, bodies) = email_parts(&mails[0]);
+        assert!(headers.contains("owner@example.org"), "{headers}");
+        assert!(bodies[0].contains("nothing is deleted"), "{}", bodies[0]);
+        let log = common::harvest_log::list(services.store.as_ref(), Some("ERROR"), 50, 0)
+            .await
+            .expect("log");
+        assert!(
+            log.iter().any(|e| e.content.contains("nothing is deleted")),
+            "{log:?}"
+        );
+
+        let accepted = harvest(&services, true).await;
+        assert!(accepted.gather_errors.is_empty(), "{accepted:?}");
+        assert_eq!(accepted.stats.deleted, 3, "{accepted:?}");
+        let _ = std::fs::remove_dir_all(&folder);
+    });
+}

@@ -38,6 +38,9 @@ async fn run(services: &Services, body: String) -> Result<(), PipelineError> {
 /// Messages handled at once: enough to overlap network and disk waits.
 const CONCURRENCY: usize = 16;
 
+/// How often the progress is counted.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
 async fn done_count(services: &Services, source: &str, job: &str) -> Result<u64, PipelineError> {
     let prefix = crate::domain::keys::job_done_prefix(source, job);
     Ok(services.store.list(&prefix).await?.len() as u64)
@@ -84,7 +87,10 @@ pub async fn run_test_with(
         let total = get_job(local.store.as_ref(), source, &job.id)
             .await?
             .object_count;
-        // Fetches and imports run CONCURRENCY at a time, as the queue workers would.
+        // Fetches and imports run CONCURRENCY at a time, as the queue workers would. Progress
+        // is counted (a listing of the done markers) a few times a second, not every batch:
+        // counting after each batch made a large harvest quadratic.
+        let mut counted = std::time::Instant::now();
         loop {
             let batch: Vec<String> = std::iter::from_fn(|| fetch.pop().or_else(|| import.pop()))
                 .take(CONCURRENCY)
@@ -93,7 +99,10 @@ pub async fn run_test_with(
                 break;
             }
             futures::future::try_join_all(batch.into_iter().map(|body| run(&local, body))).await?;
-            progress.update(done_count(&local, source, &job.id).await?, total);
+            if counted.elapsed() >= PROGRESS_EVERY {
+                progress.update(done_count(&local, source, &job.id).await?, total);
+                counted = std::time::Instant::now();
+            }
         }
         progress.update(done_count(&local, source, &job.id).await?, total);
         for body in checks {

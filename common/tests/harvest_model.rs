@@ -12,14 +12,14 @@
 //!
 //! `PROPTEST_CASES=500 cargo nextest run -p sheaf-common --test harvest_model` runs it longer
 //! (the default is small enough for CI). A failure proptest finds is shrunk and its seed kept
-//! in `proptest-regressions/`; each one found so far is also an ordinary test below.
+//! in `harvest_model.proptest-regressions` beside this file (replayed first on every run); each
+//! one found so far is also an ordinary test below.
 
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{LazyLock, Mutex};
 
 use common::domain::job::Job;
 use common::domain::record::Record;
@@ -234,22 +234,27 @@ impl Model {
 
 static NEXT_CASE: AtomicUsize = AtomicUsize::new(0);
 
-/// One nginx for every case, serving `site/`; `site/.fail` makes it answer 500.
+/// One nginx for a test's cases, serving `site/`; `site/.fail` makes it answer 500. Each case
+/// has its own folder in it.
 struct Site {
     nginx: Nginx,
     root: tempfile::TempDir,
 }
 
-static SITE: LazyLock<Mutex<Option<Site>>> = LazyLock::new(|| Mutex::new(None));
-
-fn site() -> (PathBuf, String) {
-    let mut site = SITE.lock().expect("site");
-    let site = site.get_or_insert_with(|| {
+impl Site {
+    fn start() -> Site {
         let root = tempfile::tempdir().expect("tempdir");
         let nginx = Nginx::serve_with(root.path(), "if (-f $document_root/.fail) { return 500; }");
         Site { nginx, root }
-    });
-    (site.root.path().to_path_buf(), site.nginx.url(""))
+    }
+
+    fn root(&self) -> PathBuf {
+        self.root.path().to_path_buf()
+    }
+
+    fn url(&self) -> String {
+        self.nginx.url("")
+    }
 }
 
 fn sha256(text: &str) -> String {
@@ -351,8 +356,8 @@ async fn harvest(services: &Services, allow_shrink: bool) -> Job {
 }
 
 /// Runs `ops` from `initial` documents, harvesting after each, and checks the model.
-async fn check_sequence(initial: &[(usize, usize)], ops: &[Op]) -> Result<(), String> {
-    let (root, base_url) = site();
+async fn check_sequence(site: &Site, initial: &[(usize, usize)], ops: &[Op]) -> Result<(), String> {
+    let (root, base_url) = (site.root(), site.url());
     let case = format!("case{}", NEXT_CASE.fetch_add(1, Ordering::SeqCst));
     let folder = root.join(&case);
     let base = format!("{base_url}{case}/");
@@ -498,27 +503,37 @@ fn config() -> ProptestConfig {
     ProptestConfig {
         cases,
         max_shrink_iters: 200,
+        source_file: Some(file!()),
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
+        )),
         ..ProptestConfig::default()
     }
 }
 
-proptest! {
-    #![proptest_config(config())]
-
-    #[test]
-    fn the_catalogue_follows_the_source(
-        initial in proptest::collection::vec((0..PATHS.len(), 0..IDS), 1..5),
-        ops in proptest::collection::vec(op(), 1..10),
-    ) {
-        let result = runtime().block_on(check_sequence(&initial, &ops));
-        prop_assert!(result.is_ok(), "{}", result.unwrap_err());
+#[test]
+fn the_catalogue_follows_the_source() {
+    let site = Site::start();
+    let rt = runtime();
+    let strategy = (
+        proptest::collection::vec((0..PATHS.len(), 0..IDS), 1..5),
+        proptest::collection::vec(op(), 1..10),
+    );
+    let mut runner = proptest::test_runner::TestRunner::new(config());
+    let result = runner.run(&strategy, |(initial, ops)| {
+        rt.block_on(check_sequence(&site, &initial, &ops))
+            .map_err(TestCaseError::fail)
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }
 
 /// The cases of the issue that reported them, and those proptest shrank to, as plain tests.
 fn run(initial: &[(usize, usize)], ops: &[Op]) {
+    let site = Site::start();
     runtime()
-        .block_on(check_sequence(initial, ops))
+        .block_on(check_sequence(&site, initial, ops))
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
@@ -587,8 +602,9 @@ fn a_server_error_changes_nothing() {
 /// harvest log; once accepted, the missing documents' records go.
 #[test]
 fn a_refused_shrink_is_logged_and_emailed_to_the_owner() {
+    let site = Site::start();
     runtime().block_on(async {
-        let (root, base_url) = site();
+        let (root, base_url) = (site.root(), site.url());
         let case = format!("case{}", NEXT_CASE.fetch_add(1, Ordering::SeqCst));
         let folder = root.join(&case);
         let data = tempfile::tempdir().expect("tempdir");

@@ -221,6 +221,8 @@ pub(super) async fn finish(
     stats.deleted = deleted;
     let mut changed = false;
     let finished = update_job(store, &source, &job_id, |job| {
+        // The closure runs again when another writer won: only the last run counts.
+        changed = false;
         if job.status.is_done() {
             return false;
         }

@@ -295,12 +295,14 @@ async fn record_gather_error(
     finish: bool,
 ) -> Result<(), PipelineError> {
     let store = services.store.as_ref();
-    crate::harvest_log::log(store, "ERROR", log).await;
-    let mut finished = false;
+    let (mut recorded, mut finished) = (false, false);
     let job = update_job(store, &job.source, &job.id, |job| {
+        // The closure runs again when another writer won: only the last run counts.
+        (recorded, finished) = (false, false);
         if job.status.is_done() || job.gather_errors.iter().any(|e| e.message == message) {
             return false;
         }
+        recorded = true;
         job.gather_errors.push(ErrorEntry {
             message: message.clone(),
             original_url: url.clone(),
@@ -313,6 +315,10 @@ async fn record_gather_error(
         true
     })
     .await?;
+    // Logged and mailed by the delivery that recorded it, once.
+    if recorded {
+        crate::harvest_log::log(store, "ERROR", log).await;
+    }
     if finished {
         super::check::notify_owner(services, &job).await;
     }

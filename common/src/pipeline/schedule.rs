@@ -94,7 +94,11 @@ pub async fn run_scheduled(services: &Services) -> Result<RunReport, PipelineErr
         chrono::Duration::from_std(services.settings.check_delay * 3 + Duration::from_secs(60))
             .unwrap_or(chrono::Duration::minutes(5));
 
-    report.dead_lettered = sweep_dead_letters(services).await?;
+    // A sweep that fails (a queue unreachable) must not stop the rest of the tick.
+    match sweep_dead_letters(services).await {
+        Ok(ended) => report.dead_lettered = ended,
+        Err(e) => report.errors.push(format!("dead letters: {e}")),
+    }
     let mut sources = Vec::new();
     for entry in store.list(keys::SOURCES).await? {
         if let Some((source, _)) = get_json::<Source>(store, &entry.key).await? {

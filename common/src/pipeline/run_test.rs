@@ -73,7 +73,10 @@ pub async fn run_test_with(
     let job = start_job_with(&local, source, options).await?;
     progress.update(0, None);
     loop {
-        // Gathers first; checks wait until the fetches and imports they count are done.
+        // One listing page at a time (the gather runs as if its deadline were now, so it sends
+        // itself again after each page), then that page's fetches and imports: only a page of
+        // messages waits in memory. Checks wait until the fetches and imports they count are
+        // done.
         let mut checks = Vec::new();
         while let Some(body) = gather.pop() {
             let message: Message =
@@ -81,7 +84,9 @@ pub async fn run_test_with(
             if message.kind == Kind::CheckJob {
                 checks.push(body);
             } else {
-                run(&local, body).await?;
+                crate::deadline::scope(Some(std::time::Instant::now()), run(&local, body))
+                    .await?;
+                break;
             }
         }
         let total = get_job(local.store.as_ref(), source, &job.id)

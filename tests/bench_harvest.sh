@@ -80,8 +80,9 @@ PY
   per=$(( (total_lines / 2 + 15) / 16 * 2 ))
   split -l "$per" "$work/urls" "$work/urls."
   start=$(date +%s.%N)
-  for part in "$work"/urls.*; do curl -s -K "$part" & done
-  wait
+  curls=()
+  for part in "$work"/urls.*; do curl -s -K "$part" & curls+=($!); done
+  wait "${curls[@]}"
   end=$(date +%s.%N)
   python3 -c "import sys; n, s = int(sys.argv[1]), float(sys.argv[3]) - float(sys.argv[2]); print(f'{\"curl x16, keep-alive\":<28} {n:>7} files   {s:8.2f} s {n / s:9.0f} files/s', flush=True)" "$n" "$start" "$end"
   rm -f "$work"/urls.*
@@ -92,7 +93,8 @@ PY
     if [ "$mode" = local ]; then
       sheaf="$root/target/release/sheaf --data-dir $work/data$n"
     else
-      sheaf="$root/target/release/sheaf --bucket bench$n"
+      # The WAF is on loopback, which AWS mode refuses unless allowed.
+      sheaf="env SHEAF_ALLOW_PRIVATE_URLS=true $root/target/release/sheaf --bucket bench$n"
       python3 - "bench$n" <<'PY'
 import os, sys, urllib.request
 req = urllib.request.Request(os.environ["AWS_ENDPOINT_URL"] + "/" + sys.argv[1], method="PUT")
@@ -102,7 +104,7 @@ PY
     $sheaf source add "bench$n" "$base" --type waf >/dev/null
     for run in first unchanged; do
       /usr/bin/time -f '%e %M' -o "$work/time" $sheaf run-test "bench$n" --json > "$work/job.json" 2>"$work/stderr" \
-        || { cat "$work/stderr" >&2; exit 1; }
+        || { cat "$work/stderr" "$work/job.json" >&2; exit 1; }
       report "$mode $run harvest" "$n" "$work/time" "$work/job.json"
     done
     [ "$mode" = local ] && rm -rf "$work/data$n"

@@ -84,8 +84,7 @@ pub async fn run_test_with(
             if message.kind == Kind::CheckJob {
                 checks.push(body);
             } else {
-                crate::deadline::scope(Some(std::time::Instant::now()), run(&local, body))
-                    .await?;
+                crate::deadline::scope(Some(std::time::Instant::now()), run(&local, body)).await?;
                 break;
             }
         }

@@ -157,6 +157,21 @@ struct Model {
 }
 
 impl Model {
+    /// A WAF serving a valid document at each `(path, id)`, not yet harvested.
+    fn serving(initial: &[(usize, usize)]) -> Model {
+        let mut model = Model {
+            files: BTreeMap::new(),
+            next_version: 0,
+            answer: Answer::Normal,
+            allow_shrink: false,
+            last_gathered: 0,
+        };
+        for &(path, id) in initial {
+            model.apply(&Op::Add { path, id });
+        }
+        model
+    }
+
     fn bump(&mut self) -> u32 {
         self.next_version += 1;
         self.next_version
@@ -366,16 +381,7 @@ async fn check_sequence(site: &Site, initial: &[(usize, usize)], ops: &[Op]) -> 
     add_source(services.store.as_ref(), waf_source(SOURCE, base.clone()))
         .await
         .map_err(|e| e.to_string())?;
-    let mut model = Model {
-        files: BTreeMap::new(),
-        next_version: 0,
-        answer: Answer::Normal,
-        allow_shrink: false,
-        last_gathered: 0,
-    };
-    for &(path, id) in initial {
-        model.apply(&Op::Add { path, id });
-    }
+    let mut model = Model::serving(initial);
     let steps = std::iter::once(None).chain(ops.iter().map(Some));
     let mut before: BTreeMap<String, (String, String)> = BTreeMap::new();
     for (step, op) in steps.enumerate() {
@@ -614,16 +620,7 @@ fn a_refused_shrink_is_logged_and_emailed_to_the_owner() {
         add_source(services.store.as_ref(), source)
             .await
             .expect("source");
-        let mut model = Model {
-            files: BTreeMap::new(),
-            next_version: 0,
-            answer: Answer::Normal,
-            allow_shrink: false,
-            last_gathered: 0,
-        };
-        for (path, id) in [(0, 0), (1, 1), (2, 2), (3, 3)] {
-            model.apply(&Op::Add { path, id });
-        }
+        let mut model = Model::serving(&[(0, 0), (1, 1), (2, 2), (3, 3)]);
         write_site(&root, &folder, &model);
         let first = harvest(&services, false).await;
         assert_eq!(first.stats.added, 4, "{first:?}");

@@ -24,9 +24,6 @@ pub fn job_lock(source: &str) -> String {
 }
 /// A job's working objects live apart from the job documents, so listing `jobs/SOURCE/`
 /// costs the jobs, not their objects.
-pub fn job_work(source: &str, job: &str) -> String {
-    format!("job-work/{source}/{job}/")
-}
 pub fn job_works(source: &str) -> String {
     format!("job-work/{source}/")
 }

@@ -1,4 +1,6 @@
-//! The catalogue record: the normalised JSON every reader produces (CONTRACTS.md).
+//! The catalogue record: the normalised JSON every reader produces. Its field names are a
+//! contract users' scripts rely on: `id`, `title`, `abstract`, `keywords`, `bbox`, `time`,
+//! `contacts`, `links`, `source`, `format`, `original_url`, `modified`, `harvested`, `sha256`.
 
 use serde::{Deserialize, Serialize};
 

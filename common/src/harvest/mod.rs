@@ -32,8 +32,9 @@ pub struct Gathered {
     pub waf_name: String,
 }
 
-/// One page of a source's listing.
-#[derive(Debug, Clone, Default)]
+/// One page of a source's listing; the gather keeps it as read (create-once), so a page read
+/// again after a crash gives the same documents and the same next cursor.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct GatherPage {
     pub documents: Vec<Gathered>,
     /// Where the next page starts (the harvester's own, serialisable state); `None` when the

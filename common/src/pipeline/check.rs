@@ -3,12 +3,11 @@
 //! sends itself again, later. Only the check carrying the job's current `check_seq` runs.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use super::jobs::{load_source, send, update_job};
+use super::PipelineError;
+use super::jobs::{load_source, send_check, update_job};
 use super::objects::sha256_hex;
 use super::records::{Marker, delete_record};
-use super::{Kind, Message, PipelineError};
 use crate::domain::job::{
     DocumentState, ErrorEntry, HarvestObject, Job, JobStats, JobStatus, Outcome, SourceHarvestState,
 };
@@ -91,14 +90,7 @@ pub(super) async fn check_job(
     if job.status.is_done() {
         return Ok(());
     }
-    let mut next = Message::new(Kind::CheckJob, source, job_id);
-    next.seq = Some(job.check_seq);
-    send(
-        services,
-        &next,
-        services.settings.check_delay.min(Duration::from_secs(900)),
-    )
-    .await
+    send_check(services, &job, services.settings.check_delay).await
 }
 
 /// What a finishing job removes: records whose document left the source, and what Sheaf

@@ -9,26 +9,18 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
-use super::jobs::{load_source, send, update_job};
+use super::jobs::{load_source, send, send_check, update_job};
 use super::{Kind, Message, PipelineError};
 use crate::domain::job::{ErrorEntry, HarvestObject, Job, JobStatus, SourceHarvestState};
 use crate::domain::keys;
 use crate::domain::now;
-use crate::harvest::{Gathered, harvester_for};
+use crate::harvest::{GatherPage, Gathered, harvester_for};
 use crate::services::Services;
 use crate::store::{ObjectStore, PutMode, StoreError, get_json, put_json};
 
 /// A gather ends its invocation after the page it is on when less than this is left: time
 /// for one more listing page (the request timeout) and writing its objects.
 const GATHER_MARGIN: Duration = Duration::from_secs(120);
-
-/// One listing page's documents, kept create-once so that a page read again after a crash
-/// gives the same documents and the same next cursor.
-#[derive(Debug, Serialize, Deserialize)]
-struct GatheredPage {
-    documents: Vec<Gathered>,
-    next: Option<serde_json::Value>,
-}
 
 /// Which page a gather takes up next.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -58,9 +50,7 @@ pub(super) async fn gather(
     if job.object_count.is_some() {
         // A redelivered gather of a completed one: make sure its check is on its way.
         if job.last_check.is_none() {
-            let mut check = Message::new(Kind::CheckJob, source_name, job_id);
-            check.seq = Some(job.check_seq);
-            send(services, &check, Duration::ZERO).await?;
+            send_check(services, &job, Duration::ZERO).await?;
         }
         return Ok(());
     }
@@ -99,12 +89,8 @@ pub(super) async fn gather(
                 .await
             {
                 Ok(page) => {
-                    let kept = GatheredPage {
-                        documents: page.documents,
-                        next: page.next,
-                    };
-                    match put_json(store, &page_key, &kept, PutMode::Create).await {
-                        Ok(_) => kept,
+                    match put_json(store, &page_key, &page, PutMode::Create).await {
+                        Ok(_) => page,
                         // Another delivery read this page first: its reading counts.
                         Err(StoreError::Precondition(_)) => {
                             read_page(store, source_name, job_id, page_no)
@@ -184,14 +170,7 @@ pub(super) async fn gather(
         true
     })
     .await?;
-    let mut check = Message::new(Kind::CheckJob, source_name, job_id);
-    check.seq = Some(job.check_seq);
-    send(
-        services,
-        &check,
-        services.settings.check_delay.min(Duration::from_secs(900)),
-    )
-    .await?;
+    send_check(services, &job, services.settings.check_delay).await?;
     tracing::info!(
         source = source_name,
         job = job_id,
@@ -208,9 +187,9 @@ async fn read_page(
     source: &str,
     job_id: &str,
     page: u64,
-) -> Result<Option<GatheredPage>, PipelineError> {
+) -> Result<Option<GatherPage>, PipelineError> {
     let key = keys::job_gathered_page(source, job_id, page);
-    Ok(get_json::<GatheredPage>(store, &key).await?.map(|(p, _)| p))
+    Ok(get_json::<GatherPage>(store, &key).await?.map(|(p, _)| p))
 }
 
 /// The object ids of every document a job's gather found (a document listed on two pages
@@ -222,7 +201,7 @@ pub(super) async fn gathered_ids(
 ) -> Result<HashSet<String>, PipelineError> {
     let mut ids = HashSet::new();
     for entry in store.list(&keys::job_gathered(source, job_id)).await? {
-        if let Some((page, _)) = get_json::<GatheredPage>(store, &entry.key).await? {
+        if let Some((page, _)) = get_json::<GatherPage>(store, &entry.key).await? {
             ids.extend(page.documents.iter().map(|d| keys::object_id(&d.guid)));
         }
     }

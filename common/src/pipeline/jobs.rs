@@ -25,6 +25,18 @@ pub(super) async fn send(
     Ok(())
 }
 
+/// Sends the job's check carrying its current `check_seq` (a check with an older number is
+/// dropped), after `delay` (at most SQS's 15 minutes).
+pub(super) async fn send_check(
+    services: &Services,
+    job: &Job,
+    delay: Duration,
+) -> Result<(), PipelineError> {
+    let mut check = Message::new(Kind::CheckJob, &job.source, &job.id);
+    check.seq = Some(job.check_seq);
+    send(services, &check, delay.min(Duration::from_secs(900))).await
+}
+
 /// When a job was created, from its sortable id.
 fn job_time(id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     let stamp = id.get(..16)?;

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::jobs::{abort_job, send, start_job, update_job};
-use super::{Kind, Message, PipelineError};
+use super::jobs::{abort_job, send_check, start_job, update_job};
+use super::{Message, PipelineError};
 use crate::domain::job::{Job, JobStatus};
 use crate::domain::keys;
 use crate::domain::now;
@@ -141,9 +141,7 @@ pub async fn run_scheduled(services: &Services) -> Result<RunReport, PipelineErr
                     true
                 })
                 .await?;
-                let mut check = Message::new(Kind::CheckJob, &source.name, &job.id);
-                check.seq = Some(job.check_seq);
-                send(services, &check, Duration::ZERO).await?;
+                send_check(services, &job, Duration::ZERO).await?;
                 report.checked.push(job.id.clone());
             }
         }

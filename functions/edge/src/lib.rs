@@ -1,4 +1,4 @@
-//! The edge every Sheaf binary shares: configuration from the environment (CONTRACTS.md's
+//! The edge every Sheaf binary shares: configuration from the environment (the README's
 //! variables), the adapters built from it, and logging. `common` reads no environment; this
 //! crate is where that happens, once, for the Lambda functions and the `sheaf` command alike.
 
@@ -18,7 +18,7 @@ use common::store::{LocalStore, S3Store};
 #[cfg(feature = "lambda")]
 pub mod lambda;
 
-/// Everything configurable, as CONTRACTS.md names it.
+/// Everything configurable, as the README's configuration table names it.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub data_dir: PathBuf,

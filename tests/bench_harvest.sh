@@ -8,6 +8,7 @@
 #  - the unchanged re-harvest (records/s, peak RSS);
 #  - with SHEAF_BENCH_S3=1 the same two harvests into S3 and SQS on moto (from .venv).
 # Usage: tests/bench_harvest.sh [N ...]   (default: 10000 100000)
+# SHEAF_BENCH_WRAP, when set, prefixes each harvest (a profiler: `strace -c -f -o FILE`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -103,7 +104,7 @@ PY
     fi
     $sheaf source add "bench$n" "$base" --type waf >/dev/null
     for run in first unchanged; do
-      /usr/bin/time -f '%e %M' -o "$work/time" $sheaf run-test "bench$n" --json > "$work/job.json" 2>"$work/stderr" \
+      /usr/bin/time -f '%e %M' -o "$work/time" ${SHEAF_BENCH_WRAP:-} $sheaf run-test "bench$n" --json > "$work/job.json" 2>"$work/stderr" \
         || { cat "$work/stderr" "$work/job.json" >&2; exit 1; }
       report "$mode $run harvest" "$n" "$work/time" "$work/job.json"
     done

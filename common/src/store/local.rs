@@ -1,6 +1,8 @@
-//! The object store on a local folder: `ROOT/objects/KEY`, written to `ROOT/tmp` first and
-//! renamed into place, so a reader never sees half an object and a crash leaves at most a temp
-//! file. Every mutation takes an exclusive `flock` on `ROOT/store.lock`, which gives the
+//! The object store on a local folder: `ROOT/objects/KEY`, written to a temp file beside it
+//! first and renamed into place, so a reader never sees half an object and a crash leaves at
+//! most a temp file (which listings skip). The temp file shares the object's folder because a
+//! rename between folders takes a lock on the whole file system: with it in `ROOT/tmp`,
+//! concurrent writes queued on that lock. Every mutation takes an exclusive `flock` on `ROOT/store.lock`, which gives the
 //! conditional writes the same meaning as S3's across threads and processes (a `sheaf` command
 //! beside a running `serve`).
 
@@ -28,9 +30,7 @@ impl LocalStore {
     /// Opens (creating when needed) a store under `root`. `public_url` is where `serve` answers,
     /// for signed `/downloads/` links.
     pub fn open(root: &Path, public_url: &str) -> Result<Self, StoreError> {
-        for dir in ["objects", "tmp"] {
-            fs::create_dir_all(root.join(dir)).map_err(|e| StoreError::io(dir, e))?;
-        }
+        fs::create_dir_all(root.join("objects")).map_err(|e| StoreError::io("objects", e))?;
         let signing_key = load_or_create_secret(&root.join("signing.key"))?;
         Ok(LocalStore {
             root: root.to_path_buf(),
@@ -55,13 +55,21 @@ impl LocalStore {
         Ok(file)
     }
 
-    fn temp_file(&self) -> Result<(PathBuf, File), StoreError> {
-        let path = self
-            .root
-            .join("tmp")
-            .join(format!("{}.part", uuid::Uuid::new_v4()));
-        let file = File::create(&path).map_err(|e| StoreError::io("tmp", e))?;
-        Ok((path, file))
+    /// A new temp file in the folder of `key`. A delete that empties the folder may remove it
+    /// between our making it and creating the file: then it is made again.
+    fn temp_file(&self, key: &str) -> Result<(PathBuf, File), StoreError> {
+        let dest = self.path(key)?;
+        let dir = dest.parent().unwrap_or(&self.root);
+        let path = dir.join(format!("{TEMP_PREFIX}{}", uuid::Uuid::new_v4()));
+        let mut tries = 0;
+        loop {
+            fs::create_dir_all(dir).map_err(|e| StoreError::io(key, e))?;
+            match File::create(&path) {
+                Ok(file) => return Ok((path, file)),
+                Err(e) if e.kind() == ErrorKind::NotFound && tries < 10 => tries += 1,
+                Err(e) => return Err(StoreError::io(key, e)),
+            }
+        }
     }
 
     /// Moves a finished temp file (whose ETag is `etag`) to `key`, honouring `mode`. Only an
@@ -87,9 +95,6 @@ impl LocalStore {
         if !allowed {
             let _ = fs::remove_file(tmp);
             return Err(StoreError::Precondition(key.to_string()));
-        }
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).map_err(|e| StoreError::io(key, e))?;
         }
         fs::rename(tmp, &dest).map_err(|e| StoreError::io(key, e))?;
         Ok(etag)
@@ -124,6 +129,9 @@ impl LocalStore {
         mac
     }
 }
+
+/// Starts the name of a temp file: keys hold no backslash, so no object has such a name.
+const TEMP_PREFIX: &str = "\\partial-";
 
 /// A content hash, so the ETag changes exactly when the bytes do (as S3's MD5 ETag does).
 fn etag_of(bytes: &[u8]) -> String {
@@ -161,6 +169,9 @@ fn walk(dir: &Path, key_prefix: &str, out: &mut Vec<ListEntry>) -> std::io::Resu
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(TEMP_PREFIX) {
+            continue;
+        }
         let key = format!("{key_prefix}{name}");
         let meta = match entry.metadata() {
             Ok(meta) => meta,
@@ -210,7 +221,7 @@ impl ObjectStore for LocalStore {
         let this = self.clone();
         let key = key.to_string();
         blocking(move || {
-            let (tmp, mut file) = this.temp_file()?;
+            let (tmp, mut file) = this.temp_file(&key)?;
             file.write_all(&body)
                 .and_then(|_| file.sync_data())
                 .map_err(|e| StoreError::io(&key, e))?;
@@ -247,6 +258,10 @@ impl ObjectStore for LocalStore {
         let this = self.clone();
         let key = key.to_string();
         blocking(move || {
+            // Deleting what is not there changes nothing: no lock needed to see so.
+            if fs::symlink_metadata(&path).is_err_and(|e| e.kind() == ErrorKind::NotFound) {
+                return Ok(());
+            }
             let _guard = this.lock()?;
             match fs::remove_file(&path) {
                 Ok(()) => {}
@@ -274,7 +289,8 @@ impl ObjectStore for LocalStore {
     ) -> Result<Box<dyn MultipartUpload>, StoreError> {
         validate_key(key)?;
         let this = self.clone();
-        let (tmp, file) = blocking(move || this.temp_file()).await?;
+        let owned = key.to_string();
+        let (tmp, file) = blocking(move || this.temp_file(&owned)).await?;
         Ok(Box::new(LocalUpload {
             store: self.clone(),
             key: key.to_string(),
@@ -343,5 +359,71 @@ impl MultipartUpload for LocalUpload {
         self.file.take();
         let _ = fs::remove_file(&self.tmp);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, LocalStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path(), "http://127.0.0.1:1").unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn a_temp_file_left_by_a_crash_is_not_an_object() {
+        let (dir, store) = store();
+        store
+            .put(
+                "waf/a.xml",
+                Bytes::from_static(b"<a/>"),
+                "application/xml",
+                PutMode::Create,
+            )
+            .await
+            .unwrap();
+        let folder = dir.path().join("objects/waf");
+        fs::write(folder.join(format!("{TEMP_PREFIX}dead")), b"half").unwrap();
+        let keys: Vec<String> = store
+            .list("waf/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
+        assert_eq!(keys, ["waf/a.xml"]);
+    }
+
+    /// Deletes prune the folders they empty while puts make temp files in them: many tasks
+    /// doing both in one folder must all succeed and leave nothing behind.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn puts_and_deletes_racing_in_one_folder_all_succeed() {
+        let (_dir, store) = store();
+        let tasks: Vec<_> = (0..8)
+            .map(|t| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for i in 0..100 {
+                        let key = format!("deep/folder/k{t}-{i}");
+                        store
+                            .put(
+                                &key,
+                                Bytes::from_static(b"x"),
+                                "text/plain",
+                                PutMode::Create,
+                            )
+                            .await
+                            .unwrap();
+                        store.delete(&key).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert!(store.list("deep/").await.unwrap().is_empty());
     }
 }

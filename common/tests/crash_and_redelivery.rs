@@ -62,6 +62,14 @@ impl ObjectStore for CrashingStore {
     async fn list(&self, prefix: &str) -> Result<Vec<ListEntry>, StoreError> {
         self.inner.list(prefix).await
     }
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ListEntry>, StoreError> {
+        self.inner.list_page(prefix, start_after, limit).await
+    }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.spend(key)?;
         self.inner.delete(key).await

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::mail::{Email, Mailer, SesMailer};
 use common::queue::{LocalQueue, MAX_RECEIVE_COUNT, Queue};
-use common::store::{LocalStore, ObjectStore, PutMode, StoreError};
+use common::store::{ListEntry, LocalStore, ObjectStore, Pages, PutMode, StoreError};
 use support::*;
 
 async fn store_contract(store: &dyn ObjectStore) {
@@ -102,6 +102,66 @@ async fn store_contract(store: &dyn ObjectStore) {
         .collect();
     assert_eq!(keys, ["a/b/two.xml", "a/one.json", "ab/three"]);
     assert!(store.list("nothing/").await.expect("list").is_empty());
+
+    // Pages of a listing, in S3's byte order ('-' < '.' < '/'), across nested folders.
+    let paged = ["p/a-c", "p/a.x", "p/a/b", "p/a/c", "p/a/d/e", "p/b"];
+    for key in paged.iter().rev() {
+        store
+            .put(key, Bytes::new(), "text/plain", PutMode::Overwrite)
+            .await
+            .expect("put");
+    }
+    let keys = |entries: Vec<ListEntry>| entries.into_iter().map(|e| e.key).collect::<Vec<_>>();
+    assert_eq!(keys(store.list("p/").await.expect("list")), paged);
+    let mut walked = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = keys(
+            store
+                .list_page("p/", after.as_deref(), 2)
+                .await
+                .expect("page"),
+        );
+        assert!(page.len() <= 2, "{page:?}");
+        let Some(last) = page.last() else { break };
+        after = Some(last.clone());
+        walked.extend(page);
+    }
+    assert_eq!(walked, paged);
+    assert_eq!(
+        keys(
+            store
+                .list_page("p/", Some("p/a/b"), 10)
+                .await
+                .expect("page")
+        ),
+        ["p/a/c", "p/a/d/e", "p/b"]
+    );
+    assert_eq!(
+        keys(
+            store
+                .list_page("p/a/", Some("p/a/c"), 10)
+                .await
+                .expect("page")
+        ),
+        ["p/a/d/e"]
+    );
+    assert!(
+        store
+            .list_page("p/", Some("p/b"), 10)
+            .await
+            .expect("page")
+            .is_empty()
+    );
+    let mut pages = Pages::new(store, "p/");
+    let mut all = Vec::new();
+    while let Some(page) = pages.next().await.expect("pages") {
+        all.extend(keys(page));
+    }
+    assert_eq!(all, paged);
+    for key in paged {
+        store.delete(key).await.expect("delete");
+    }
 
     // Deleting is idempotent; a missing object is NotFound.
     store.delete("a/one.json").await.expect("delete");

@@ -96,7 +96,14 @@ pub fn rejected_of(source: &str) -> String {
 
 /// A stable short id for a GUID (a URL, an identifier), safe as a key segment.
 pub fn object_id(guid: &str) -> String {
-    hex::encode(&Sha256::digest(guid.as_bytes())[..12])
+    hex::encode(object_id_bytes(guid))
+}
+
+/// The bytes `object_id` writes in hex, for sets of many ids.
+pub fn object_id_bytes(guid: &str) -> [u8; 12] {
+    let mut id = [0u8; 12];
+    id.copy_from_slice(&Sha256::digest(guid.as_bytes())[..12]);
+    id
 }
 
 /// A record identifier as a key segment: readable where it is safe, hashed where it is not.

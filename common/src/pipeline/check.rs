@@ -2,7 +2,7 @@
 //! the job (deleting what vanished from the source, after a clean gather only); otherwise it
 //! sends itself again, later. Only the check carrying the job's current `check_seq` runs.
 
-use std::collections::BTreeMap;
+use futures::{StreamExt, TryStreamExt};
 
 use super::PipelineError;
 use super::jobs::{load_source, send_check, update_job};
@@ -15,40 +15,59 @@ use crate::domain::keys;
 use crate::domain::now;
 use crate::mail::Email;
 use crate::services::Services;
-use crate::store::{ObjectStore, PutMode, StoreError, get_json, put_json};
+use crate::store::{ObjectStore, Pages, PutMode, StoreError, get_json, put_json};
 use serde::{Deserialize, Serialize};
 
 /// Object errors kept in a job document at most (the rest stay in the object documents).
 const MAX_OBJECT_ERRORS: usize = 1000;
 
-async fn outcomes(
-    services: &Services,
-    source: &str,
-    job_id: &str,
-) -> Result<BTreeMap<String, Outcome>, PipelineError> {
-    let prefix = keys::job_done_prefix(source, job_id);
-    let mut out = BTreeMap::new();
-    for entry in services.store.list(&prefix).await? {
-        if let Some((id, outcome)) = entry.key[prefix.len()..].split_once('=')
-            && let Some(outcome) = Outcome::parse(outcome)
-        {
-            out.insert(id.to_string(), outcome);
-        }
-    }
-    Ok(out)
+/// A job's outcomes counted from its done markers, a page at a time.
+#[derive(Debug, Default)]
+pub(super) struct Tally {
+    pub stats: JobStats,
+    pub done: u64,
+    /// The first errored objects, for the job document.
+    errored: Vec<String>,
 }
 
-fn count(outcomes: &BTreeMap<String, Outcome>) -> JobStats {
-    let mut stats = JobStats::default();
-    for o in outcomes.values() {
-        match o {
-            Outcome::Added => stats.added += 1,
-            Outcome::Updated => stats.updated += 1,
-            Outcome::Unchanged => stats.unchanged += 1,
-            Outcome::Errored => stats.errored += 1,
+pub(super) async fn tally(
+    store: &dyn ObjectStore,
+    source: &str,
+    job_id: &str,
+) -> Result<Tally, PipelineError> {
+    let prefix = keys::job_done_prefix(source, job_id);
+    let mut tally = Tally::default();
+    let mut last_id = String::new();
+    let mut pages = Pages::new(store, &prefix);
+    while let Some(entries) = pages.next().await? {
+        for entry in entries {
+            let Some((id, outcome)) = entry.key[prefix.len()..].split_once('=') else {
+                continue;
+            };
+            let Some(outcome) = Outcome::parse(outcome) else {
+                continue;
+            };
+            // An object has one outcome; should two markers say otherwise, it counts once.
+            if id == last_id {
+                continue;
+            }
+            last_id = id.to_string();
+            tally.done += 1;
+            let stats = &mut tally.stats;
+            match outcome {
+                Outcome::Added => stats.added += 1,
+                Outcome::Updated => stats.updated += 1,
+                Outcome::Unchanged => stats.unchanged += 1,
+                Outcome::Errored => {
+                    stats.errored += 1;
+                    if tally.errored.len() < MAX_OBJECT_ERRORS {
+                        tally.errored.push(id.to_string());
+                    }
+                }
+            }
         }
     }
-    stats
+    Ok(tally)
 }
 
 pub(super) async fn check_job(
@@ -67,12 +86,11 @@ pub(super) async fn check_job(
     let Some(total) = job.object_count else {
         return Ok(());
     };
-    let outcomes = outcomes(services, source, job_id).await?;
-    let done = outcomes.len() as u64;
+    let tally = tally(store, source, job_id).await?;
+    let (done, stats) = (tally.done, tally.stats);
     if done >= total {
-        return finish(services, job, outcomes).await;
+        return finish(services, job, tally).await;
     }
-    let stats = count(&outcomes);
     let job = update_job(store, source, job_id, |job| {
         if job.status.is_done() {
             return false;
@@ -116,19 +134,36 @@ async fn plan_removals(
     let gathered_ids = super::gather::gathered_ids(store, source, job_id).await?;
     let mut removals = Removals::default();
     let prefix = keys::record_markers(source);
-    for entry in store.list(&prefix).await? {
-        if let Some((marker, _)) = get_json::<Marker>(store, &entry.key).await?
-            && !gathered_ids.contains(&keys::object_id(&marker.guid))
-        {
-            removals.records.push(entry.key[prefix.len()..].to_string());
-        }
+    let mut pages = Pages::new(store, &prefix);
+    while let Some(entries) = pages.next().await? {
+        // A page's markers read at once: on S3 one at a time would not finish 100,000.
+        let gone: Vec<Option<String>> = futures::stream::iter(entries)
+            .map(|entry| {
+                let gathered_ids = &gathered_ids;
+                let prefix = &prefix;
+                async move {
+                    let marker = get_json::<Marker>(store, &entry.key).await?;
+                    Ok::<_, PipelineError>(marker.and_then(|(marker, _)| {
+                        let holder = keys::object_id(&marker.guid);
+                        (!gathered_ids.contains(&holder))
+                            .then(|| entry.key[prefix.len()..].to_string())
+                    }))
+                }
+            })
+            .buffered(16)
+            .try_collect()
+            .await?;
+        removals.records.extend(gone.into_iter().flatten());
     }
     let prefix = keys::document_states(source);
-    for entry in store.list(&prefix).await? {
-        if let Some(id) = entry.key[prefix.len()..].strip_suffix(".json")
-            && !gathered_ids.contains(id)
-        {
-            removals.documents.push(id.to_string());
+    let mut pages = Pages::new(store, &prefix);
+    while let Some(entries) = pages.next().await? {
+        for entry in entries {
+            if let Some(id) = entry.key[prefix.len()..].strip_suffix(".json")
+                && !gathered_ids.contains(id)
+            {
+                removals.documents.push(id.to_string());
+            }
         }
     }
     match put_json(store, &key, &removals, PutMode::Create).await {
@@ -169,7 +204,7 @@ async fn forget_document(
 pub(super) async fn finish(
     services: &Services,
     job: Job,
-    outcomes: BTreeMap<String, Outcome>,
+    tally: Tally,
 ) -> Result<(), PipelineError> {
     let store = services.store.as_ref();
     let (source, job_id) = (job.source.clone(), job.id.clone());
@@ -196,10 +231,7 @@ pub(super) async fn finish(
         .await?;
     }
     let mut object_errors = Vec::new();
-    for (id, outcome) in &outcomes {
-        if *outcome != Outcome::Errored || object_errors.len() >= MAX_OBJECT_ERRORS {
-            continue;
-        }
+    for id in &tally.errored {
         if let Some((object, _)) =
             get_json::<HarvestObject>(store, &keys::job_object(&source, &job_id, id)).await?
         {
@@ -209,7 +241,7 @@ pub(super) async fn finish(
             });
         }
     }
-    let mut stats = count(&outcomes);
+    let mut stats = tally.stats;
     stats.deleted = deleted;
     let mut changed = false;
     let finished = update_job(store, &source, &job_id, |job| {
@@ -221,7 +253,7 @@ pub(super) async fn finish(
         job.status = JobStatus::Finished;
         job.finished = Some(now());
         job.stats = stats;
-        job.done_count = outcomes.len() as u64;
+        job.done_count = tally.done;
         job.object_errors = object_errors.clone();
         job.last_check = Some(now());
         changed = true;

@@ -3,7 +3,6 @@
 //! invocation when time runs short; then weigh the count against the last gather's (the
 //! shrink guard) and schedule the job's check.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -16,7 +15,7 @@ use crate::domain::keys;
 use crate::domain::now;
 use crate::harvest::{GatherPage, Gathered, harvester_for};
 use crate::services::Services;
-use crate::store::{ObjectStore, PutMode, StoreError, get_json, put_json};
+use crate::store::{ObjectStore, Pages, PutMode, StoreError, get_json, put_json};
 
 /// A gather ends its invocation after the page it is on when less than this is left: time
 /// for one more listing page (the request timeout) and writing its objects.
@@ -193,19 +192,48 @@ async fn read_page(
 }
 
 /// The object ids of every document a job's gather found (a document listed on two pages
-/// counts once), read page by page.
+/// counts once), kept as their 12 bytes, sorted: 100,000 documents take 1.2 MB.
+pub(super) struct GatheredIds(Vec<[u8; 12]>);
+
+impl GatheredIds {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether `object_id` (hex, as `keys::object_id` writes it) was gathered. An id that is
+    /// not one of ours counts as gathered: what is in doubt is never removed.
+    pub fn contains(&self, object_id: &str) -> bool {
+        let mut bytes = [0u8; 12];
+        match hex::decode_to_slice(object_id, &mut bytes) {
+            Ok(()) => self.0.binary_search(&bytes).is_ok(),
+            Err(_) => true,
+        }
+    }
+}
+
+/// Reads a job's gathered pages, one at a time.
 pub(super) async fn gathered_ids(
     store: &dyn ObjectStore,
     source: &str,
     job_id: &str,
-) -> Result<HashSet<String>, PipelineError> {
-    let mut ids = HashSet::new();
-    for entry in store.list(&keys::job_gathered(source, job_id)).await? {
-        if let Some((page, _)) = get_json::<GatherPage>(store, &entry.key).await? {
-            ids.extend(page.documents.iter().map(|d| keys::object_id(&d.guid)));
+) -> Result<GatheredIds, PipelineError> {
+    let mut ids = Vec::new();
+    let mut pages = Pages::new(store, &keys::job_gathered(source, job_id));
+    while let Some(entries) = pages.next().await? {
+        for entry in entries {
+            if let Some((page, _)) = get_json::<GatherPage>(store, &entry.key).await? {
+                ids.extend(
+                    page.documents
+                        .iter()
+                        .map(|d| keys::object_id_bytes(&d.guid)),
+                );
+            }
         }
     }
-    Ok(ids)
+    ids.sort_unstable();
+    ids.dedup();
+    ids.shrink_to_fit();
+    Ok(GatheredIds(ids))
 }
 
 /// One object document per GUID (create-once), and a fetch for each not yet done: a page read

@@ -10,7 +10,7 @@ use crate::domain::keys;
 use crate::domain::now;
 use crate::domain::source::Source;
 use crate::services::Services;
-use crate::store::{ObjectStore, PutMode, StoreError, get_json, put_json};
+use crate::store::{ObjectStore, Pages, PutMode, StoreError, get_json, put_json};
 
 pub(super) async fn send(
     services: &Services,
@@ -257,15 +257,15 @@ pub async fn clear_source(services: &Services, source: &str) -> Result<u64, Pipe
     let store = services.store.as_ref();
     load_source(store, source).await?;
     let mut removed = 0;
-    for marker in store.list(&keys::record_markers(source)).await? {
-        let id_key = marker
-            .key
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        super::records::delete_record(store, source, &id_key).await?;
-        removed += 1;
+    // Paged: deleting behind the page read does not disturb the next page (it starts after
+    // the last key read).
+    let mut pages = Pages::new(store, &keys::record_markers(source));
+    while let Some(markers) = pages.next().await? {
+        for marker in markers {
+            let id_key = marker.key.rsplit('/').next().unwrap_or_default();
+            super::records::delete_record(store, source, id_key).await?;
+            removed += 1;
+        }
     }
     for prefix in [
         keys::jobs_of(source),
@@ -274,14 +274,17 @@ pub async fn clear_source(services: &Services, source: &str) -> Result<u64, Pipe
         keys::document_states(source),
         keys::rejected_of(source),
     ] {
-        for entry in store.list(&prefix).await? {
-            if let Some(job) = entry.key.strip_prefix(&keys::jobs_of(source))
-                && let Some(id) = job.strip_suffix(".json")
-                && !id.contains('/')
-            {
-                store.delete(&keys::job_index(id)).await?;
+        let mut pages = Pages::new(store, &prefix);
+        while let Some(entries) = pages.next().await? {
+            for entry in entries {
+                if let Some(job) = entry.key.strip_prefix(&keys::jobs_of(source))
+                    && let Some(id) = job.strip_suffix(".json")
+                    && !id.contains('/')
+                {
+                    store.delete(&keys::job_index(id)).await?;
+                }
+                store.delete(&entry.key).await?;
             }
-            store.delete(&entry.key).await?;
         }
     }
     store.delete(&keys::job_lock(source)).await?;

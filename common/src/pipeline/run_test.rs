@@ -42,8 +42,9 @@ const CONCURRENCY: usize = 16;
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 async fn done_count(services: &Services, source: &str, job: &str) -> Result<u64, PipelineError> {
-    let prefix = crate::domain::keys::job_done_prefix(source, job);
-    Ok(services.store.list(&prefix).await?.len() as u64)
+    Ok(super::check::tally(services.store.as_ref(), source, job)
+        .await?
+        .done)
 }
 
 pub async fn run_test(
@@ -72,6 +73,8 @@ pub async fn run_test_with(
     };
     let job = start_job_with(&local, source, options).await?;
     progress.update(0, None);
+    let mut counted = std::time::Instant::now();
+    let mut count_cost = std::time::Duration::ZERO;
     loop {
         // One listing page at a time (the gather runs as if its deadline were now, so it sends
         // itself again after each page), then that page's fetches and imports: only a page of
@@ -92,9 +95,8 @@ pub async fn run_test_with(
             .await?
             .object_count;
         // Fetches and imports run CONCURRENCY at a time, as the queue workers would. Progress
-        // is counted (a listing of the done markers) a few times a second, not every batch:
-        // counting after each batch made a large harvest quadratic.
-        let mut counted = std::time::Instant::now();
+        // is counted (a listing of the done markers) now and then, not every batch: counting
+        // after each batch made a large harvest quadratic.
         loop {
             let batch: Vec<String> = std::iter::from_fn(|| fetch.pop().or_else(|| import.pop()))
                 .take(CONCURRENCY)
@@ -103,17 +105,20 @@ pub async fn run_test_with(
                 break;
             }
             futures::future::try_join_all(batch.into_iter().map(|body| run(&local, body))).await?;
-            if counted.elapsed() >= PROGRESS_EVERY {
+            // Counting lists the done markers: at most a tenth of the time goes to it.
+            if counted.elapsed() >= PROGRESS_EVERY.max(count_cost * 10) {
+                let started = std::time::Instant::now();
                 progress.update(done_count(&local, source, &job.id).await?, total);
+                count_cost = started.elapsed();
                 counted = std::time::Instant::now();
             }
         }
-        progress.update(done_count(&local, source, &job.id).await?, total);
         for body in checks {
             run(&local, body).await?;
         }
         let current = get_job(local.store.as_ref(), source, &job.id).await?;
         if current.status.is_done() {
+            progress.update(current.done_count, current.object_count);
             return Ok(current);
         }
         let idle = gather.depth_now() == 0 && fetch.depth_now() == 0 && import.depth_now() == 0;

@@ -160,35 +160,113 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| StoreError::io("task", e))?
 }
 
-fn walk(dir: &Path, key_prefix: &str, out: &mut Vec<ListEntry>) -> std::io::Result<()> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(TEMP_PREFIX) {
-            continue;
-        }
-        let key = format!("{key_prefix}{name}");
-        let meta = match entry.metadata() {
-            Ok(meta) => meta,
-            // Deleted between read_dir and here: it is simply not listed.
-            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+/// A listing's walk over the folders: keys under `prefix` that sort after `after`, at most
+/// `limit` of them. Each folder keeps only its first `limit` entries (a heap), so a page of a
+/// folder of 100,000 files costs a page of memory.
+struct Walk<'a> {
+    prefix: &'a str,
+    after: Option<&'a str>,
+    limit: usize,
+    out: Vec<ListEntry>,
+}
+
+impl Walk<'_> {
+    /// Whether a file key, or a folder's key prefix (ending in `/`), can hold a wanted key.
+    fn wanted(&self, key: &str) -> bool {
+        let folder = key.ends_with('/');
+        let in_prefix = key.starts_with(self.prefix) || (folder && self.prefix.starts_with(key));
+        let after = match self.after {
+            None => true,
+            Some(after) if folder => after < key || after.starts_with(key),
+            Some(after) => key > after,
+        };
+        in_prefix && after
+    }
+
+    /// Walks folder `dir`, whose keys start with `key_prefix`, in S3's key order: a folder
+    /// sorts as its name followed by `/`.
+    fn folder(&mut self, dir: &Path, key_prefix: &str) -> std::io::Result<()> {
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
         };
-        if meta.is_dir() {
-            walk(&entry.path(), &format!("{key}/"), out)?;
-        } else {
-            out.push(ListEntry {
-                key,
-                size: meta.len(),
-            });
+        let room = self.limit - self.out.len();
+        let mut first = std::collections::BinaryHeap::new();
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(TEMP_PREFIX) {
+                continue;
+            }
+            // The entry's type comes with the folder's listing: only a page's files are
+            // looked at again (for their size).
+            let is_dir = match entry.file_type() {
+                Ok(kind) => kind.is_dir(),
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let key = if is_dir {
+                format!("{key_prefix}{name}/")
+            } else {
+                format!("{key_prefix}{name}")
+            };
+            if self.wanted(&key) {
+                first.push(key);
+                if first.len() > room {
+                    first.pop();
+                }
+            }
         }
+        for key in first.into_sorted_vec() {
+            if self.out.len() >= self.limit {
+                break;
+            }
+            let path = dir.join(key[key_prefix.len()..].trim_end_matches('/'));
+            if key.ends_with('/') {
+                self.folder(&path, &key)?;
+                continue;
+            }
+            match fs::metadata(&path) {
+                Ok(meta) => self.out.push(ListEntry {
+                    key,
+                    size: meta.len(),
+                }),
+                // Deleted since the folder was read: it is simply not listed.
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
-    Ok(())
+}
+
+impl LocalStore {
+    fn walk(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ListEntry>, StoreError> {
+        let (dir_part, _) = prefix.rsplit_once('/').unwrap_or(("", prefix));
+        if !dir_part.is_empty() {
+            validate_key(dir_part)?;
+        }
+        let key_prefix = if dir_part.is_empty() {
+            String::new()
+        } else {
+            format!("{dir_part}/")
+        };
+        let mut walk = Walk {
+            prefix,
+            after,
+            limit,
+            out: Vec::new(),
+        };
+        walk.folder(&self.root.join("objects").join(dir_part), &key_prefix)
+            .map_err(|e| StoreError::io(prefix, e))?;
+        Ok(walk.out)
+    }
 }
 
 #[async_trait]
@@ -232,25 +310,19 @@ impl ObjectStore for LocalStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ListEntry>, StoreError> {
-        let (dir_part, _) = prefix.rsplit_once('/').unwrap_or(("", prefix));
-        if !dir_part.is_empty() {
-            validate_key(dir_part)?;
-        }
-        let dir = self.root.join("objects").join(dir_part);
-        let key_prefix = if dir_part.is_empty() {
-            String::new()
-        } else {
-            format!("{dir_part}/")
-        };
-        let prefix = prefix.to_string();
-        blocking(move || {
-            let mut out = Vec::new();
-            walk(&dir, &key_prefix, &mut out).map_err(|e| StoreError::io(&prefix, e))?;
-            out.retain(|e| e.key.starts_with(&prefix));
-            out.sort_by(|a, b| a.key.cmp(&b.key));
-            Ok(out)
-        })
-        .await
+        let (this, prefix) = (self.clone(), prefix.to_string());
+        blocking(move || this.walk(&prefix, None, usize::MAX)).await
+    }
+
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ListEntry>, StoreError> {
+        let (this, prefix) = (self.clone(), prefix.to_string());
+        let after = start_after.map(str::to_string);
+        blocking(move || this.walk(&prefix, after.as_deref(), limit)).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {

@@ -78,6 +78,14 @@ pub trait ObjectStore: Send + Sync {
     ) -> Result<String, StoreError>;
     /// Every key under `prefix`, in lexicographic order.
     async fn list(&self, prefix: &str) -> Result<Vec<ListEntry>, StoreError>;
+    /// At most `limit` keys under `prefix` that sort after `start_after`, in lexicographic
+    /// order: what a caller walks with [`Pages`] when a listing may be too long to hold.
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ListEntry>, StoreError>;
     /// Removes `key`; removing a missing key is not an error (deletes are replayed).
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Starts a multipart upload; parts are uploaded in order and the object appears only on
@@ -89,6 +97,45 @@ pub trait ObjectStore: Send + Sync {
     ) -> Result<Box<dyn MultipartUpload>, StoreError>;
     /// A URL that lets anyone holding it GET the object until `expires_in` has passed.
     async fn presign_get(&self, key: &str, expires_in: Duration) -> Result<String, StoreError>;
+}
+
+/// Keys this many to a page: S3's own page size.
+pub const PAGE_SIZE: usize = 1000;
+
+/// A listing walked a page at a time, so its length never sits in memory at once.
+pub struct Pages<'a> {
+    store: &'a dyn ObjectStore,
+    prefix: String,
+    after: Option<String>,
+    done: bool,
+}
+
+impl<'a> Pages<'a> {
+    pub fn new(store: &'a dyn ObjectStore, prefix: &str) -> Self {
+        Pages {
+            store,
+            prefix: prefix.to_string(),
+            after: None,
+            done: false,
+        }
+    }
+
+    /// The next page, or `None` after the last.
+    pub async fn next(&mut self) -> Result<Option<Vec<ListEntry>>, StoreError> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = self
+            .store
+            .list_page(&self.prefix, self.after.as_deref(), PAGE_SIZE)
+            .await?;
+        self.done = page.len() < PAGE_SIZE;
+        match page.last() {
+            Some(last) => self.after = Some(last.key.clone()),
+            None => return Ok(None),
+        }
+        Ok(Some(page))
+    }
 }
 
 /// One multipart upload. Dropping it without `complete` leaves no visible object; callers

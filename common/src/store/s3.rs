@@ -140,6 +140,37 @@ impl ObjectStore for S3Store {
         Ok(out)
     }
 
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ListEntry>, StoreError> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .set_start_after(start_after.map(str::to_string))
+            .max_keys(limit.min(1000) as i32)
+            .into_paginator()
+            .send();
+        while out.len() < limit
+            && let Some(page) = pages.next().await
+        {
+            let page = page.map_err(|e| map_err(prefix, e))?;
+            out.extend(page.contents().iter().filter_map(|obj| {
+                Some(ListEntry {
+                    key: obj.key()?.to_string(),
+                    size: obj.size().unwrap_or(0).max(0) as u64,
+                })
+            }));
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         validate_key(key)?;
         match self

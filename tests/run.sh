@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sheaf's test command: installs what the tests need, then runs every test of the workspace.
-#  - a Python virtualenv in .venv from the pinned tests/requirements.txt (moto, cfn-lint, SAM CLI)
+#  - a Python virtualenv in .venv from the pinned tests/requirements.txt (moto, cfn-lint, SAM CLI,
+#    pycsw)
 #  - nginx, unzip and a JDK (two of the three readers every test zip must pass), util-linux's
 #    unshare and iproute2's ip, through apt-get when missing and running as root
 # With SHEAF_EXTRA_FIXTURES=DIR it also harvests the real third-party records in DIR.

@@ -120,8 +120,12 @@ async fn changing_calls_need_the_token_and_bad_sources_name_their_field() {
             "frequency",
         ),
         (
-            json!({"name": "a", "url": "https://x.org/", "type": "csw"}),
+            json!({"name": "a", "url": "https://x.org/", "type": "ckan"}),
             "type",
+        ),
+        (
+            json!({"name": "a", "url": "https://x.org/csw", "type": "csw", "config": {"page_size": 0}}),
+            "config.page_size",
         ),
     ] {
         let (status, answer) = call(

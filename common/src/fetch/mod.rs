@@ -31,6 +31,9 @@ pub enum FetchError {
     Status { url: String, status: u16 },
     #[error("fetching {url} failed: {message}")]
     Transport { url: String, message: String },
+    /// The server answered, but not with a document (an empty or an exception answer).
+    #[error("{url} gave no document: {reason}")]
+    Unusable { url: String, reason: String },
 }
 
 impl FetchError {

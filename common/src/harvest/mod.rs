@@ -1,6 +1,7 @@
 //! The harvester interface a source type implements (ckanext-harvest's `IHarvester`:
 //! info, validate_config, gather, fetch, import, plus the link to an original document).
 
+mod csw;
 mod waf;
 
 use async_trait::async_trait;
@@ -13,6 +14,7 @@ use crate::fetch::{FetchError, FetchRequest};
 use crate::parse::{Rejection, XmlLimits, read_metadata};
 use crate::services::Services;
 
+pub use csw::{CswHarvester, unwrap_record as unwrap_csw_record};
 pub use waf::{WafHarvester, parse_listing};
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -57,7 +59,8 @@ impl From<FetchError> for GatherError {
             | FetchError::Refused { url, .. }
             | FetchError::TooLarge { url, .. }
             | FetchError::Status { url, .. }
-            | FetchError::Transport { url, .. } => Some(url.clone()),
+            | FetchError::Transport { url, .. }
+            | FetchError::Unusable { url, .. } => Some(url.clone()),
         };
         GatherError {
             message: e.to_string(),
@@ -109,20 +112,7 @@ pub trait Harvester: Send + Sync {
         object: &HarvestObject,
         previous: Option<&DocumentState>,
     ) -> Result<Fetched, FetchError> {
-        let mut request = FetchRequest::new(&object.url, services.settings.max_document_bytes);
-        if let Some(prev) = previous {
-            request.if_none_match = prev.etag.clone();
-            request.if_modified_since = prev.last_modified.clone();
-        }
-        let resp = services.fetcher.get(&request).await?;
-        if resp.not_modified() {
-            return Ok(Fetched::NotModified);
-        }
-        Ok(Fetched::Document {
-            body: resp.body,
-            etag: resp.etag,
-            last_modified: resp.last_modified,
-        })
+        fetch_document(services, object, previous).await
     }
 
     /// Reads a fetched document into catalogue metadata.
@@ -142,11 +132,34 @@ pub trait Harvester: Send + Sync {
     }
 }
 
+/// A conditional GET of an object's URL, using what the last harvest remembered.
+pub async fn fetch_document(
+    services: &Services,
+    object: &HarvestObject,
+    previous: Option<&DocumentState>,
+) -> Result<Fetched, FetchError> {
+    let mut request = FetchRequest::new(&object.url, services.settings.max_document_bytes);
+    if let Some(prev) = previous {
+        request.if_none_match = prev.etag.clone();
+        request.if_modified_since = prev.last_modified.clone();
+    }
+    let resp = services.fetcher.get(&request).await?;
+    if resp.not_modified() {
+        return Ok(Fetched::NotModified);
+    }
+    Ok(Fetched::Document {
+        body: resp.body,
+        etag: resp.etag,
+        last_modified: resp.last_modified,
+    })
+}
+
 /// The harvester of a source type; `None` for types not implemented yet.
 pub fn harvester_for(source_type: SourceType) -> Option<&'static dyn Harvester> {
     match source_type {
         SourceType::Waf => Some(&WafHarvester),
-        SourceType::Csw | SourceType::Ckan | SourceType::OaiPmh => None,
+        SourceType::Csw => Some(&CswHarvester),
+        SourceType::Ckan | SourceType::OaiPmh => None,
     }
 }
 

@@ -318,6 +318,61 @@ pub fn python() -> PathBuf {
     }
 }
 
+/// pycsw (from .venv) serving the records of a folder: tests/pycsw_server.py.
+pub struct Pycsw {
+    pub port: u16,
+    _child: KillOnDrop,
+    _dir: tempfile::TempDir,
+}
+
+impl Pycsw {
+    /// Loads every record under `records` and serves them, at most `max_records` a page.
+    pub fn serve(records: &Path, max_records: u32) -> Pycsw {
+        let venv_python = workspace_root().join(".venv/bin/python");
+        let program = find_program(
+            "SHEAF_PYCSW_PYTHON",
+            &[venv_python],
+            "pycsw's Python (.venv)",
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port_file = dir.path().join("port");
+        let mut child = Command::new(program)
+            .arg(workspace_root().join("tests/pycsw_server.py"))
+            .arg(dir.path().join("work"))
+            .arg(records)
+            .arg(&port_file)
+            .arg(max_records.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tests/pycsw_server.py");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let port = loop {
+            if let Ok(text) = std::fs::read_to_string(&port_file) {
+                break text.trim().parse::<u16>().expect("pycsw port");
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "pycsw exited before serving: {status} (is pycsw in .venv? run tests/run.sh)"
+                );
+            }
+            assert!(Instant::now() < deadline, "pycsw did not start within 60 s");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        wait_for_port(port, &mut child, "pycsw");
+        Pycsw {
+            port,
+            _child: KillOnDrop(child),
+            _dir: dir,
+        }
+    }
+
+    /// The CSW endpoint.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/csw", self.port)
+    }
+}
+
 /// tests/ckan_datastore.py: a CKAN datastore_search endpoint (see its doc string for the
 /// datasets its resource ids name).
 pub struct CkanDatastore {

@@ -14,7 +14,10 @@ use crate::fetch::{FetchError, FetchRequest};
 use crate::parse::{Rejection, XmlLimits, read_metadata};
 use crate::services::Services;
 
-pub use csw::{CswHarvester, unwrap_record as unwrap_csw_record};
+pub use csw::{
+    CswHarvester, read_search_results as read_csw_search_results,
+    unwrap_record as unwrap_csw_record,
+};
 pub use waf::{WafHarvester, parse_listing};
 
 #[derive(Debug, Clone, serde::Serialize)]

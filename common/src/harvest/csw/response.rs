@@ -171,9 +171,7 @@ fn not_a_response(body: &[u8], root: &[u8]) -> String {
 /// A namespace declaration as written: its attribute name (`xmlns`, `xmlns:gmd`) and raw value.
 type Declaration = (Vec<u8>, Vec<u8>);
 
-fn namespace_declarations(
-    e: &quick_xml::events::BytesStart,
-) -> Result<Vec<Declaration>, String> {
+fn namespace_declarations(e: &quick_xml::events::BytesStart) -> Result<Vec<Declaration>, String> {
     let mut out = Vec::new();
     for attr in e.attributes() {
         let attr = attr.map_err(|err| format!("malformed XML: {err}"))?;

@@ -155,6 +155,23 @@ fn main() {
             );
         }
 
+        // The real OAI-PMH answers as a repository: ListRecords.xml's token names the next
+        // file, down a chain of four pages, each with one deleted record.
+        let oai = Nginx::serve_with(
+            &site.path().join("oai-pmh"),
+            "if ($arg_resumptionToken) { rewrite ^ /$arg_resumptionToken break; } \
+             if ($arg_verb = ListRecords) { rewrite ^ /ListRecords.xml break; }",
+        );
+        let source = serde_json::json!({
+            "name": "oai", "url": oai.url("/oai"), "type": "oai-pmh",
+            "config": {"metadata_prefix": "oai_dc"}
+        });
+        let listed = gather_all(&common::harvest::OaiPmhHarvester, &services, source).await;
+        check(
+            listed.as_ref().is_ok_and(|ids| ids.len() == 4),
+            format!("oai-pmh/ListRecords*.xml: four records kept, got {listed:?}"),
+        );
+
         let job = harvest(&services, "bad", nginx.url("bad/")).await;
         let errors: BTreeMap<String, String> = job
             .object_errors
@@ -191,6 +208,19 @@ fn main() {
             format!("one of the duplicate-id files refused, got {duplicates}"),
         );
     });
+    // Real GetRecord answers hold a record Sheaf reads; a truncated page is an error.
+    for file in xml_files(&site.path().join("oai-pmh")) {
+        let body = std::fs::read(site.path().join("oai-pmh").join(&file)).expect("read");
+        if file.contains("GetRecord") {
+            let record = common::harvest::unwrap_oai_record(&body).and_then(|r| {
+                common::parse::read_metadata(&r, Default::default()).map_err(|e| e.to_string())
+            });
+            check(
+                record.is_ok(),
+                format!("oai-pmh/{file}: {:?}", record.err()),
+            );
+        }
+    }
     // Real CSW answers: result pages list their records, GetRecordById answers hold one.
     for file in xml_files(&site.path().join("csw-responses")) {
         let body = std::fs::read(site.path().join("csw-responses").join(&file)).expect("read");

@@ -6,46 +6,18 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
-use common::catalog::{SearchQuery, get_record, search};
+use common::catalog::get_record;
 use common::domain::job::{Job, JobStatus};
 use common::domain::record::{Metadata, RecordFormat};
 use common::domain::source::SourceType;
 use common::parse::{XmlLimits, read_metadata};
 use common::pipeline::{JobOptions, run_test_with};
 use common::services::Services;
-use common::sources::{NewSource, SourcePatch, add_source, patch_source};
+use common::sources::{NewSource, add_source};
 use support::*;
 
 const SOURCE: &str = "test-csw";
-
-/// The test's catalogue: ISO 19139 records and one csw:Record, in nested folders.
-fn records(dir: &Path, skip: &[&str]) -> Vec<Metadata> {
-    let waf = workspace_root().join("tests/records/waf");
-    let files = [
-        "iso19139/coastal-erosion.xml",
-        "iso19139/seabed-habitats.xml",
-        "iso19139/glider-mission.xml",
-        "iso19139/wms-service.xml",
-        "iso19139/regional/lakes-inventory.xml",
-        "iso19139/regional/forest-plots.xml",
-        "dublin-core/record-harbour-survey.xml",
-    ];
-    let mut held = Vec::new();
-    for file in files {
-        let bytes = std::fs::read(waf.join(file)).expect("test record");
-        let metadata = read_metadata(&bytes, XmlLimits::default()).expect("a valid record");
-        if skip.contains(&metadata.id.as_str()) {
-            continue;
-        }
-        let target = dir.join(file);
-        std::fs::create_dir_all(target.parent().unwrap()).expect("mkdir");
-        std::fs::write(target, bytes).expect("copy");
-        held.push(metadata);
-    }
-    held
-}
 
 fn csw_source(url: &str, config: serde_json::Value) -> NewSource {
     NewSource {
@@ -88,25 +60,11 @@ async fn server_record(server: &Pycsw, id: &str, schema: &str) -> Metadata {
     read_metadata(&record, XmlLimits::default()).expect("readable")
 }
 
-async fn catalogue_ids(services: &Services) -> BTreeSet<String> {
-    let page = search(
-        services.store.as_ref(),
-        &SearchQuery {
-            source: Some(SOURCE.into()),
-            page_size: Some(100),
-            ..SearchQuery::default()
-        },
-    )
-    .await
-    .expect("search");
-    page.records.into_iter().map(|r| r.metadata.id).collect()
-}
-
 const GMD: &str = "http://www.isotc211.org/2005/gmd";
 
 async fn first_and_second_harvest(services: &Services) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let held = records(&dir.path().join("records"), &[]);
+    let held = catalogue_records(&dir.path().join("records"), &[]);
     // pycsw answers at most 3 records a page whatever is asked: the gather pages through
     // what the server says, not what it asked for.
     let server = Pycsw::serve(&dir.path().join("records"), 3);
@@ -124,7 +82,7 @@ async fn first_and_second_harvest(services: &Services) {
     assert_eq!(job.stats.errored, 0, "{:?}", job.object_errors);
 
     let expected: BTreeSet<String> = held.iter().map(|m| m.id.clone()).collect();
-    assert_eq!(catalogue_ids(services).await, expected);
+    assert_eq!(catalogue_ids(services, SOURCE).await, expected);
     for original in &held {
         let record = get_record(services.store.as_ref(), &original.id)
             .await
@@ -177,23 +135,14 @@ async fn first_and_second_harvest(services: &Services) {
     // The server drops a record: the next harvest deletes it, and only it.
     let gone = held[1].id.clone();
     let fewer_dir = tempfile::tempdir().expect("tempdir");
-    records(fewer_dir.path(), &[&gone]);
+    catalogue_records(fewer_dir.path(), &[&gone]);
     let fewer = Pycsw::serve(fewer_dir.path(), 3);
-    patch_source(
-        services.store.as_ref(),
-        SOURCE,
-        SourcePatch {
-            url: Some(fewer.url()),
-            ..SourcePatch::default()
-        },
-    )
-    .await
-    .expect("patch");
+    point_source_at(services, SOURCE, fewer.url()).await;
     let third = harvest(services).await;
     assert_eq!(third.stats.deleted, 1, "{:?}", third.stats);
     let mut left = expected.clone();
     left.remove(&gone);
-    assert_eq!(catalogue_ids(services).await, left);
+    assert_eq!(catalogue_ids(services, SOURCE).await, left);
 }
 
 #[tokio::test]
@@ -215,7 +164,7 @@ async fn a_csw_harvest_brings_every_record_as_the_server_holds_it_on_moto() {
 async fn a_page_failing_mid_harvest_deletes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let services = local_services(dir.path());
-    let held = records(&dir.path().join("records"), &[]);
+    let held = catalogue_records(&dir.path().join("records"), &[]);
     let server = Pycsw::serve(&dir.path().join("records"), 3);
     add_source(
         services.store.as_ref(),
@@ -234,16 +183,7 @@ async fn a_page_failing_mid_harvest_deletes_nothing() {
             server.port
         ),
     );
-    patch_source(
-        services.store.as_ref(),
-        SOURCE,
-        SourcePatch {
-            url: Some(proxy.url("/csw")),
-            ..SourcePatch::default()
-        },
-    )
-    .await
-    .expect("patch");
+    point_source_at(&services, SOURCE, proxy.url("/csw")).await;
     let failed = run_test_with(&services, SOURCE, JobOptions::default(), &|_: u64,
                                                                            _: Option<
         u64,
@@ -259,7 +199,7 @@ async fn a_page_failing_mid_harvest_deletes_nothing() {
         failed.gather_errors
     );
     assert_eq!(failed.stats.deleted, 0, "{:?}", failed.stats);
-    assert_eq!(catalogue_ids(&services).await.len(), held.len());
+    assert_eq!(catalogue_ids(&services, SOURCE).await.len(), held.len());
 }
 
 /// `output_schema: csw` harvests csw:Records; a filter narrows the harvest to what it selects.
@@ -267,7 +207,7 @@ async fn a_page_failing_mid_harvest_deletes_nothing() {
 async fn csw_records_and_a_filter() {
     let dir = tempfile::tempdir().expect("tempdir");
     let services = local_services(dir.path());
-    let held = records(&dir.path().join("records"), &[]);
+    let held = catalogue_records(&dir.path().join("records"), &[]);
     let server = Pycsw::serve(&dir.path().join("records"), 10);
     let chosen = &held[0];
     let word = chosen
@@ -299,7 +239,7 @@ async fn csw_records_and_a_filter() {
     .expect("add source");
     let job = harvest(&services).await;
     assert_eq!(job.stats.errored, 0, "{:?}", job.object_errors);
-    assert_eq!(catalogue_ids(&services).await, matching);
+    assert_eq!(catalogue_ids(&services, SOURCE).await, matching);
     for id in &matching {
         let record = get_record(services.store.as_ref(), id)
             .await
@@ -320,29 +260,6 @@ fn page(ids: &[&str], matched: u64, next: u64) -> String {
         r#"<?xml version="1.0"?><csw:GetRecordsResponse xmlns:csw="http://www.opengis.net/cat/csw/2.0.2" xmlns:dc="http://purl.org/dc/elements/1.1/"><csw:SearchResults numberOfRecordsMatched="{matched}" numberOfRecordsReturned="{}" nextRecord="{next}">{records}</csw:SearchResults></csw:GetRecordsResponse>"#,
         ids.len()
     )
-}
-
-/// Every identifier a gather of the server at `url` lists, page by page, or its error.
-async fn gather_all(services: &Services, url: &str) -> Result<Vec<String>, String> {
-    use common::harvest::{CswHarvester, Harvester};
-    let source: common::domain::source::Source = serde_json::from_value(serde_json::json!({
-        "name": SOURCE, "url": url, "type": "csw", "config": {"page_size": 3}
-    }))
-    .unwrap();
-    let mut ids = Vec::new();
-    let mut cursor = None;
-    for _ in 0..20 {
-        let page = CswHarvester
-            .gather_page(services, &source, cursor.as_ref())
-            .await
-            .map_err(|e| e.message)?;
-        ids.extend(page.documents.into_iter().map(|d| d.guid));
-        match page.next {
-            None => return Ok(ids),
-            next => cursor = next,
-        }
-    }
-    panic!("the gather did not end: {ids:?}");
 }
 
 /// Servers that get paging wrong, served as files by nginx (a page per startPosition): a
@@ -376,21 +293,28 @@ async fn quirky_paging_neither_ends_early_nor_loops() {
         &site,
         "if ($arg_startPosition) { rewrite ^/([a-z]+)/csw$ /$1/page-$arg_startPosition.xml break; }",
     );
+    let csw_gather = |services: &Services, url: String| {
+        let source = serde_json::json!({
+            "name": SOURCE, "url": url, "type": "csw", "config": {"page_size": 3}
+        });
+        let services = services.clone();
+        async move { gather_all(&common::harvest::CswHarvester, &services, source).await }
+    };
     let letters =
         |n: usize| -> Vec<String> { "abcdefg".chars().take(n).map(String::from).collect() };
     assert_eq!(
-        gather_all(&services, &nginx.url("/small/csw")).await,
+        csw_gather(&services, nginx.url("/small/csw")).await,
         Ok(letters(7))
     );
     assert_eq!(
-        gather_all(&services, &nginx.url("/large/csw")).await,
+        csw_gather(&services, nginx.url("/large/csw")).await,
         Ok(letters(4))
     );
     assert_eq!(
-        gather_all(&services, &nginx.url("/zero/csw")).await,
+        csw_gather(&services, nginx.url("/zero/csw")).await,
         Ok(letters(5))
     );
-    let err = gather_all(&services, &nginx.url("/same/csw"))
+    let err = csw_gather(&services, nginx.url("/same/csw"))
         .await
         .unwrap_err();
     assert!(err.contains("does not page"), "{err}");

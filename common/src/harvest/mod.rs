@@ -2,6 +2,8 @@
 //! info, validate_config, gather, fetch, import, plus the link to an original document).
 
 mod csw;
+mod oai_pmh;
+mod unwrap;
 mod waf;
 
 use async_trait::async_trait;
@@ -18,6 +20,7 @@ pub use csw::{
     CswHarvester, read_search_results as read_csw_search_results,
     unwrap_record as unwrap_csw_record,
 };
+pub use oai_pmh::{OaiPmhHarvester, unwrap_record as unwrap_oai_record};
 pub use waf::{WafHarvester, parse_listing};
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -157,12 +160,90 @@ pub async fn fetch_document(
     })
 }
 
+/// A conditional GET of a protocol's answer, and the record `unwrap` takes out of it: the
+/// central WAF keeps records, not answers. An answer without one is `Unusable`, with why.
+pub(crate) async fn fetch_unwrapped(
+    services: &Services,
+    object: &HarvestObject,
+    previous: Option<&DocumentState>,
+    unwrap: fn(&[u8]) -> Result<Bytes, String>,
+) -> Result<Fetched, FetchError> {
+    match fetch_document(services, object, previous).await? {
+        Fetched::NotModified => Ok(Fetched::NotModified),
+        Fetched::Document {
+            body,
+            etag,
+            last_modified,
+        } => Ok(Fetched::Document {
+            body: unwrap(&body).map_err(|reason| FetchError::Unusable {
+                url: object.url.clone(),
+                reason,
+            })?,
+            etag,
+            last_modified,
+        }),
+    }
+}
+
+/// Tries of one listing page (a CSW or OAI-PMH page) before its failure is the gather's, and
+/// the wait before the first retry (doubled for the next).
+const LISTING_TRIES: u32 = 3;
+const LISTING_RETRY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// One page of a protocol's listing, tried again after a failure the server may get over.
+pub(crate) async fn get_listing(
+    services: &Services,
+    url: &url::Url,
+    max_bytes: u64,
+) -> Result<Bytes, GatherError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match services
+            .fetcher
+            .get(&FetchRequest::new(url.as_str(), max_bytes))
+            .await
+        {
+            Ok(resp) => return Ok(resp.body),
+            Err(e) if e.is_transient() && tries < LISTING_TRIES => {
+                tracing::warn!(url = %url, error = %e, tries, "listing page failed, trying again");
+                tokio::time::sleep(LISTING_RETRY_WAIT * 2u32.pow(tries - 1)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// `base` with a protocol's request parameters set (replacing any of the same name, in any
+/// case, that it carried) and its other parameters kept.
+pub(crate) fn with_params(base: &str, params: &[(&str, &str)]) -> Result<url::Url, String> {
+    let mut url = url::Url::parse(base).map_err(|e| format!("invalid source URL: {e}"))?;
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| !params.iter().any(|(p, _)| p.eq_ignore_ascii_case(k)))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    url.set_query(None);
+    {
+        let mut query = url.query_pairs_mut();
+        for (k, v) in kept
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(params.iter().copied())
+        {
+            query.append_pair(k, v);
+        }
+    }
+    Ok(url)
+}
+
 /// The harvester of a source type; `None` for types not implemented yet.
 pub fn harvester_for(source_type: SourceType) -> Option<&'static dyn Harvester> {
     match source_type {
         SourceType::Waf => Some(&WafHarvester),
         SourceType::Csw => Some(&CswHarvester),
-        SourceType::Ckan | SourceType::OaiPmh => None,
+        SourceType::OaiPmh => Some(&OaiPmhHarvester),
+        SourceType::Ckan => None,
     }
 }
 

@@ -318,6 +318,92 @@ pub fn python() -> PathBuf {
     }
 }
 
+/// The catalogue the protocol tests load into their servers: ISO 19139 records and one
+/// csw:Record from tests/records/waf, in nested folders under `dir`, but those whose
+/// identifier is in `skip`. Returns the records as Sheaf reads the files.
+pub fn catalogue_records(dir: &Path, skip: &[&str]) -> Vec<common::domain::record::Metadata> {
+    let waf = workspace_root().join("tests/records/waf");
+    let files = [
+        "iso19139/coastal-erosion.xml",
+        "iso19139/seabed-habitats.xml",
+        "iso19139/glider-mission.xml",
+        "iso19139/wms-service.xml",
+        "iso19139/regional/lakes-inventory.xml",
+        "iso19139/regional/forest-plots.xml",
+        "dublin-core/record-harbour-survey.xml",
+    ];
+    let mut held = Vec::new();
+    for file in files {
+        let bytes = std::fs::read(waf.join(file)).expect("test record");
+        let metadata = common::parse::read_metadata(&bytes, common::parse::XmlLimits::default())
+            .expect("a valid record");
+        if skip.contains(&metadata.id.as_str()) {
+            continue;
+        }
+        let target = dir.join(file);
+        std::fs::create_dir_all(target.parent().unwrap()).expect("mkdir");
+        std::fs::write(target, bytes).expect("copy");
+        held.push(metadata);
+    }
+    held
+}
+
+/// The identifiers of a source's records in the catalogue.
+pub async fn catalogue_ids(
+    services: &Services,
+    source: &str,
+) -> std::collections::BTreeSet<String> {
+    let page = common::catalog::search(
+        services.store.as_ref(),
+        &common::catalog::SearchQuery {
+            source: Some(source.into()),
+            page_size: Some(100),
+            ..common::catalog::SearchQuery::default()
+        },
+    )
+    .await
+    .expect("search");
+    page.records.into_iter().map(|r| r.metadata.id).collect()
+}
+
+/// Points source `name` at another URL (another server, or a proxy in front of it).
+pub async fn point_source_at(services: &Services, name: &str, url: String) {
+    common::sources::patch_source(
+        services.store.as_ref(),
+        name,
+        common::sources::SourcePatch {
+            url: Some(url),
+            ..common::sources::SourcePatch::default()
+        },
+    )
+    .await
+    .expect("patch source");
+}
+
+/// Every identifier a harvester's gather of `source` (a source's JSON) lists, page by page
+/// (at most 20), or its error.
+pub async fn gather_all(
+    harvester: &dyn common::harvest::Harvester,
+    services: &Services,
+    source: serde_json::Value,
+) -> Result<Vec<String>, String> {
+    let source: common::domain::source::Source = serde_json::from_value(source).expect("source");
+    let mut ids = Vec::new();
+    let mut cursor = None;
+    for _ in 0..20 {
+        let page = harvester
+            .gather_page(services, &source, cursor.as_ref())
+            .await
+            .map_err(|e| e.message)?;
+        ids.extend(page.documents.into_iter().map(|d| d.guid));
+        match page.next {
+            None => return Ok(ids),
+            next => cursor = next,
+        }
+    }
+    Err(format!("the gather did not end after 20 pages: {ids:?}"))
+}
+
 /// pycsw (from .venv) serving the records of a folder: tests/pycsw_server.py.
 pub struct Pycsw {
     pub port: u16,

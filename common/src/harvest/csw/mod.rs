@@ -9,17 +9,18 @@
 
 mod response;
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Fetched, GatherError, GatherPage, Gathered, Harvester, HarvesterInfo, fetch_document};
+use super::{
+    Fetched, GatherError, GatherPage, Gathered, Harvester, HarvesterInfo, fetch_unwrapped,
+    get_listing, with_params,
+};
 use crate::domain::job::{DocumentState, HarvestObject};
 use crate::domain::keys;
 use crate::domain::source::{FieldError, Source};
-use crate::fetch::{FetchError, FetchRequest};
+use crate::fetch::FetchError;
 use crate::services::Services;
 
 pub use response::{SearchResults, read_search_results, unwrap_record};
@@ -27,9 +28,6 @@ pub use response::{SearchResults, read_search_results, unwrap_record};
 const MAX_PAGE_BYTES: u64 = 20 * 1024 * 1024;
 const DEFAULT_PAGE_SIZE: u64 = 100;
 const MAX_PAGE_SIZE: u64 = 1000;
-/// Tries of one GetRecords page before its failure is the gather's, and the waits between.
-const PAGE_TRIES: u32 = 3;
-const PAGE_RETRY_WAIT: Duration = Duration::from_secs(1);
 
 const ISO_SCHEMA: &str = "http://www.isotc211.org/2005/gmd";
 const CSW_SCHEMA: &str = "http://www.opengis.net/cat/csw/2.0.2";
@@ -87,28 +85,6 @@ struct Cursor {
     previous: Option<String>,
 }
 
-/// The source URL with CSW's request parameters set (replacing any of the same name the URL
-/// carried), keeping its other parameters.
-fn request_url(base: &str, params: &[(&str, &str)]) -> Result<url::Url, String> {
-    let mut url = url::Url::parse(base).map_err(|e| format!("invalid source URL: {e}"))?;
-    let kept: Vec<(String, String)> = url
-        .query_pairs()
-        .filter(|(k, _)| !params.iter().any(|(p, _)| p.eq_ignore_ascii_case(k)))
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    url.set_query(None);
-    {
-        let mut query = url.query_pairs_mut();
-        for (k, v) in &kept {
-            query.append_pair(k, v);
-        }
-        for (k, v) in params {
-            query.append_pair(k, v);
-        }
-    }
-    Ok(url)
-}
-
 fn records_url(source: &Source, config: &CswConfig, start: u64) -> Result<url::Url, String> {
     let (start, size) = (start.to_string(), config.page_size.to_string());
     let mut params = vec![
@@ -129,11 +105,11 @@ fn records_url(source: &Source, config: &CswConfig, start: u64) -> Result<url::U
             ("constraint", filter.as_str()),
         ]);
     }
-    request_url(&source.url, &params)
+    with_params(&source.url, &params)
 }
 
 fn record_url(source: &Source, config: &CswConfig, id: &str) -> Result<url::Url, String> {
-    request_url(
+    with_params(
         &source.url,
         &[
             ("service", "CSW"),
@@ -148,31 +124,11 @@ fn record_url(source: &Source, config: &CswConfig, id: &str) -> Result<url::Url,
 
 /// One GetRecords page, tried again after a failure the server may get over.
 async fn read_page(services: &Services, url: &url::Url) -> Result<SearchResults, GatherError> {
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let outcome = match services
-            .fetcher
-            .get(&FetchRequest::new(url.as_str(), MAX_PAGE_BYTES))
-            .await
-        {
-            Ok(resp) => read_search_results(&resp.body).map_err(|message| (false, message)),
-            Err(e) => Err((e.is_transient(), e.to_string())),
-        };
-        match outcome {
-            Ok(results) => return Ok(results),
-            Err((transient, message)) if transient && tries < PAGE_TRIES => {
-                tracing::warn!(url = %url, error = %message, tries, "GetRecords failed, trying again");
-                tokio::time::sleep(PAGE_RETRY_WAIT * tries).await;
-            }
-            Err((_, message)) => {
-                return Err(GatherError {
-                    message,
-                    url: Some(url.to_string()),
-                });
-            }
-        }
-    }
+    let body = get_listing(services, url, MAX_PAGE_BYTES).await?;
+    read_search_results(&body).map_err(|message| GatherError {
+        message,
+        url: Some(url.to_string()),
+    })
 }
 
 fn digest(ids: &[String]) -> String {
@@ -316,24 +272,7 @@ impl Harvester for CswHarvester {
         object: &HarvestObject,
         previous: Option<&DocumentState>,
     ) -> Result<Fetched, FetchError> {
-        match fetch_document(services, object, previous).await? {
-            Fetched::NotModified => Ok(Fetched::NotModified),
-            Fetched::Document {
-                body,
-                etag,
-                last_modified,
-            } => {
-                let body = unwrap_record(&body).map_err(|reason| FetchError::Unusable {
-                    url: object.url.clone(),
-                    reason,
-                })?;
-                Ok(Fetched::Document {
-                    body,
-                    etag,
-                    last_modified,
-                })
-            }
-        }
+        fetch_unwrapped(services, object, previous, unwrap_record).await
     }
 }
 

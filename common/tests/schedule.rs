@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use common::domain::job::JobStatus;
+use common::domain::job::{JobStatus, NoticeState};
 use common::domain::source::{Frequency, SourceType};
 use common::pipeline::{self, get_job, list_jobs, run_scheduled};
 use common::queue::{MAX_RECEIVE_COUNT, QueueName};
@@ -153,4 +153,160 @@ async fn dead_letter_scenario(services: Services, nginx: &support::Nginx) {
     );
     let again = run_scheduled(&services).await.expect("run");
     assert!(again.dead_lettered.is_empty(), "ended once: {again:?}");
+}
+
+/// A mailer that fails its first sends (SES throttling, a network blip), then hands on.
+struct FlakyMailer {
+    inner: std::sync::Arc<dyn common::mail::Mailer>,
+    failures_left: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl common::mail::Mailer for FlakyMailer {
+    async fn send(&self, email: &common::mail::Email) -> Result<(), common::mail::MailError> {
+        use std::sync::atomic::Ordering;
+        if self
+            .failures_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(common::mail::MailError::Send("throttled".into()));
+        }
+        self.inner.send(email).await
+    }
+}
+
+/// Where a test reads the emails sent: the local outbox, or what moto's SES received.
+enum Sent {
+    Outbox(std::path::PathBuf),
+    Ses(String),
+}
+
+impl Sent {
+    async fn mails(&self) -> Vec<String> {
+        match self {
+            Sent::Outbox(dir) => std::fs::read_dir(dir.join("outbox"))
+                .map(|entries| {
+                    entries
+                        .map(|e| std::fs::read_to_string(e.expect("entry").path()).expect("mail"))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            Sent::Ses(endpoint) => {
+                let text = reqwest::get(format!("{endpoint}/moto-api/data.json"))
+                    .await
+                    .expect("moto")
+                    .text()
+                    .await
+                    .expect("body");
+                let dump: serde_json::Value = serde_json::from_str(&text).expect("moto json");
+                dump["ses"]["RawMessage"]
+                    .as_array()
+                    .map(|all| {
+                        all.iter()
+                            .map(|m| m["raw_data"].as_str().expect("raw").to_string())
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            }
+        }
+    }
+}
+
+/// A job that ends with errors owes its owner one email. When sending fails at the end of the
+/// job, the job stays finished with the email pending; the schedule sends it, once, and later
+/// ticks send nothing more. A job without errors sends none.
+async fn the_owners_email_goes_once(mut services: Services, sent: Sent) {
+    let site = tempfile::tempdir().expect("tempdir");
+    let waf = site.path().join("waf");
+    std::fs::create_dir_all(&waf).expect("mkdir");
+    let records = support::workspace_root().join("tests/records/waf");
+    std::fs::copy(
+        records.join("iso19139/glider-mission.xml"),
+        waf.join("glider.xml"),
+    )
+    .unwrap();
+    std::fs::copy(records.join("bad/no-title.xml"), waf.join("no-title.xml")).unwrap();
+    let nginx = support::Nginx::serve(site.path());
+
+    services.mailer = std::sync::Arc::new(FlakyMailer {
+        inner: services.mailer.clone(),
+        failures_left: std::sync::atomic::AtomicU32::new(MAX_RECEIVE_COUNT * 2),
+    });
+    add_source(
+        services.store.as_ref(),
+        NewSource {
+            owner: Some("owner@example.org".into()),
+            ..support::waf_source("flaky", nginx.url("/waf/"))
+        },
+    )
+    .await
+    .expect("source");
+    let job = pipeline::run_test(&services, "flaky", &|_: u64, _: Option<u64>| {})
+        .await
+        .expect("the job ends, the email aside");
+    assert_eq!(job.status, JobStatus::Finished);
+    assert_eq!(job.stats.errored, 1, "{:?}", job.stats);
+    assert_eq!(job.owner_notice, Some(NoticeState::Pending), "{job:?}");
+    assert!(sent.mails().await.is_empty());
+
+    // The schedule tries again while sending fails, then sends it.
+    let mut ticks = 0;
+    while sent.mails().await.is_empty() {
+        ticks += 1;
+        assert!(ticks <= 20, "the email never went");
+        let report = run_scheduled(&services).await.expect("run");
+        assert!(
+            sent.mails().await.len() == 1 || report.errors.iter().any(|e| e.contains("throttled")),
+            "{report:?}"
+        );
+    }
+    for _ in 0..3 {
+        run_scheduled(&services).await.expect("run");
+    }
+    let mails = sent.mails().await;
+    assert_eq!(mails.len(), 1, "one email, whatever the retries");
+    let (headers, bodies) = support::email_parts(&mails[0]);
+    assert!(headers.contains("To: owner@example.org"), "{headers}");
+    assert!(bodies[0].contains("no-title.xml"), "{bodies:?}");
+    let job = get_job(services.store.as_ref(), "flaky", &job.id)
+        .await
+        .expect("job");
+    assert_eq!(job.owner_notice, Some(NoticeState::Sent));
+
+    // A harvest without errors owes nothing.
+    std::fs::remove_file(waf.join("no-title.xml")).unwrap();
+    let clean = pipeline::run_test(&services, "flaky", &|_: u64, _: Option<u64>| {})
+        .await
+        .expect("job");
+    assert_eq!(
+        (clean.stats.errored, clean.owner_notice),
+        (0, None),
+        "{clean:?}"
+    );
+    run_scheduled(&services).await.expect("run");
+    assert_eq!(sent.mails().await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_owners_email_goes_once_even_when_sending_fails_at_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let services = support::local_services(dir.path());
+    the_owners_email_goes_once(services, Sent::Outbox(dir.path().to_path_buf())).await;
+}
+
+#[tokio::test]
+async fn the_owners_email_goes_once_through_ses_on_moto() {
+    let moto = support::Moto::start();
+    let moto_ses = support::Moto::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut services = support::aws_services(&moto, dir.path()).await;
+    let ses = aws_sdk_ses::Client::new(&moto_ses.sdk_config().await);
+    ses.verify_email_identity()
+        .email_address(&services.settings.mail_from)
+        .send()
+        .await
+        .expect("verify");
+    services.mailer = std::sync::Arc::new(common::mail::SesMailer::new(ses));
+    the_owners_email_goes_once(services, Sent::Ses(moto_ses.endpoint())).await;
 }

@@ -61,6 +61,20 @@ pub struct Job {
     /// --allow-shrink`): its missing documents' records are deleted.
     #[serde(default)]
     pub allow_shrink: bool,
+    /// The owner's email about a job that ended with errors: `pending` is written in the same
+    /// write that ends the job, `sent` once it went (`pipeline/owner_notice.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_notice: Option<NoticeState>,
+}
+
+/// Where the owner's email about a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeState {
+    Pending,
+    Sent,
+    /// The source has no owner to tell.
+    NoOwner,
 }
 
 impl Job {
@@ -87,6 +101,7 @@ impl Job {
             check_seq: 0,
             last_check: None,
             allow_shrink: false,
+            owner_notice: None,
         }
     }
 }

@@ -5,7 +5,7 @@
 use futures::{StreamExt, TryStreamExt};
 
 use super::PipelineError;
-use super::jobs::{load_source, send_check, update_job};
+use super::jobs::{send_check, update_job};
 use super::objects::sha256_hex;
 use super::records::{Marker, delete_record};
 use crate::domain::job::{
@@ -13,7 +13,6 @@ use crate::domain::job::{
 };
 use crate::domain::keys;
 use crate::domain::now;
-use crate::mail::Email;
 use crate::services::Services;
 use crate::store::{ObjectStore, Pages, PutMode, StoreError, get_json, put_json};
 use serde::{Deserialize, Serialize};
@@ -80,7 +79,12 @@ pub(super) async fn check_job(
     let Some((job, _)) = get_json::<Job>(store, &keys::job(source, job_id)).await? else {
         return Ok(());
     };
-    if job.status.is_done() || seq.is_some_and(|s| s != job.check_seq) {
+    if job.status.is_done() {
+        // A check redelivered after the job ended: its owner's email may still be due.
+        super::owner_notice::try_deliver(services, &job).await;
+        return Ok(());
+    }
+    if seq.is_some_and(|s| s != job.check_seq) {
         return Ok(());
     }
     let Some(total) = job.object_count else {
@@ -256,6 +260,7 @@ pub(super) async fn finish(
         job.done_count = tally.done;
         job.object_errors = object_errors.clone();
         job.last_check = Some(now());
+        job.owner_notice = super::owner_notice::on_ending(job);
         changed = true;
         true
     })
@@ -281,52 +286,7 @@ pub(super) async fn finish(
             ),
         )
         .await;
-        notify_owner(services, &finished).await;
     }
+    super::owner_notice::try_deliver(services, &finished).await;
     Ok(())
-}
-
-/// Emails the source's owner a summary of a job that had errors. A failure to send is
-/// logged: the job's outcome is recorded either way.
-pub(super) async fn notify_owner(services: &Services, job: &Job) {
-    if job.stats.errored == 0 && job.gather_errors.is_empty() {
-        return;
-    }
-    let Ok(source) = load_source(services.store.as_ref(), &job.source).await else {
-        return;
-    };
-    let Some(owner) = source.owner.clone() else {
-        return;
-    };
-    let mut text = format!(
-        "The harvest job {} of source {} finished with errors.\n\nAdded {}, updated {}, unchanged {}, deleted {}, errored {}.\n",
-        job.id,
-        job.source,
-        job.stats.added,
-        job.stats.updated,
-        job.stats.unchanged,
-        job.stats.deleted,
-        job.stats.errored
-    );
-    for e in job.gather_errors.iter().chain(&job.object_errors).take(50) {
-        text.push_str(&format!(
-            "\n- {} ({})",
-            e.message,
-            e.original_url.as_deref().unwrap_or("-")
-        ));
-    }
-    text.push_str(&format!(
-        "\n\nDetails: {}/api/harvest/jobs/{}\n",
-        services.settings.public_url, job.id
-    ));
-    let email = Email {
-        from: services.settings.mail_from.clone(),
-        to: vec![owner],
-        subject: format!("Sheaf: harvest of {} had errors", job.source),
-        text,
-        html: None,
-    };
-    if let Err(e) = services.mailer.send(&email).await {
-        tracing::warn!(source = %job.source, error = %e, "could not email the job summary");
-    }
 }

@@ -317,6 +317,7 @@ async fn record_gather_error(
         if finish {
             job.status = JobStatus::Finished;
             job.finished = Some(now());
+            job.owner_notice = super::owner_notice::on_ending(job);
             finished = true;
         }
         true
@@ -327,7 +328,7 @@ async fn record_gather_error(
         crate::harvest_log::log(store, "ERROR", log).await;
     }
     if finished {
-        super::check::notify_owner(services, &job).await;
+        super::owner_notice::try_deliver(services, &job).await;
     }
     Ok(())
 }

@@ -239,9 +239,11 @@ pub async fn abort_job(
             message: format!("aborted: {reason}"),
             original_url: None,
         });
+        job.owner_notice = super::owner_notice::on_ending(job);
         true
     })
     .await?;
+    super::owner_notice::try_deliver(services, &job).await;
     tracing::warn!(source, job = id, reason, "job aborted");
     crate::harvest_log::log(
         store,

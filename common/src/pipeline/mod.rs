@@ -12,6 +12,7 @@ mod jobs;
 mod message;
 mod object_fetch;
 mod objects;
+mod owner_notice;
 mod records;
 mod run_test;
 mod schedule;

@@ -110,6 +110,12 @@ pub async fn run_scheduled(services: &Services) -> Result<RunReport, PipelineErr
         // the latest can be unfinished: a tick reads two objects a source, whatever the
         // number of jobs and objects behind it.
         let latest = latest_job(store, &source.name).await?;
+        // An owner's email that could not go when its job ended goes now.
+        if let Some(job) = latest.as_ref().filter(|j| j.status.is_done())
+            && let Err(e) = super::owner_notice::deliver(services, job).await
+        {
+            report.errors.push(format!("{}: {e}", source.name));
+        }
         let unfinished: Vec<&Job> = latest.iter().filter(|j| !j.status.is_done()).collect();
         for job in &unfinished {
             let moved = job

@@ -156,6 +156,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        Command::PurgeQueues => {
+            let report = pipeline::purge_queues(services).await?;
+            if cli.json {
+                output::json(&report)?
+            } else {
+                for q in &report.queues {
+                    println!("{}: {} messages purged", q.queue, q.messages);
+                }
+                for job in &report.aborted {
+                    println!("aborted job {job} ({})", pipeline::PURGE_REASON);
+                }
+            }
+        }
         Command::Run => {
             let report = pipeline::run_scheduled(services).await?;
             if cli.json {

@@ -75,6 +75,9 @@ pub enum Command {
         #[arg(long)]
         allow_shrink: bool,
     },
+    /// Empty the harvest's stage queues (gather, fetch, import); the running jobs this starves
+    /// are aborted.
+    PurgeQueues,
     /// Remove harvest log entries older than N days.
     CleanLog {
         #[arg(long, default_value_t = 30)]

@@ -498,3 +498,68 @@ fn serve_packages_a_request_and_serves_the_emailed_link() {
     std::fs::write(&path, &bytes).expect("write");
     assert_eq!(csv_rows(&path, "resource.csv"), 3000);
 }
+
+/// `purge-queues` empties the stage queues, says how many messages each held, and aborts the
+/// job it starved (its gather message is gone), which then says why.
+#[test]
+fn purge_queues_empties_the_stage_queues_and_aborts_the_starved_job() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let added = sheaf(
+        &data,
+        &[
+            "source",
+            "add",
+            "far",
+            "https://example.org/waf/",
+            "--type",
+            "waf",
+        ],
+    );
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let started = json(&sheaf(&data, &["job-all", "--json"]));
+    let job = started[0]["id"].as_str().expect("a job").to_string();
+
+    let report = json(&sheaf(&data, &["purge-queues", "--json"]));
+    let held: Vec<(String, u64)> = report["queues"]
+        .as_array()
+        .expect("queues")
+        .iter()
+        .map(|q| {
+            (
+                q["queue"].as_str().unwrap().to_string(),
+                q["messages"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        held,
+        [
+            ("gather".to_string(), 1),
+            ("fetch".to_string(), 0),
+            ("import".to_string(), 0)
+        ]
+    );
+    assert_eq!(report["aborted"], serde_json::json!([job]));
+    let jobs = json(&sheaf(&data, &["jobs", "--source", "far", "--json"]));
+    assert_eq!(jobs[0]["status"], "aborted");
+    let errors = jobs[0]["gather_errors"].to_string();
+    assert!(errors.contains("the stage queues were purged"), "{errors}");
+
+    let again = json(&sheaf(&data, &["purge-queues", "--json"]));
+    assert!(
+        again["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|q| q["messages"] == 0),
+        "{again}"
+    );
+    assert_eq!(again["aborted"], serde_json::json!([]));
+    let text = sheaf(&data, &["purge-queues"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("gather: 0 messages purged"));
+}

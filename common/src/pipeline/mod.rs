@@ -13,6 +13,7 @@ mod message;
 mod object_fetch;
 mod objects;
 mod owner_notice;
+mod purge;
 mod records;
 mod run_test;
 mod schedule;
@@ -24,6 +25,7 @@ pub use jobs::{
 };
 pub use message::{Kind, Message};
 pub use objects::Rejected;
+pub use purge::{PURGE_REASON, PurgeReport, purge_queues};
 pub use run_test::{run_test, run_test_with};
 pub use schedule::{RunReport, run_scheduled};
 

@@ -73,7 +73,10 @@ fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
 }
 
 /// The job the source's lock names, if it was written.
-async fn latest_job(store: &dyn ObjectStore, source: &str) -> Result<Option<Job>, PipelineError> {
+pub(super) async fn latest_job(
+    store: &dyn ObjectStore,
+    source: &str,
+) -> Result<Option<Job>, PipelineError> {
     let holder = match store.get(&keys::job_lock(source)).await {
         Ok(lock) => String::from_utf8_lossy(&lock.body).into_owned(),
         Err(StoreError::NotFound(_)) => return Ok(None),

@@ -185,6 +185,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Import { name } => {
+            let names = match name {
+                Some(name) => vec![name],
+                None => sources::list_sources(store, false)
+                    .await?
+                    .into_iter()
+                    .map(|s| s.name)
+                    .collect(),
+            };
+            let options = JobOptions {
+                reimport: true,
+                ..JobOptions::default()
+            };
+            let mut jobs = Vec::new();
+            for name in &names {
+                jobs.push(run_test_with_progress(services, name, options).await?);
+            }
+            if cli.json {
+                output::json(&jobs)?
+            } else {
+                jobs.iter().for_each(output::job);
+            }
+            if jobs.iter().any(|j| !j.gather_errors.is_empty()) {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Command::CleanLog { days } => {
             let removed = common::harvest_log::clean(store, days).await?;
             if cli.json {
@@ -194,7 +220,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::RunTest { name, allow_shrink } => {
-            let options = JobOptions { allow_shrink };
+            let options = JobOptions {
+                allow_shrink,
+                ..JobOptions::default()
+            };
             let job = run_test_with_progress(services, &name, options).await?;
             if cli.json {
                 output::json(&job)?

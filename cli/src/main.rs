@@ -75,6 +75,9 @@ pub enum Command {
         #[arg(long)]
         allow_shrink: bool,
     },
+    /// Import the documents kept in the central WAF again, without fetching (all active
+    /// sources, or NAME): a new reader reaches old documents this way.
+    Import { name: Option<String> },
     /// Empty the harvest's stage queues (gather, fetch, import); the running jobs this starves
     /// are aborted.
     PurgeQueues,

@@ -365,9 +365,17 @@ async fn central_waf(store: &dyn ObjectStore) -> BTreeMap<String, String> {
 
 async fn harvest(services: &Services, allow_shrink: bool) -> Job {
     let quiet = |_: u64, _: Option<u64>| {};
-    pipeline::run_test_with(services, SOURCE, JobOptions { allow_shrink }, &quiet)
-        .await
-        .expect("run-test")
+    pipeline::run_test_with(
+        services,
+        SOURCE,
+        JobOptions {
+            allow_shrink,
+            ..JobOptions::default()
+        },
+        &quiet,
+    )
+    .await
+    .expect("run-test")
 }
 
 /// Runs `ops` from `initial` documents, harvesting after each, and checks the model.

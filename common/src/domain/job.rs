@@ -61,6 +61,10 @@ pub struct Job {
     /// --allow-shrink`): its missing documents' records are deleted.
     #[serde(default)]
     pub allow_shrink: bool,
+    /// A re-import (`sheaf import`): the documents already in the central WAF are imported
+    /// again, nothing is fetched, and nothing is removed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reimport: bool,
     /// The owner's email about a job that ended with errors: `pending` is written in the same
     /// write that ends the job, `sent` once it went (`pipeline/owner_notice.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,6 +105,7 @@ impl Job {
             check_seq: 0,
             last_check: None,
             allow_shrink: false,
+            reimport: false,
             owner_notice: None,
         }
     }

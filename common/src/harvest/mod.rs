@@ -38,6 +38,10 @@ pub struct Gathered {
     pub url: String,
     /// Path of the copy under `waf/SOURCE/`, already safe for a key.
     pub waf_name: String,
+    /// The SHA-256 of the copy already kept (a re-import): nothing is fetched, the copy is
+    /// imported again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_sha256: Option<String>,
 }
 
 /// One page of a source's listing; the gather keeps it as read (create-once), so a page read

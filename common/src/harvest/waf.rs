@@ -160,6 +160,7 @@ impl Harvester for WafHarvester {
                 guid,
                 url: doc.to_string(),
                 waf_name,
+                kept_sha256: None,
             });
         }
         if depth < MAX_DEPTH {

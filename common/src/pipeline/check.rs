@@ -213,7 +213,8 @@ pub(super) async fn finish(
     let store = services.store.as_ref();
     let (source, job_id) = (job.source.clone(), job.id.clone());
     let mut deleted = 0u64;
-    if job.gather_errors.is_empty() {
+    // A re-import removes nothing: it lists what is kept, not what the source serves.
+    if job.gather_errors.is_empty() && !job.reimport {
         let removals = plan_removals(store, &source, &job_id).await?;
         for id_key in &removals.records {
             delete_record(store, &source, id_key).await?;

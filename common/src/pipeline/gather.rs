@@ -83,10 +83,13 @@ pub(super) async fn gather(
         let page_key = keys::job_gathered_page(source_name, job_id, page_no);
         let page = match read_page(store, source_name, job_id, page_no).await? {
             Some(page) => page,
-            None => match harvester
-                .gather_page(services, &source, cursor.as_ref())
-                .await
-            {
+            None => match if job.reimport {
+                super::reimport::kept_page(store, source_name, cursor.as_ref()).await
+            } else {
+                harvester
+                    .gather_page(services, &source, cursor.as_ref())
+                    .await
+            } {
                 Ok(page) => {
                     match put_json(store, &page_key, &page, PutMode::Create).await {
                         Ok(_) => page,
@@ -145,7 +148,9 @@ pub(super) async fn gather(
     let last = get_json::<SourceHarvestState>(store, &keys::source_harvest_state(source_name))
         .await?
         .map_or(0, |(s, _)| s.last_gathered);
-    if let Some(reason) = shrink_refusal(count, last, source.shrink_threshold(), job.allow_shrink) {
+    // A re-import lists what is kept, and removes nothing: no shrink to refuse.
+    let allow_shrink = job.allow_shrink || job.reimport;
+    if let Some(reason) = shrink_refusal(count, last, source.shrink_threshold(), allow_shrink) {
         tracing::error!(
             source = source_name,
             job = job_id,
@@ -346,7 +351,8 @@ async fn create_object(
         guid: doc.guid.clone(),
         url: doc.url.clone(),
         waf_key: format!("{}{}", keys::waf_prefix(source_name), doc.waf_name),
-        sha256: None,
+        // Kept already (a re-import): the fetch hands it straight to the import.
+        sha256: doc.kept_sha256.clone(),
         etag: None,
         last_modified: None,
         planned: None,

@@ -13,7 +13,7 @@ use crate::domain::now;
 use crate::domain::record::Record;
 use crate::harvest::harvester_for;
 use crate::services::Services;
-use crate::store::{PutMode, get_json, put_json};
+use crate::store::{PutMode, StoreError, get_json, put_json};
 
 /// How often an import waits for the document holding its identifier before taking it over
 /// (two documents that swapped identifiers would otherwise wait for each other), and how long
@@ -38,7 +38,23 @@ pub(super) async fn import(
             source.source_type.as_str()
         ))
     })?;
-    let document = store.get(&tracked.object.waf_key).await?;
+    let document = match store.get(&tracked.object.waf_key).await {
+        Ok(document) => document,
+        // Only a re-import finds no copy (a harvest keeps it before sending the import).
+        Err(StoreError::NotFound(_)) => {
+            let reason = format!("no kept document at {}", tracked.object.waf_key);
+            return finish_object(
+                services,
+                source_name,
+                job_id,
+                tracked,
+                Outcome::Errored,
+                Some(reason),
+            )
+            .await;
+        }
+        Err(e) => return Err(e.into()),
+    };
     let sha256 = sha256_hex(&document.body);
     let original_url = harvester.original_url(&source, &tracked.object);
     let object = &tracked.object;

@@ -138,6 +138,8 @@ pub async fn start_job(services: &Services, source_name: &str) -> Result<Job, Pi
 pub struct JobOptions {
     /// Accept a gather that lists far fewer documents than the last completed one.
     pub allow_shrink: bool,
+    /// Import the documents already in the central WAF again instead of harvesting.
+    pub reimport: bool,
 }
 
 pub async fn start_job_with(
@@ -154,6 +156,7 @@ pub async fn start_job_with(
     }
     let job = Job {
         allow_shrink: options.allow_shrink,
+        reimport: options.reimport,
         ..Job::new(source_name)
     };
     let lock = keys::job_lock(source_name);

@@ -15,6 +15,7 @@ mod objects;
 mod owner_notice;
 mod purge;
 mod records;
+mod reimport;
 mod run_test;
 mod schedule;
 

@@ -258,6 +258,7 @@ impl Harvester for CswHarvester {
                 waf_name: format!("{}.xml", keys::id_key(&id)),
                 url: url.to_string(),
                 guid: id,
+                kept_sha256: None,
             });
         }
         Ok(GatherPage { documents, next })

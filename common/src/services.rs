@@ -24,6 +24,9 @@ pub struct Settings {
     pub public_url: String,
     /// Harvest log entries older than this many days are removed by the schedule.
     pub log_retention_days: u32,
+    /// A source's records not seen by a completed harvest for this many days are removed by
+    /// the schedule (IOOS's STALE_EXPIRATION_DAYS); `None`, never.
+    pub stale_expiration_days: Option<u32>,
     /// The ckanpackager settings.
     pub packager: PackagerSettings,
 }
@@ -37,6 +40,7 @@ impl Default for Settings {
             stall_timeout: Duration::from_secs(3600),
             public_url: "http://127.0.0.1:8765".into(),
             log_retention_days: 30,
+            stale_expiration_days: None,
             packager: PackagerSettings::default(),
         }
     }

@@ -310,3 +310,80 @@ async fn the_owners_email_goes_once_through_ses_on_moto() {
     services.mailer = std::sync::Arc::new(common::mail::SesMailer::new(ses));
     the_owners_email_goes_once(services, Sent::Ses(moto_ses.endpoint())).await;
 }
+
+/// Records whose source has had no completed harvest for `stale_expiration_days` are removed
+/// by the schedule and logged; sooner, or with the setting unset, nothing is.
+#[tokio::test]
+async fn stale_records_expire_only_after_the_configured_days() {
+    let site = tempfile::tempdir().expect("tempdir");
+    let waf = site.path().join("waf");
+    std::fs::create_dir_all(&waf).expect("mkdir");
+    let records = support::workspace_root().join("tests/records/waf");
+    std::fs::copy(
+        records.join("iso19139/glider-mission.xml"),
+        waf.join("glider.xml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        records.join("iso19139/wms-service.xml"),
+        waf.join("wms.xml"),
+    )
+    .unwrap();
+    let nginx = support::Nginx::serve(site.path());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut services: Services = support::local_services(dir.path());
+    add_source(
+        services.store.as_ref(),
+        support::waf_source("old", nginx.url("/waf/")),
+    )
+    .await
+    .expect("source");
+    let job = pipeline::run_test(&services, "old", &|_: u64, _: Option<u64>| {})
+        .await
+        .expect("harvest");
+    assert_eq!(job.stats.added, 2);
+
+    // Unset: never. Set, but the last complete harvest is recent: not yet.
+    let report = run_scheduled(&services).await.expect("run");
+    assert!(report.expired.is_empty(), "{report:?}");
+    services.settings.stale_expiration_days = Some(3);
+    let report = run_scheduled(&services).await.expect("run");
+    assert!(report.expired.is_empty(), "{report:?}");
+    assert_eq!(support::catalogue_ids(&services, "old").await.len(), 2);
+
+    // The last complete harvest was four days ago (the server has been failing since).
+    let key = common::domain::keys::source_harvest_state("old");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&services.store.get(&key).await.expect("state").body).unwrap();
+    let four_days_ago = (chrono::Utc::now() - chrono::Duration::days(4)).to_rfc3339();
+    state["finished"] = serde_json::Value::String(four_days_ago);
+    services
+        .store
+        .put(
+            &key,
+            serde_json::to_vec(&state).unwrap().into(),
+            "application/json",
+            common::store::PutMode::Overwrite,
+        )
+        .await
+        .expect("put");
+    let report = run_scheduled(&services).await.expect("run");
+    assert_eq!(report.expired, vec!["old: 2".to_string()], "{report:?}");
+    assert!(support::catalogue_ids(&services, "old").await.is_empty());
+    let log = common::harvest_log::list(services.store.as_ref(), Some("INFO"), 50, 0)
+        .await
+        .expect("log");
+    assert!(
+        serde_json::to_string(&log)
+            .unwrap()
+            .contains("Removed 2 stale records of source old"),
+        "{log:?}"
+    );
+    // A harvest that completes brings them back, and they are fresh again.
+    let job = pipeline::run_test(&services, "old", &|_: u64, _: Option<u64>| {})
+        .await
+        .expect("harvest");
+    assert_eq!(job.stats.added, 2, "{:?}", job.stats);
+    let report = run_scheduled(&services).await.expect("run");
+    assert!(report.expired.is_empty(), "{report:?}");
+}

@@ -118,6 +118,10 @@ pub struct SourceHarvestState {
     /// Documents found by the last gather that completed without error, and its job.
     pub last_gathered: u64,
     pub last_job: String,
+    /// When that job finished: records older than this are stale after
+    /// `stale_expiration_days`.
+    #[serde(default)]
+    pub finished: Option<String>,
 }
 
 /// How one harvest object ended.

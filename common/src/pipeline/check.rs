@@ -226,6 +226,7 @@ pub(super) async fn finish(
         let state = SourceHarvestState {
             last_gathered: job.object_count.unwrap_or_default(),
             last_job: job_id.clone(),
+            finished: Some(now()),
         };
         put_json(
             store,

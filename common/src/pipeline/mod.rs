@@ -18,6 +18,7 @@ mod records;
 mod reimport;
 mod run_test;
 mod schedule;
+mod stale;
 
 pub use error::PipelineError;
 pub use jobs::{

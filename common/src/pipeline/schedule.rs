@@ -23,6 +23,8 @@ pub struct RunReport {
     pub aborted: Vec<String>,
     /// Documents whose message reached a dead-letter queue, now ended as errored.
     pub dead_lettered: Vec<String>,
+    /// Sources whose stale records were removed, with how many (`SOURCE: N`).
+    pub expired: Vec<String>,
     pub errors: Vec<String>,
 }
 
@@ -109,6 +111,13 @@ pub async fn run_scheduled(services: &Services) -> Result<RunReport, PipelineErr
         }
     }
     for source in &sources {
+        match super::stale::expire_stale(services, source).await {
+            Ok(0) => {}
+            Ok(n) => report.expired.push(format!("{}: {n}", source.name)),
+            Err(e) => report
+                .errors
+                .push(format!("{}: stale records: {e}", source.name)),
+        }
         // The source's lock names its latest job (it is taken over, never removed), and only
         // the latest can be unfinished: a tick reads two objects a source, whatever the
         // number of jobs and objects behind it.

@@ -30,6 +30,9 @@ pub struct Config {
     pub endpoint_url: Option<String>,
     /// Where emailed links point (`SHEAF_PUBLIC_URL`).
     pub public_url: Option<String>,
+    /// `SHEAF_STALE_EXPIRATION_DAYS`: records not seen by a completed harvest for this long
+    /// are removed; unset, never.
+    pub stale_expiration_days: Option<u32>,
     pub packager: PackagerSettings,
 }
 
@@ -51,6 +54,14 @@ impl Config {
             mail_from: var("SHEAF_MAIL_FROM").unwrap_or_else(|| "sheaf@localhost".into()),
             endpoint_url: var("AWS_ENDPOINT_URL"),
             public_url: var("SHEAF_PUBLIC_URL"),
+            stale_expiration_days: var("SHEAF_STALE_EXPIRATION_DAYS").and_then(|v| {
+                v.trim().parse().ok().or_else(|| {
+                    tracing::warn!(
+                        "SHEAF_STALE_EXPIRATION_DAYS is not a whole number: records never expire"
+                    );
+                    None
+                })
+            }),
             packager: packager_from_env(),
         }
     }
@@ -122,6 +133,7 @@ pub async fn build_services(config: &Config, local_policy: AddressPolicy) -> any
     let settings = Settings {
         mail_from: config.mail_from.clone(),
         public_url: config.public_url(),
+        stale_expiration_days: config.stale_expiration_days,
         packager: config.packager.clone(),
         ..Settings::default()
     };

@@ -8,6 +8,8 @@
 #  - the unchanged re-harvest (records/s, peak RSS);
 #  - with SHEAF_BENCH_S3=1 the same two harvests into S3 and SQS on moto (from .venv).
 # Usage: tests/bench_harvest.sh [N ...]   (default: 10000 100000)
+# SHEAF_BENCH_CSW=N adds a CSW source: pycsw (tests/pycsw_server.py, 100 records a page) loaded
+# with N of the same generated records, harvested first and unchanged, beside the WAF figures.
 # SHEAF_BENCH_WRAP, when set, prefixes each harvest (a profiler: `strace -c -f -o FILE`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -112,3 +114,63 @@ PY
   done
   rm -rf "$site"
 done
+
+if [ -n "${SHEAF_BENCH_CSW:-}" ]; then
+  n=$SHEAF_BENCH_CSW
+  records="$work/csw-records"
+  python3 - "$records" "$n" tests/records/waf <<'PY'
+import os, re, sys
+out, n, records = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+names = ["iso19139/coastal-erosion.xml", "iso19139/seabed-habitats.xml", "iso19139/glider-mission.xml",
+         "iso19139/wms-service.xml", "iso19139/regional/lakes-inventory.xml", "iso19139/regional/forest-plots.xml"]
+templates = [open(os.path.join(records, t), encoding="utf-8").read() for t in names]
+ident = re.compile(r"(<gmd:fileIdentifier><gco:CharacterString>)([^<]*)(</gco:CharacterString>)")
+os.makedirs(out, exist_ok=True)
+for i in range(n):
+    text = ident.sub(lambda m: f"{m.group(1)}{m.group(2)}-csw{i}{m.group(3)}", templates[i % len(templates)], 1)
+    with open(os.path.join(out, f"record-{i}.xml"), "w", encoding="utf-8") as f:
+        f.write(text)
+PY
+  load_start=$(date +%s)
+  "$root/.venv/bin/python" tests/pycsw_server.py "$work/pycsw" "$records" "$work/pycsw.port" 100 >/dev/null 2>&1 &
+  pycsw_pid=$!
+  while [ ! -s "$work/pycsw.port" ]; do
+    kill -0 "$pycsw_pid" 2>/dev/null || { echo "pycsw did not start" >&2; exit 1; }
+    sleep 1
+  done
+  echo "pycsw loaded $n records in $(( $(date +%s) - load_start )) s" >&2
+  csw_url="http://127.0.0.1:$(cat "$work/pycsw.port")/csw"
+  # The server's limit: 16 curl processes with keep-alive asking GetRecordById for every record.
+  python3 - "$csw_url" "$n" tests/records/waf > "$work/csw-urls" <<'PY'
+import re, sys, urllib.parse
+url, n, records = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+names = ["iso19139/coastal-erosion.xml", "iso19139/seabed-habitats.xml", "iso19139/glider-mission.xml",
+         "iso19139/wms-service.xml", "iso19139/regional/lakes-inventory.xml", "iso19139/regional/forest-plots.xml"]
+ids = []
+for t in names:
+    m = re.search(r"<gmd:fileIdentifier><gco:CharacterString>([^<]*)<", open(f"{records}/{t}", encoding="utf-8").read())
+    ids.append(m.group(1))
+for i in range(n):
+    q = urllib.parse.urlencode({"service": "CSW", "version": "2.0.2", "request": "GetRecordById",
+        "id": f"{ids[i % len(ids)]}-csw{i}", "elementSetName": "full",
+        "outputSchema": "http://www.isotc211.org/2005/gmd"})
+    print(f'url = "{url}?{q}"\noutput = "/dev/null"')
+PY
+  per=$(( ($(wc -l < "$work/csw-urls") / 2 + 15) / 16 * 2 ))
+  split -l "$per" "$work/csw-urls" "$work/csw-urls."
+  start=$(date +%s.%N)
+  curls=()
+  for part in "$work"/csw-urls.*; do curl -s -K "$part" & curls+=($!); done
+  wait "${curls[@]}"
+  end=$(date +%s.%N)
+  python3 -c "import sys; n, s = int(sys.argv[1]), float(sys.argv[3]) - float(sys.argv[2]); print(f'{\"csw curl x16 GetRecordById\":<28} {n:>7} records {s:8.2f} s {n / s:9.0f} records/s', flush=True)" "$n" "$start" "$end"
+  sheaf="$root/target/release/sheaf --data-dir $work/data-csw"
+  SHEAF_ALLOW_PRIVATE_URLS=true $sheaf source add benchcsw "$csw_url" --type csw \
+    --config '{"page_size": 100}' >/dev/null
+  for run in first unchanged; do
+    /usr/bin/time -f '%e %M' -o "$work/time" ${SHEAF_BENCH_WRAP:-} $sheaf run-test benchcsw --json \
+      > "$work/job.json" 2>"$work/stderr" || { cat "$work/stderr" "$work/job.json" >&2; kill "$pycsw_pid"; exit 1; }
+    report "csw (pycsw) $run harvest" "$n" "$work/time" "$work/job.json"
+  done
+  kill "$pycsw_pid" 2>/dev/null || true
+fi

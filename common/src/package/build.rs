@@ -1,8 +1,6 @@
 //! Writing one package's zip into a sink, as the rows arrive: datastore rows as CSV or TSV,
 //! a resource file as it streams, or a Darwin Core Archive.
 
-use std::time::Duration;
-
 use futures::StreamExt;
 
 use super::archive::ZipStreamWriter;
@@ -10,17 +8,9 @@ use super::datastore::{Cursor, Datastore, DatastoreInfo};
 use super::request::{PackageKind, PackageRequest};
 use super::settings::PackagerSettings;
 use super::sink::ByteSink;
+use super::writing::{BuildSummary, check_time, csv_error, into_bytes, table_writer};
 use super::{PackageError, dwc};
-use crate::deadline;
 use crate::fetch::HttpFetcher;
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BuildSummary {
-    /// Data rows written (0 for a file).
-    pub rows: u64,
-    /// Bytes of data before compression.
-    pub uncompressed: u64,
-}
 
 /// Builds the zip `request` asks for into `sink` and returns the sink (to complete it).
 /// On error the sink holds part of a zip: the caller discards it (aborts the upload).
@@ -45,35 +35,6 @@ pub async fn write_package<S: ByteSink>(
         }
     };
     Ok((zip.finish().await?, summary))
-}
-
-/// What a package needs after its last page: finish the zip, complete the upload, email.
-const FINISHING_TIME: Duration = Duration::from_secs(60);
-
-/// Fails with `OutOfTime` when the invocation's deadline is too near to go on.
-pub(super) fn check_time() -> Result<(), PackageError> {
-    if deadline::near(FINISHING_TIME) {
-        return Err(PackageError::OutOfTime);
-    }
-    Ok(())
-}
-
-fn csv_error(e: csv::Error) -> PackageError {
-    PackageError::Archive(format!("writing a row failed: {e}"))
-}
-
-/// A CSV (or TSV) writer into memory, lines ended by `\n` as ckanpackager wrote them.
-pub(super) fn table_writer(delimiter: u8, capacity: usize) -> csv::Writer<Vec<u8>> {
-    csv::WriterBuilder::new()
-        .delimiter(delimiter)
-        .terminator(csv::Terminator::Any(b'\n'))
-        .from_writer(Vec::with_capacity(capacity))
-}
-
-pub(super) fn into_bytes(writer: csv::Writer<Vec<u8>>) -> Result<Vec<u8>, PackageError> {
-    writer
-        .into_inner()
-        .map_err(|e| PackageError::Archive(format!("writing rows failed: {e}")))
 }
 
 async fn write_table<S: ByteSink>(

@@ -320,13 +320,13 @@ impl<'a> Datastore<'a> {
                     })
             }
             objects => {
-                let mut writer = super::build::table_writer(self.format.delimiter(), 1 << 20);
+                let mut writer = super::writing::table_writer(self.format.delimiter(), 1 << 20);
                 let rows = self.for_each_record(info, objects, &mut |record| {
                     writer
                         .write_byte_record(record)
                         .map_err(|e| PackageError::Archive(format!("writing a row failed: {e}")))
                 })?;
-                Ok((super::build::into_bytes(writer)?, rows))
+                Ok((super::writing::into_bytes(writer)?, rows))
             }
         }
     }

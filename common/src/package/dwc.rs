@@ -14,11 +14,11 @@ use serde_json::{Map, Value};
 
 use super::PackageError;
 use super::archive::ZipStreamWriter;
-use super::build::{BuildSummary, into_bytes, table_writer};
 use super::datastore::{Cursor, Datastore, DatastoreInfo};
 use super::request::PackageRequest;
 use super::settings::PackagerSettings;
 use super::sink::ByteSink;
+use super::writing::{BuildSummary, check_time, into_bytes, table_writer};
 
 const DWC: &str = "http://rs.tdwg.org/dwc/terms/";
 const DCTERMS: &str = "http://purl.org/dc/terms/";
@@ -505,7 +505,7 @@ pub async fn write_archive<S: ByteSink>(
     let mut cursor = Cursor::new(request);
     let page_size = info.page_size(settings.page_size);
     while let Some(want) = cursor.next_limit(page_size) {
-        super::build::check_time()?;
+        check_time()?;
         let got = if info.delimited {
             let page = datastore.open_page(info, cursor.offset, want).await?;
             let mut sink = RowSink {

@@ -20,9 +20,10 @@ mod settings;
 mod sink;
 pub mod stats;
 mod stream;
+mod writing;
 
 pub use archive::ZipStreamWriter;
-pub use build::{BuildSummary, write_package};
+pub use build::write_package;
 pub use datastore::{Datastore, DatastoreInfo};
 pub use deflate::{ParallelDeflate, StreamSummary};
 pub use email::{format_template, link_email, refusal_email};
@@ -38,3 +39,4 @@ pub use request::{
 };
 pub use settings::{CKAN_MAX_PAGE_SIZE, PackagerSettings, SUCCESS_MESSAGE};
 pub use sink::{ByteSink, FileSink, MIN_PART_SIZE, MultipartSink};
+pub use writing::BuildSummary;

@@ -6,7 +6,7 @@ use crate::domain::keys;
 use crate::domain::now;
 use crate::domain::source::{FieldError, Frequency, Source, SourceType};
 use crate::harvest::validate_source;
-use crate::pipeline::{PipelineError, load_source};
+use crate::pipeline::PipelineError;
 use crate::store::{ObjectStore, PutMode, StoreError, get_json, put_json};
 
 /// A new source as the API and the command line take it.
@@ -152,4 +152,12 @@ pub fn field_of_json_error(path: &str, message: &str) -> FieldError {
         path.to_string()
     };
     FieldError::new(field, message.to_string())
+}
+
+/// A source by name; `NotFound` when there is none.
+pub async fn load_source(store: &dyn ObjectStore, name: &str) -> Result<Source, PipelineError> {
+    get_json::<Source>(store, &keys::source(name))
+        .await?
+        .map(|(s, _)| s)
+        .ok_or_else(|| PipelineError::NotFound(format!("source {name}")))
 }

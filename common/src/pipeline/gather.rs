@@ -8,13 +8,14 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
-use super::jobs::{load_source, send, send_check, update_job};
+use super::jobs::{send, send_check, update_job};
 use super::{Kind, Message, PipelineError};
 use crate::domain::job::{ErrorEntry, HarvestObject, Job, JobStatus, SourceHarvestState};
 use crate::domain::keys;
 use crate::domain::now;
 use crate::harvest::{GatherPage, Gathered, harvester_for};
 use crate::services::Services;
+use crate::sources::load_source;
 use crate::store::{ObjectStore, Pages, PutMode, StoreError, get_json, put_json};
 
 /// A gather ends its invocation after the page it is on when less than this is left: time

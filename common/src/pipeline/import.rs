@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::jobs::{load_source, send};
+use super::jobs::send;
 use super::objects::{Tracked, finish_object, open_object, reject, save_object, sha256_hex};
 use super::records::{Claim, claim, release_record};
 use super::{Message, PipelineError};
@@ -13,6 +13,7 @@ use crate::domain::now;
 use crate::domain::record::Record;
 use crate::harvest::harvester_for;
 use crate::services::Services;
+use crate::sources::load_source;
 use crate::store::{PutMode, StoreError, get_json, put_json};
 
 /// How often an import waits for the document holding its identifier before taking it over

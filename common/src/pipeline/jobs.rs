@@ -8,9 +8,9 @@ use super::{Kind, Message, PipelineError};
 use crate::domain::job::{Job, JobStatus};
 use crate::domain::keys;
 use crate::domain::now;
-use crate::domain::source::Source;
 use crate::services::Services;
-use crate::store::{ObjectStore, Pages, PutMode, StoreError, get_json, put_json};
+use crate::sources::load_source;
+use crate::store::{ObjectStore, PutMode, StoreError, get_json, put_json};
 
 pub(super) async fn send(
     services: &Services,
@@ -43,13 +43,6 @@ fn job_time(id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ")
         .ok()
         .map(|t| t.and_utc())
-}
-
-pub async fn load_source(store: &dyn ObjectStore, name: &str) -> Result<Source, PipelineError> {
-    get_json::<Source>(store, &keys::source(name))
-        .await?
-        .map(|(s, _)| s)
-        .ok_or_else(|| PipelineError::NotFound(format!("source {name}")))
 }
 
 pub async fn get_job(
@@ -255,44 +248,4 @@ pub async fn abort_job(
     )
     .await;
     Ok(job)
-}
-
-/// Drops a source's records, jobs, documents and state; keeps the source itself.
-pub async fn clear_source(services: &Services, source: &str) -> Result<u64, PipelineError> {
-    let store = services.store.as_ref();
-    load_source(store, source).await?;
-    let mut removed = 0;
-    // Paged: deleting behind the page read does not disturb the next page (it starts after
-    // the last key read).
-    let mut pages = Pages::new(store, &keys::record_markers(source));
-    while let Some(markers) = pages.next().await? {
-        for marker in markers {
-            let id_key = marker.key.rsplit('/').next().unwrap_or_default();
-            super::records::delete_record(store, source, id_key).await?;
-            removed += 1;
-        }
-    }
-    for prefix in [
-        keys::jobs_of(source),
-        keys::job_works(source),
-        keys::waf_prefix(source),
-        keys::document_states(source),
-        keys::rejected_of(source),
-    ] {
-        let mut pages = Pages::new(store, &prefix);
-        while let Some(entries) = pages.next().await? {
-            for entry in entries {
-                if let Some(job) = entry.key.strip_prefix(&keys::jobs_of(source))
-                    && let Some(id) = job.strip_suffix(".json")
-                    && !id.contains('/')
-                {
-                    store.delete(&keys::job_index(id)).await?;
-                }
-                store.delete(&entry.key).await?;
-            }
-        }
-    }
-    store.delete(&keys::job_lock(source)).await?;
-    store.delete(&keys::source_harvest_state(source)).await?;
-    Ok(removed)
 }

@@ -5,6 +5,7 @@
 //! run again leaves the same state.
 
 mod check;
+mod clear;
 mod error;
 mod gather;
 mod import;
@@ -20,11 +21,10 @@ mod run_test;
 mod schedule;
 mod stale;
 
+pub use crate::sources::load_source;
+pub use clear::clear_source;
 pub use error::PipelineError;
-pub use jobs::{
-    JobOptions, abort_job, clear_source, find_job, get_job, list_jobs, load_source, start_job,
-    start_job_with,
-};
+pub use jobs::{JobOptions, abort_job, find_job, get_job, list_jobs, start_job, start_job_with};
 pub use message::{Kind, Message};
 pub use objects::Rejected;
 pub use purge::{PURGE_REASON, PurgeReport, purge_queues};

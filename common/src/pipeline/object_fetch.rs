@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::jobs::{load_source, send};
+use super::jobs::send;
 use super::objects::{finish_object, open_object, save_object, sha256_hex};
 use super::records::record_still_there;
 use super::{Kind, Message, PipelineError};
@@ -12,6 +12,7 @@ use crate::domain::keys;
 use crate::harvest::{Fetched, harvester_for};
 use crate::queue::MAX_RECEIVE_COUNT;
 use crate::services::Services;
+use crate::sources::load_source;
 use crate::store::{PutMode, get_json, put_json};
 
 pub(super) async fn fetch(

@@ -6,10 +6,11 @@
 //! dies before sending loses nothing.
 
 use super::PipelineError;
-use super::jobs::{load_source, update_job};
+use super::jobs::update_job;
 use crate::domain::job::{Job, NoticeState};
 use crate::mail::Email;
 use crate::services::Services;
+use crate::sources::load_source;
 
 /// What a job ending as it is now owes its owner: `pending` when it had errors.
 pub(super) fn on_ending(job: &Job) -> Option<NoticeState> {

@@ -1,4 +1,4 @@
-//! The real third-party records (SHEAF_EXTRA_FIXTURES, set by .ci/run to shared/fixtures):
+//! The real third-party records (SHEAF_EXTRA_FIXTURES, which .ci/run sets to the fixtures folder beside the checkout):
 //! served by nginx and harvested, each file ending as its fixtures README implies. Run by
 //! tests/run.sh only when the variable is set (this target is not in the default test run).
 

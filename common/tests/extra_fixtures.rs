@@ -1,6 +1,8 @@
-//! The real third-party records (SHEAF_EXTRA_FIXTURES, which .ci/run sets to the fixtures folder beside the checkout):
-//! served by nginx and harvested, each file ending as its fixtures README implies. Run by
-//! tests/run.sh only when the variable is set (this target is not in the default test run).
+//! The real third-party records (SHEAF_EXTRA_FIXTURES, which .ci/run sets to the fixtures
+//! folder beside the checkout): served by nginx and harvested, each file ending as its
+//! fixtures README implies; the real CSW and OAI-PMH answers read, and the records harvested
+//! through pycsw. Run by tests/run.sh only when the variable is set (this target is not in
+//! the default test run).
 
 #[path = "support/mod.rs"]
 mod support;

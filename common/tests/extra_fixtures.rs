@@ -51,6 +51,14 @@ async fn harvest(services: &Services, name: &str, url: String) -> Job {
 }
 
 fn main() {
+    // The servers are dropped (and stopped) when `run` returns, before the exit.
+    if run() > 0 {
+        std::process::exit(1);
+    }
+}
+
+/// Checks everything; returns how many checks failed.
+fn run() -> usize {
     let Ok(fixtures) = std::env::var("SHEAF_EXTRA_FIXTURES") else {
         panic!(
             "SHEAF_EXTRA_FIXTURES must name the fixtures folder (tests/run.sh runs this target only then)"
@@ -246,9 +254,7 @@ fn main() {
         }
     }
     println!("fixtures: {passed} passed, {} failed", failures.len());
-    if !failures.is_empty() {
-        std::process::exit(1);
-    }
+    failures.len()
 }
 
 /// How many records a CSW says it holds (GetRecords, resultType=hits).

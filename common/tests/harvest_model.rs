@@ -604,6 +604,20 @@ fn a_lost_record_is_restored_by_the_next_harvest() {
     run(&[(0, 0), (1, 1)], &[Op::LoseRecord { id: 1 }]);
 }
 
+/// The second failure proptest found (its seed is in harvest_model.proptest-regressions):
+/// a document mended, then two moves, one onto the path the other left.
+#[test]
+fn a_mend_then_two_moves_keep_the_catalogue() {
+    run(
+        &[(1, 3), (0, 0), (1, 1), (1, 0)],
+        &[
+            Op::Mend { path: 3 },
+            Op::Move { from: 1, to: 4 },
+            Op::Move { from: 3, to: 1 },
+        ],
+    );
+}
+
 #[test]
 fn a_server_error_changes_nothing() {
     run(

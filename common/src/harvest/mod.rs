@@ -44,6 +44,19 @@ pub struct Gathered {
     pub kept_sha256: Option<String>,
 }
 
+impl Gathered {
+    /// A record a protocol names by its identifier (CSW, OAI-PMH), fetched from `url` and
+    /// kept as `ID.xml`.
+    pub fn record(id: String, url: &url::Url) -> Self {
+        Gathered {
+            waf_name: format!("{}.xml", crate::domain::keys::id_key(&id)),
+            url: url.to_string(),
+            guid: id,
+            kept_sha256: None,
+        }
+    }
+}
+
 /// One page of a source's listing; the gather keeps it as read (create-once), so a page read
 /// again after a crash gives the same documents and the same next cursor.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]

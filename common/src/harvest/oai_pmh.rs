@@ -19,7 +19,6 @@ use super::{
     get_listing, with_params,
 };
 use crate::domain::job::{DocumentState, HarvestObject};
-use crate::domain::keys;
 use crate::domain::source::{FieldError, Source};
 use crate::fetch::FetchError;
 use crate::parse::{Element, XmlLimits, xml};
@@ -43,13 +42,13 @@ struct OaiConfig {
     set: Option<String>,
 }
 
-/// Where the listing stands: the format chosen, the token to send next, the one sent before
-/// (a repeat ends the listing), and whether this server wants the prefix beside the token.
+/// Where the listing stands: the format chosen, the token to send next (a page answering the
+/// same token again ends the listing), and whether this server wants the prefix beside the
+/// token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Cursor {
     prefix: String,
     token: String,
-    previous: Option<String>,
     #[serde(default)]
     prefix_with_token: bool,
 }
@@ -291,17 +290,16 @@ impl Harvester for OaiPmhHarvester {
                 ));
             }
         };
-        let previous = cursor.as_ref().map(|c| c.token.clone());
+        let previous = cursor.as_ref().map(|c| c.token.as_str());
         let reached_the_end = match (page.cursor, page.complete_list_size) {
             (Some(at), Some(size)) => at + (page.identifiers.len() + page.deleted) as u64 >= size,
             _ => false,
         };
         let next = match page.token {
-            Some(token) if Some(&token) != previous.as_ref() && !reached_the_end => {
+            Some(token) if Some(token.as_str()) != previous && !reached_the_end => {
                 let next = Cursor {
                     prefix: prefix.clone(),
                     token,
-                    previous,
                     prefix_with_token,
                 };
                 Some(
@@ -315,12 +313,7 @@ impl Harvester for OaiPmhHarvester {
         for id in page.identifiers {
             let url = record_url(source, &prefix, &id)
                 .map_err(|message| gather_error(message, &source.url))?;
-            documents.push(Gathered {
-                waf_name: format!("{}.xml", keys::id_key(&id)),
-                url: url.to_string(),
-                guid: id,
-                kept_sha256: None,
-            });
+            documents.push(Gathered::record(id, &url));
         }
         Ok(GatherPage { documents, next })
     }

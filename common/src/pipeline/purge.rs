@@ -7,11 +7,9 @@ use serde::Serialize;
 use super::PipelineError;
 use super::jobs::abort_job;
 use super::schedule::latest_job;
-use crate::domain::keys;
-use crate::domain::source::Source;
 use crate::queue::QueueName;
 use crate::services::Services;
-use crate::store::get_json;
+use crate::sources::list_sources;
 
 /// The queues a purge empties.
 pub const PURGED: [QueueName; 3] = [QueueName::Gather, QueueName::Fetch, QueueName::Import];
@@ -45,10 +43,7 @@ pub async fn purge_queues(services: &Services) -> Result<PurgeReport, PipelineEr
         });
     }
     let store = services.store.as_ref();
-    for entry in store.list(keys::SOURCES).await? {
-        let Some((source, _)) = get_json::<Source>(store, &entry.key).await? else {
-            continue;
-        };
+    for source in list_sources(store, true).await? {
         if let Some(job) = latest_job(store, &source.name).await?
             && !job.status.is_done()
         {

@@ -10,7 +10,6 @@ use super::{Message, PipelineError};
 use crate::domain::job::{Job, JobStatus};
 use crate::domain::keys;
 use crate::domain::now;
-use crate::domain::source::Source;
 use crate::queue::QueueName;
 use crate::services::Services;
 use crate::store::{ObjectStore, StoreError, get_json};
@@ -104,13 +103,7 @@ pub async fn run_scheduled(services: &Services) -> Result<RunReport, PipelineErr
         Ok(ended) => report.dead_lettered = ended,
         Err(e) => report.errors.push(format!("dead letters: {e}")),
     }
-    let mut sources = Vec::new();
-    for entry in store.list(keys::SOURCES).await? {
-        if let Some((source, _)) = get_json::<Source>(store, &entry.key).await? {
-            sources.push(source);
-        }
-    }
-    for source in &sources {
+    for source in &crate::sources::list_sources(store, true).await? {
         match super::stale::expire_stale(services, source).await {
             Ok(0) => {}
             Ok(n) => report.expired.push(format!("{}: {n}", source.name)),

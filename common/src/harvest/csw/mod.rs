@@ -2,10 +2,10 @@
 //! for the listing, GetRecordById for each record, ISO 19139 or csw:Record.
 //!
 //! Paging trusts no single number of the server: some answer `nextRecord="0"` before the end,
-//! or a `numberOfRecordsMatched` that is wrong. The gather goes on from the records it has
-//! counted while pages come back full, stops at an empty page or when both numbers agree that
-//! the listing has ended, and fails (deleting nothing) when a page repeats the one before, the
-//! sign of a server that ignores `startPosition`.
+//! or a `numberOfRecordsMatched` that is wrong. The gather moves on to `nextRecord` when it is
+//! ahead, else to its own count of records seen; it stops at an empty page or when both
+//! numbers agree that the listing has ended, and fails (deleting nothing) when a page repeats
+//! the one before, the sign of a server that ignores `startPosition`.
 
 mod response;
 
@@ -18,7 +18,6 @@ use super::{
     get_listing, with_params,
 };
 use crate::domain::job::{DocumentState, HarvestObject};
-use crate::domain::keys;
 use crate::domain::source::{FieldError, Source};
 use crate::fetch::FetchError;
 use crate::services::Services;
@@ -254,12 +253,7 @@ impl Harvester for CswHarvester {
         let mut documents = Vec::with_capacity(page.identifiers.len());
         for id in page.identifiers {
             let url = record_url(source, &config, &id).map_err(error)?;
-            documents.push(Gathered {
-                waf_name: format!("{}.xml", keys::id_key(&id)),
-                url: url.to_string(),
-                guid: id,
-                kept_sha256: None,
-            });
+            documents.push(Gathered::record(id, &url));
         }
         Ok(GatherPage { documents, next })
     }

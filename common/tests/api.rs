@@ -120,8 +120,12 @@ async fn changing_calls_need_the_token_and_bad_sources_name_their_field() {
             "frequency",
         ),
         (
-            json!({"name": "a", "url": "https://x.org/", "type": "ckan"}),
+            json!({"name": "a", "url": "https://x.org/", "type": "dcat"}),
             "type",
+        ),
+        (
+            json!({"name": "a", "url": "https://x.org/", "type": "ckan", "config": {"remote_orgs": "all"}}),
+            "config.remote_orgs",
         ),
         (
             json!({"name": "a", "url": "https://x.org/csw", "type": "csw", "config": {"page_size": 0}}),

@@ -2,8 +2,9 @@
 //! locally and on moto: every record arrives as the repository's GetRecord gives it, in ISO
 //! 19139 when ListMetadataFormats offers it, or in oai_dc when asked; paging by resumption
 //! token (pycsw wants the prefix beside the token and ends with the token "0"); a re-harvest is
-//! unchanged; a record the repository drops is deleted. Then servers served as files by nginx:
-//! deleted headers, a token refused without its prefix, an error answer.
+//! incremental and unchanged; a record the repository drops is deleted by a full harvest. Then
+//! servers served as files by nginx: deleted headers, a token refused without its prefix, an
+//! error answer, and an incremental harvest removing what the repository says it deleted.
 
 mod support;
 
@@ -104,7 +105,10 @@ async fn harvests_follow_the_repository(services: &Services) {
         }
     }
 
+    // The next harvest is incremental (`from` the day before the first began); pycsw's
+    // records carry no date it filters on, so it answers every record again.
     let again = harvest(services).await;
+    assert!(again.changed_since.is_some(), "{again:?}");
     assert_eq!(
         again.stats.unchanged,
         held.len() as u64,
@@ -112,12 +116,27 @@ async fn harvests_follow_the_repository(services: &Services) {
         again.stats
     );
 
+    // pycsw keeps no deletions: only a full listing (`force_all`) sees a record it dropped.
     let gone = held[2].id.clone();
     let fewer_dir = tempfile::tempdir().expect("tempdir");
     catalogue_records(fewer_dir.path(), &[&gone]);
     let fewer = Pycsw::serve(fewer_dir.path(), 3);
     point_source_at(services, SOURCE, oai_url(&fewer)).await;
+    let incremental = harvest(services).await;
+    assert_eq!(incremental.stats.deleted, 0, "{:?}", incremental.stats);
+    assert_eq!(catalogue_ids(services, SOURCE).await, expected);
+    common::sources::patch_source(
+        services.store.as_ref(),
+        SOURCE,
+        common::sources::SourcePatch {
+            config: Some(serde_json::json!({"force_all": true})),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("patch");
     let third = harvest(services).await;
+    assert_eq!(third.changed_since, None);
     assert_eq!(third.stats.deleted, 1, "{:?}", third.stats);
     let mut left = expected;
     left.remove(&gone);
@@ -196,6 +215,93 @@ fn list_records(records: &[(&str, bool)], token: Option<(&str, Option<(u64, u64)
     format!(
         r#"<?xml version="1.0"?><OAI-PMH xmlns="http://www.openarchives.org/OAI/2.0/"><responseDate>2020-01-01T00:00:00Z</responseDate><request verb="ListRecords">x</request><ListRecords>{records}{token}</ListRecords></OAI-PMH>"#
     )
+}
+
+/// A GetRecord answer holding an oai_dc record titled `title`.
+fn get_record_answer(id: &str, title: &str) -> String {
+    format!(
+        r#"<?xml version="1.0"?><OAI-PMH xmlns="http://www.openarchives.org/OAI/2.0/"><responseDate>2020-01-01T00:00:00Z</responseDate><request verb="GetRecord">x</request><GetRecord><record><header><identifier>{id}</identifier><datestamp>2020-01-01</datestamp></header><metadata><oai_dc:dc xmlns:oai_dc="http://www.openarchives.org/OAI/2.0/oai_dc/" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:identifier>{id}</dc:identifier><dc:title>{title}</dc:title></oai_dc:dc></metadata></record></GetRecord></OAI-PMH>"#
+    )
+}
+
+/// A repository as files: the full listing names a, b and c; asked `from` a date, it names b
+/// (changed) and c under a deleted header. The incremental harvest updates b, removes c, and
+/// keeps a, which it did not list.
+#[tokio::test]
+async fn an_incremental_harvest_removes_what_the_repository_deleted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let services = local_services(dir.path());
+    let site = dir.path().join("site/repo");
+    std::fs::create_dir_all(&site).unwrap();
+    let write = |name: &str, body: String| std::fs::write(site.join(name), body).unwrap();
+    write(
+        "ListRecords-.xml",
+        list_records(&[("a", false), ("b", false), ("c", false)], None),
+    );
+    write(
+        "ListRecords-since.xml",
+        list_records(&[("b", false), ("c", true)], None),
+    );
+    for id in ["a", "b", "c"] {
+        write(&format!("GetRecord-{id}.xml"), get_record_answer(id, id));
+    }
+    let nginx = Nginx::serve_with(
+        &dir.path().join("site"),
+        r#"if ($arg_from != "") { rewrite ^/([a-z]+)/oai$ /$1/$arg_verb-since.xml break; }
+           rewrite ^/([a-z]+)/oai$ /$1/$arg_verb-$arg_resumptionToken$arg_identifier.xml break;"#,
+    );
+    add_source(
+        services.store.as_ref(),
+        oai_source(
+            &nginx.url("/repo/oai"),
+            serde_json::json!({"metadata_prefix": "oai_dc"}),
+        ),
+    )
+    .await
+    .expect("add source");
+    let first = harvest(&services).await;
+    assert_eq!(
+        (first.stats.added, first.changed_since.as_deref()),
+        (3, None),
+        "{first:?}"
+    );
+
+    write("GetRecord-b.xml", get_record_answer("b", "b, revised"));
+    let second = harvest(&services).await;
+    assert!(
+        second.gather_errors.is_empty(),
+        "{:?}",
+        second.gather_errors
+    );
+    let started = chrono::DateTime::parse_from_rfc3339(first.started.as_deref().unwrap()).unwrap();
+    let day_before = (started - chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    assert_eq!(second.changed_since.as_deref(), Some(day_before.as_str()));
+    assert_eq!(
+        (
+            second.stats.updated,
+            second.stats.deleted,
+            second.stats.added
+        ),
+        (1, 1, 0),
+        "{:?}",
+        second.stats
+    );
+    assert_eq!(
+        catalogue_ids(&services, SOURCE).await,
+        ["a".to_string(), "b".to_string()].into()
+    );
+    let b = get_record(services.store.as_ref(), "b").await.expect("b");
+    assert_eq!(b.metadata.title, "b, revised");
+    // The deleted record's kept document is gone from the central WAF too.
+    assert!(
+        services
+            .store
+            .get(&format!("waf/{SOURCE}/c.xml"))
+            .await
+            .is_err()
+    );
 }
 
 fn oai_error(code: &str, text: &str) -> String {

@@ -367,9 +367,15 @@ async fn stale_records_expire_only_after_the_configured_days() {
         )
         .await
         .expect("put");
+    assert!(state["error_free_started"].is_string(), "{state}");
     let report = run_scheduled(&services).await.expect("run");
     assert_eq!(report.expired, vec!["old: 2".to_string()], "{report:?}");
     assert!(support::catalogue_ids(&services, "old").await.is_empty());
+    // An incremental harvest (CKAN, OAI-PMH) would list only what changed: the next one
+    // lists everything again.
+    let state: serde_json::Value =
+        serde_json::from_slice(&services.store.get(&key).await.expect("state").body).unwrap();
+    assert!(state.get("error_free_started").is_none(), "{state}");
     let log = common::harvest_log::list(services.store.as_ref(), Some("INFO"), 50, 0)
         .await
         .expect("log");

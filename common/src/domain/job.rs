@@ -65,6 +65,10 @@ pub struct Job {
     /// again, nothing is fetched, and nothing is removed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reimport: bool,
+    /// An incremental harvest: its gather listed only what changed since this time, so the
+    /// job removes only what the source said it deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_since: Option<String>,
     /// The owner's email about a job that ended with errors: `pending` is written in the same
     /// write that ends the job, `sent` once it went (`pipeline/owner_notice.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -106,6 +110,7 @@ impl Job {
             last_check: None,
             allow_shrink: false,
             reimport: false,
+            changed_since: None,
             owner_notice: None,
         }
     }
@@ -122,6 +127,10 @@ pub struct SourceHarvestState {
     /// `stale_expiration_days`.
     #[serde(default)]
     pub finished: Option<String>,
+    /// When the last harvest that ended without any error started: an incremental harvest
+    /// lists what changed since (less a margin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_free_started: Option<String>,
 }
 
 /// How one harvest object ended.

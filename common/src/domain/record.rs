@@ -101,6 +101,33 @@ pub struct Metadata {
     pub links: Vec<Link>,
     pub format: RecordFormat,
     pub modified: Option<String>,
+    /// A CKAN dataset's own fields, after its source's options; only on CKAN records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ckan: Option<CkanFields>,
+}
+
+/// What a CKAN dataset holds beyond the common fields: what ckanext-harvest would have put in
+/// the local package, so a CKAN site's users find their groups, organization and extras.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CkanFields {
+    /// The dataset's URL name at its CKAN.
+    pub name: String,
+    /// The organization's name (see the source's `remote_orgs`).
+    pub organization: Option<String>,
+    /// Group names (the source's `remote_groups` and `default_groups`).
+    pub groups: Vec<String>,
+    /// `{key, value}` pairs, as CKAN lists them (with the source's `default_extras`).
+    pub extras: Vec<Extra>,
+    pub license_id: Option<String>,
+    /// The source's `user`: who the record is harvested as.
+    pub user: Option<String>,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Extra {
+    pub key: String,
+    pub value: serde_json::Value,
 }
 
 /// A catalogue record as stored at `catalog/records/ID.json`.

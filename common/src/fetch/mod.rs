@@ -55,6 +55,10 @@ pub struct FetchRequest {
     pub if_none_match: Option<String>,
     pub if_modified_since: Option<String>,
     pub max_bytes: u64,
+    /// Sent as the `Authorization` header (a CKAN API key); never logged.
+    pub authorization: Option<String>,
+    /// Replaces Sheaf's own `User-Agent` (a source's `user_agent` option).
+    pub user_agent: Option<String>,
 }
 
 impl FetchRequest {
@@ -64,6 +68,8 @@ impl FetchRequest {
             if_none_match: None,
             if_modified_since: None,
             max_bytes,
+            authorization: None,
+            user_agent: None,
         }
     }
 }

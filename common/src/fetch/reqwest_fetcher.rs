@@ -16,7 +16,7 @@ use futures::StreamExt;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{
     AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH,
-    LAST_MODIFIED,
+    LAST_MODIFIED, USER_AGENT,
 };
 
 use super::guard::{AddressPolicy, check_ip, check_url};
@@ -211,6 +211,13 @@ impl HttpFetcher for ReqwestFetcher {
         }
         if let Some(date) = &request.if_modified_since {
             req = req.header(IF_MODIFIED_SINCE, date);
+        }
+        // reqwest drops the key on a redirect to another host.
+        if let Some(key) = &request.authorization {
+            req = req.header(AUTHORIZATION, key);
+        }
+        if let Some(agent) = &request.user_agent {
+            req = req.header(USER_AGENT, agent);
         }
         let resp = req
             .send()

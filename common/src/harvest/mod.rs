@@ -1,6 +1,7 @@
 //! The harvester interface a source type implements (ckanext-harvest's `IHarvester`:
 //! info, validate_config, gather, fetch, import, plus the link to an original document).
 
+mod ckan;
 mod csw;
 mod oai_pmh;
 mod unwrap;
@@ -16,6 +17,7 @@ use crate::fetch::{FetchError, FetchRequest};
 use crate::parse::{Rejection, XmlLimits, read_metadata};
 use crate::services::Services;
 
+pub use ckan::{CkanHarvester, unwrap_package as unwrap_ckan_package};
 pub use csw::{
     CswHarvester, read_search_results as read_csw_search_results,
     unwrap_record as unwrap_csw_record,
@@ -65,6 +67,13 @@ pub struct GatherPage {
     /// Where the next page starts (the harvester's own, serialisable state); `None` when the
     /// listing is complete.
     pub next: Option<serde_json::Value>,
+    /// Set on the first page of a listing of only what changed since then (an incremental
+    /// harvest): its job removes only what the source says it deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_since: Option<String>,
+    /// GUIDs the source says it deleted (OAI-PMH's deleted headers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deleted: Vec<String>,
 }
 
 /// Why a gather failed; nothing is deleted after one.
@@ -161,7 +170,16 @@ pub async fn fetch_document(
     object: &HarvestObject,
     previous: Option<&DocumentState>,
 ) -> Result<Fetched, FetchError> {
-    let mut request = FetchRequest::new(&object.url, services.settings.max_document_bytes);
+    let request = FetchRequest::new(&object.url, services.settings.max_document_bytes);
+    conditional_get(services, request, previous).await
+}
+
+/// `request` made conditional on what the last harvest remembered of the document.
+async fn conditional_get(
+    services: &Services,
+    mut request: FetchRequest,
+    previous: Option<&DocumentState>,
+) -> Result<Fetched, FetchError> {
     if let Some(prev) = previous {
         request.if_none_match = prev.etag.clone();
         request.if_modified_since = prev.last_modified.clone();
@@ -181,21 +199,19 @@ pub async fn fetch_document(
 /// central WAF keeps records, not answers. An answer without one is `Unusable`, with why.
 pub(crate) async fn fetch_unwrapped(
     services: &Services,
-    object: &HarvestObject,
+    request: FetchRequest,
     previous: Option<&DocumentState>,
     unwrap: fn(&[u8]) -> Result<Bytes, String>,
 ) -> Result<Fetched, FetchError> {
-    match fetch_document(services, object, previous).await? {
+    let url = request.url.clone();
+    match conditional_get(services, request, previous).await? {
         Fetched::NotModified => Ok(Fetched::NotModified),
         Fetched::Document {
             body,
             etag,
             last_modified,
         } => Ok(Fetched::Document {
-            body: unwrap(&body).map_err(|reason| FetchError::Unusable {
-                url: object.url.clone(),
-                reason,
-            })?,
+            body: unwrap(&body).map_err(|reason| FetchError::Unusable { url, reason })?,
             etag,
             last_modified,
         }),
@@ -210,25 +226,44 @@ const LISTING_RETRY_WAIT: std::time::Duration = std::time::Duration::from_secs(1
 /// One page of a protocol's listing, tried again after a failure the server may get over.
 pub(crate) async fn get_listing(
     services: &Services,
-    url: &url::Url,
-    max_bytes: u64,
+    request: FetchRequest,
 ) -> Result<Bytes, GatherError> {
     let mut tries = 0;
     loop {
         tries += 1;
-        match services
-            .fetcher
-            .get(&FetchRequest::new(url.as_str(), max_bytes))
-            .await
-        {
+        match services.fetcher.get(&request).await {
             Ok(resp) => return Ok(resp.body),
             Err(e) if e.is_transient() && tries < LISTING_TRIES => {
+                let url = &request.url;
                 tracing::warn!(url = %url, error = %e, tries, "listing page failed, trying again");
                 tokio::time::sleep(LISTING_RETRY_WAIT * 2u32.pow(tries - 1)).await;
             }
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// When the source's last harvest that ended without any error started: an incremental
+/// harvest (CKAN, OAI-PMH) lists what changed since, less a margin for clocks apart. `None`
+/// when there was none, or after something removed records outside a harvest.
+pub(crate) async fn last_error_free_start(
+    services: &Services,
+    source: &Source,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, GatherError> {
+    let key = crate::domain::keys::source_harvest_state(&source.name);
+    let state = crate::store::get_json::<crate::domain::job::SourceHarvestState>(
+        services.store.as_ref(),
+        &key,
+    )
+    .await
+    .map_err(|e| GatherError {
+        message: format!("reading the source's harvest state: {e}"),
+        url: None,
+    })?;
+    Ok(state
+        .and_then(|(s, _)| s.error_free_started)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+        .map(|t| t.with_timezone(&chrono::Utc)))
 }
 
 /// `base` with a protocol's request parameters set (replacing any of the same name, in any
@@ -260,7 +295,7 @@ pub fn harvester_for(source_type: SourceType) -> Option<&'static dyn Harvester> 
         SourceType::Waf => Some(&WafHarvester),
         SourceType::Csw => Some(&CswHarvester),
         SourceType::OaiPmh => Some(&OaiPmhHarvester),
-        SourceType::Ckan => None,
+        SourceType::Ckan => Some(&CkanHarvester),
     }
 }
 

@@ -9,6 +9,11 @@
 //! answers `0`): the listing ends at an empty token, a token that repeats the one before, or
 //! when the page's `cursor` plus its records reach `completeListSize`. A record whose header is
 //! `status="deleted"` is not gathered, so a complete harvest removes its record.
+//!
+//! After a harvest that ended without any error, the next asks only for what changed `from`
+//! the day before it started (day granularity, which every repository supports); such an
+//! incremental harvest removes only the records its deleted headers name (a repository that
+//! keeps no deletions never removes one this way: `force_all` lists everything each time).
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -16,11 +21,11 @@ use serde::{Deserialize, Serialize};
 use super::unwrap::{Unwrap, inner_record};
 use super::{
     Fetched, GatherError, GatherPage, Gathered, Harvester, HarvesterInfo, fetch_unwrapped,
-    get_listing, with_params,
+    get_listing, last_error_free_start, with_params,
 };
 use crate::domain::job::{DocumentState, HarvestObject};
 use crate::domain::source::{FieldError, Source};
-use crate::fetch::FetchError;
+use crate::fetch::{FetchError, FetchRequest};
 use crate::parse::{Element, XmlLimits, xml};
 use crate::services::Services;
 
@@ -40,6 +45,9 @@ struct OaiConfig {
     /// A set to harvest (`setSpec`).
     #[serde(default)]
     set: Option<String>,
+    /// List the whole repository every time, never only what changed.
+    #[serde(default)]
+    force_all: bool,
 }
 
 /// Where the listing stands: the format chosen, the token to send next (a page answering the
@@ -58,7 +66,8 @@ struct Cursor {
 struct RecordsPage {
     /// Identifiers of the records that are there (deleted ones left out).
     identifiers: Vec<String>,
-    deleted: usize,
+    /// Identifiers whose header says `status="deleted"`.
+    deleted: Vec<String>,
     token: Option<String>,
     complete_list_size: Option<u64>,
     cursor: Option<u64>,
@@ -109,7 +118,7 @@ fn read_records_page(root: &Element) -> Result<RecordsPage, OaiError> {
             continue;
         }
         if header.attr("status") == Some("deleted") {
-            page.deleted += 1;
+            page.deleted.push(id);
         } else {
             page.identifiers.push(id);
         }
@@ -151,6 +160,11 @@ fn validate(config: &serde_json::Value) -> Result<(), FieldError> {
     for (key, value) in object {
         let field = format!("config.{key}");
         match key.as_str() {
+            "force_all" => {
+                if !value.is_boolean() {
+                    return Err(FieldError::new(field, "must be boolean"));
+                }
+            }
             "metadata_prefix" | "set" => {
                 if value.as_str().is_none_or(|v| v.trim().is_empty()) {
                     return Err(FieldError::new(field, "must be a non-empty string"));
@@ -192,7 +206,7 @@ impl OaiPmhHarvester {
         }
         let url = with_params(&source.url, &[("verb", "ListMetadataFormats")])
             .map_err(|message| gather_error(message, &source.url))?;
-        let body = get_listing(services, &url, MAX_PAGE_BYTES).await?;
+        let body = get_listing(services, FetchRequest::new(url.as_str(), MAX_PAGE_BYTES)).await?;
         let root = parse_answer(&body).map_err(|m| gather_error(m, url.as_str()))?;
         Ok(iso_prefix(&root).unwrap_or_else(|| "oai_dc".to_string()))
     }
@@ -252,11 +266,23 @@ impl Harvester for OaiPmhHarvester {
             None => self.choose_prefix(services, source, &config).await?,
         };
         let mut prefix_with_token = cursor.as_ref().is_some_and(|c| c.prefix_with_token);
+        // Only a listing's first request names `from`: the token carries it on.
+        let from = match (&cursor, config.force_all) {
+            (None, false) => last_error_free_start(services, source).await?.map(|t| {
+                (t - chrono::Duration::days(1))
+                    .format("%Y-%m-%d")
+                    .to_string()
+            }),
+            _ => None,
+        };
         let (url, root) = loop {
             let mut params = vec![("verb", "ListRecords")];
             match &cursor {
                 None => {
                     params.push(("metadataPrefix", prefix.as_str()));
+                    if let Some(from) = &from {
+                        params.push(("from", from.as_str()));
+                    }
                     if let Some(set) = &config.set {
                         params.push(("set", set.as_str()));
                     }
@@ -270,7 +296,8 @@ impl Harvester for OaiPmhHarvester {
             }
             let url = with_params(&source.url, &params)
                 .map_err(|message| gather_error(message, &source.url))?;
-            let body = get_listing(services, &url, MAX_PAGE_BYTES).await?;
+            let body =
+                get_listing(services, FetchRequest::new(url.as_str(), MAX_PAGE_BYTES)).await?;
             let root = parse_answer(&body).map_err(|m| gather_error(m, url.as_str()))?;
             let refused_alone = error_of(&root).is_some_and(|e| e.code == "badArgument");
             if cursor.is_some() && refused_alone && !prefix_with_token {
@@ -292,7 +319,9 @@ impl Harvester for OaiPmhHarvester {
         };
         let previous = cursor.as_ref().map(|c| c.token.as_str());
         let reached_the_end = match (page.cursor, page.complete_list_size) {
-            (Some(at), Some(size)) => at + (page.identifiers.len() + page.deleted) as u64 >= size,
+            (Some(at), Some(size)) => {
+                at + (page.identifiers.len() + page.deleted.len()) as u64 >= size
+            }
             _ => false,
         };
         let next = match page.token {
@@ -315,7 +344,12 @@ impl Harvester for OaiPmhHarvester {
                 .map_err(|message| gather_error(message, &source.url))?;
             documents.push(Gathered::record(id, &url));
         }
-        Ok(GatherPage { documents, next })
+        Ok(GatherPage {
+            documents,
+            next,
+            changed_since: from,
+            deleted: page.deleted,
+        })
     }
 
     /// The GetRecord answer's record, unwrapped: the central WAF keeps records, not answers.
@@ -326,7 +360,8 @@ impl Harvester for OaiPmhHarvester {
         object: &HarvestObject,
         previous: Option<&DocumentState>,
     ) -> Result<Fetched, FetchError> {
-        fetch_unwrapped(services, object, previous, unwrap_record).await
+        let request = FetchRequest::new(&object.url, services.settings.max_document_bytes);
+        fetch_unwrapped(services, request, previous, unwrap_record).await
     }
 }
 
@@ -351,7 +386,7 @@ mod tests {
             read_records_page(&page),
             Ok(RecordsPage {
                 identifiers: vec!["kept".into()],
-                deleted: 1,
+                deleted: vec!["gone".into()],
                 token: Some("next-1".into()),
                 complete_list_size: Some(8),
                 cursor: Some(0),

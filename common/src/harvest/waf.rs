@@ -188,6 +188,7 @@ impl Harvester for WafHarvester {
         Ok(GatherPage {
             documents: documents.into_values().collect(),
             next,
+            ..GatherPage::default()
         })
     }
 }

@@ -140,6 +140,7 @@ pub(super) fn read(root: &Element) -> Result<Metadata, Rejection> {
         links,
         format: RecordFormat::DublinCore,
         modified: first(root, &["modified", "date"]),
+        ckan: None,
     })
 }
 

@@ -255,6 +255,7 @@ fn assemble(
         links: links(root, "distributionInfo"),
         format,
         modified,
+        ckan: None,
     })
 }
 

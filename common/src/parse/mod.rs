@@ -1,10 +1,13 @@
-//! Readers of metadata documents into `Metadata`: ISO 19139, ISO 19115-3, Dublin Core.
+//! Readers of metadata documents into `Metadata`: ISO 19139, ISO 19115-3, Dublin Core, CKAN
+//! package JSON.
 
+mod ckan;
 mod dublin_core;
 mod iso;
 pub mod xml;
 
 use crate::domain::record::Metadata;
+pub use ckan::read_package;
 pub use xml::{Element, XmlError, XmlLimits};
 
 /// Why a document became a rejected record.
@@ -14,6 +17,8 @@ pub enum Rejection {
     Xml(#[from] XmlError),
     #[error("not a metadata record: root element {0}")]
     UnknownRoot(String),
+    #[error("unreadable JSON: {0}")]
+    Json(String),
     #[error("{0}")]
     Invalid(String),
 }

@@ -5,6 +5,7 @@
 use futures::{StreamExt, TryStreamExt};
 
 use super::PipelineError;
+use super::gather::Departures;
 use super::jobs::{send_check, update_job};
 use super::objects::sha256_hex;
 use super::records::{Marker, delete_record};
@@ -129,13 +130,13 @@ struct Removals {
 async fn plan_removals(
     store: &dyn ObjectStore,
     source: &str,
-    job_id: &str,
+    job: &Job,
 ) -> Result<Removals, PipelineError> {
-    let key = keys::job_removals(source, job_id);
+    let key = keys::job_removals(source, &job.id);
     if let Some((removals, _)) = get_json::<Removals>(store, &key).await? {
         return Ok(removals);
     }
-    let gathered_ids = super::gather::gathered_ids(store, source, job_id).await?;
+    let departures = Departures::of(store, source, job).await?;
     let mut removals = Removals::default();
     let prefix = keys::record_markers(source);
     let mut pages = Pages::new(store, &prefix);
@@ -143,13 +144,14 @@ async fn plan_removals(
         // A page's markers read at once: on S3 one at a time would not finish 100,000.
         let gone: Vec<Option<String>> = futures::stream::iter(entries)
             .map(|entry| {
-                let gathered_ids = &gathered_ids;
+                let departures = &departures;
                 let prefix = &prefix;
                 async move {
                     let marker = get_json::<Marker>(store, &entry.key).await?;
                     Ok::<_, PipelineError>(marker.and_then(|(marker, _)| {
                         let holder = keys::object_id(&marker.guid);
-                        (!gathered_ids.contains(&holder))
+                        departures
+                            .has_left(&holder)
                             .then(|| entry.key[prefix.len()..].to_string())
                     }))
                 }
@@ -164,7 +166,7 @@ async fn plan_removals(
     while let Some(entries) = pages.next().await? {
         for entry in entries {
             if let Some(id) = entry.key[prefix.len()..].strip_suffix(".json")
-                && !gathered_ids.contains(id)
+                && departures.has_left(id)
             {
                 removals.documents.push(id.to_string());
             }
@@ -215,7 +217,7 @@ pub(super) async fn finish(
     let mut deleted = 0u64;
     // A re-import removes nothing: it lists what is kept, not what the source serves.
     if job.gather_errors.is_empty() && !job.reimport {
-        let removals = plan_removals(store, &source, &job_id).await?;
+        let removals = plan_removals(store, &source, &job).await?;
         for id_key in &removals.records {
             delete_record(store, &source, id_key).await?;
         }
@@ -223,18 +225,27 @@ pub(super) async fn finish(
             forget_document(store, &source, object_id).await?;
         }
         deleted = removals.records.len() as u64;
+        let state_key = keys::source_harvest_state(&source);
+        let previous = get_json::<SourceHarvestState>(store, &state_key)
+            .await?
+            .map(|(s, _)| s)
+            .unwrap_or_default();
         let state = SourceHarvestState {
-            last_gathered: job.object_count.unwrap_or_default(),
+            // An incremental listing is no measure of the source's size.
+            last_gathered: match job.changed_since {
+                None => job.object_count.unwrap_or_default(),
+                Some(_) => previous.last_gathered,
+            },
             last_job: job_id.clone(),
             finished: Some(now()),
+            // After object errors the next incremental harvest goes back to the last clean
+            // one, so the documents that failed are listed again.
+            error_free_started: match tally.stats.errored {
+                0 => job.started.clone(),
+                _ => previous.error_free_started,
+            },
         };
-        put_json(
-            store,
-            &keys::source_harvest_state(&source),
-            &state,
-            PutMode::Overwrite,
-        )
-        .await?;
+        put_json(store, &state_key, &state, PutMode::Overwrite).await?;
     }
     let mut object_errors = Vec::new();
     for id in &tally.errored {

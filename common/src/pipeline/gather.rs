@@ -143,14 +143,18 @@ pub(super) async fn gather(
         }
     }
 
-    let count = gathered_ids(store, source_name, job_id).await?.len() as u64;
+    let count = read_gathered(store, source_name, job_id).await?.0.len() as u64;
+    let changed_since = read_page(store, source_name, job_id, 0)
+        .await?
+        .and_then(|p| p.changed_since);
     // Deletions need evidence: a gather that found nothing, or far fewer documents than the
     // last completed one, more likely met a broken server than a real shrink.
     let last = get_json::<SourceHarvestState>(store, &keys::source_harvest_state(source_name))
         .await?
         .map_or(0, |(s, _)| s.last_gathered);
-    // A re-import lists what is kept, and removes nothing: no shrink to refuse.
-    let allow_shrink = job.allow_shrink || job.reimport;
+    // A re-import lists what is kept, and an incremental harvest what changed: neither
+    // removes what it did not list, so there is no shrink to refuse.
+    let allow_shrink = job.allow_shrink || job.reimport || changed_since.is_some();
     if let Some(reason) = shrink_refusal(count, last, source.shrink_threshold(), allow_shrink) {
         tracing::error!(
             source = source_name,
@@ -170,6 +174,7 @@ pub(super) async fn gather(
             return false;
         }
         job.object_count = Some(count);
+        job.changed_since = changed_since.clone();
         job.last_progress = Some(now());
         job.check_seq += 1;
         true
@@ -197,8 +202,8 @@ async fn read_page(
     Ok(get_json::<GatherPage>(store, &key).await?.map(|(p, _)| p))
 }
 
-/// The object ids of every document a job's gather found (a document listed on two pages
-/// counts once), kept as their 12 bytes, sorted: 100,000 documents take 1.2 MB.
+/// Object ids (of GUIDs) kept as their 12 bytes, sorted: 100,000 documents take 1.2 MB.
+#[derive(Default)]
 pub(super) struct GatheredIds(Vec<[u8; 12]>);
 
 impl GatheredIds {
@@ -206,40 +211,82 @@ impl GatheredIds {
         self.0.len()
     }
 
-    /// Whether `object_id` (hex, as `keys::object_id` writes it) was gathered. An id that is
-    /// not one of ours counts as gathered: what is in doubt is never removed.
-    pub fn contains(&self, object_id: &str) -> bool {
+    /// Whether `object_id` (hex, as `keys::object_id` writes it) is one of these; `None` when
+    /// it is not an id of ours.
+    fn holds(&self, object_id: &str) -> Option<bool> {
         let mut bytes = [0u8; 12];
-        match hex::decode_to_slice(object_id, &mut bytes) {
-            Ok(()) => self.0.binary_search(&bytes).is_ok(),
-            Err(_) => true,
+        hex::decode_to_slice(object_id, &mut bytes).ok()?;
+        Some(self.0.binary_search(&bytes).is_ok())
+    }
+
+    fn from_guids(mut ids: Vec<[u8; 12]>) -> Self {
+        ids.sort_unstable();
+        ids.dedup();
+        ids.shrink_to_fit();
+        GatheredIds(ids)
+    }
+}
+
+/// Which documents left the source, by what a finishing job's gather read: a complete listing
+/// says every document it did not list left; an incremental one (`changed_since`) says only
+/// those the source said it deleted. What is in doubt never counts as gone.
+pub(super) enum Departures {
+    Unlisted(GatheredIds),
+    Deleted {
+        listed: GatheredIds,
+        deleted: GatheredIds,
+    },
+}
+
+impl Departures {
+    pub async fn of(
+        store: &dyn ObjectStore,
+        source: &str,
+        job: &Job,
+    ) -> Result<Departures, PipelineError> {
+        let (listed, deleted) = read_gathered(store, source, &job.id).await?;
+        Ok(match job.changed_since {
+            None => Departures::Unlisted(listed),
+            Some(_) => Departures::Deleted { listed, deleted },
+        })
+    }
+
+    /// Whether the document of `object_id` left the source.
+    pub fn has_left(&self, object_id: &str) -> bool {
+        match self {
+            Departures::Unlisted(listed) => listed.holds(object_id) == Some(false),
+            Departures::Deleted { listed, deleted } => {
+                deleted.holds(object_id) == Some(true) && listed.holds(object_id) == Some(false)
+            }
         }
     }
 }
 
-/// Reads a job's gathered pages, one at a time.
-pub(super) async fn gathered_ids(
+/// Reads a job's gathered pages, one at a time: the documents listed (a document on two pages
+/// counts once), and those the source said it deleted.
+async fn read_gathered(
     store: &dyn ObjectStore,
     source: &str,
     job_id: &str,
-) -> Result<GatheredIds, PipelineError> {
-    let mut ids = Vec::new();
+) -> Result<(GatheredIds, GatheredIds), PipelineError> {
+    let (mut listed, mut deleted) = (Vec::new(), Vec::new());
     let mut pages = Pages::new(store, &keys::job_gathered(source, job_id));
     while let Some(entries) = pages.next().await? {
         for entry in entries {
             if let Some((page, _)) = get_json::<GatherPage>(store, &entry.key).await? {
-                ids.extend(
+                listed.extend(
                     page.documents
                         .iter()
                         .map(|d| keys::object_id_bytes(&d.guid)),
                 );
+                deleted.extend(page.deleted.iter().map(|g| keys::object_id_bytes(g)));
             }
         }
     }
-    ids.sort_unstable();
-    ids.dedup();
-    ids.shrink_to_fit();
-    Ok(GatheredIds(ids))
+    Ok((
+        GatheredIds::from_guids(listed),
+        GatheredIds::from_guids(deleted),
+    ))
 }
 
 /// One object document per GUID (create-once), and a fetch for each not yet done: a page read

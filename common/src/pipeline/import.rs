@@ -143,11 +143,16 @@ pub(super) async fn import(
             .await?
         }
     };
+    // The original beside the record: XML, or a CKAN dataset's JSON.
+    let content_type = match document.body.first() {
+        Some(b'{') => "application/json",
+        _ => "application/xml",
+    };
     store
         .put(
             &keys::record_xml(&id_key),
             document.body.clone(),
-            "application/xml",
+            content_type,
             PutMode::Overwrite,
         )
         .await?;

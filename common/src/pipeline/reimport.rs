@@ -50,5 +50,9 @@ pub(super) async fn kept_page(
                 .map(|e| serde_json::Value::String(e.key.clone()))
         })
         .flatten();
-    Ok(GatherPage { documents, next })
+    Ok(GatherPage {
+        documents,
+        next,
+        ..GatherPage::default()
+    })
 }

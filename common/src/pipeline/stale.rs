@@ -10,7 +10,7 @@ use crate::domain::job::SourceHarvestState;
 use crate::domain::keys;
 use crate::domain::source::Source;
 use crate::services::Services;
-use crate::store::{Pages, get_json};
+use crate::store::{Pages, PutMode, get_json, put_json};
 
 /// Removes `source`'s records when they are stale; returns how many.
 pub(super) async fn expire_stale(
@@ -44,6 +44,15 @@ pub(super) async fn expire_stale(
             delete_record(store, &source.name, &marker.key[prefix.len()..]).await?;
             removed += 1;
         }
+    }
+    // The next harvest lists every document again: an incremental one would bring back only
+    // what changed since, and the records just removed stood for the rest.
+    if let Some(mut state) = state
+        && state.error_free_started.is_some()
+    {
+        state.error_free_started = None;
+        let key = keys::source_harvest_state(&source.name);
+        put_json(store, &key, &state, PutMode::Overwrite).await?;
     }
     if removed > 0 {
         tracing::info!(source = %source.name, removed, "stale records removed");

@@ -404,6 +404,110 @@ pub async fn gather_all(
     Err(format!("the gather did not end after 20 pages: {ids:?}"))
 }
 
+/// Starts one of the tests' Python servers (from .venv), which writes its port to `port_file`
+/// once it listens, and waits for it.
+fn start_python_server(
+    script: &str,
+    args: &[&std::ffi::OsStr],
+    port_file: &Path,
+    what: &str,
+) -> (u16, KillOnDrop) {
+    let venv_python = workspace_root().join(".venv/bin/python");
+    let program = find_program(
+        "SHEAF_TEST_PYTHON",
+        &[venv_python],
+        "the tests' Python (.venv)",
+    );
+    let mut child = Command::new(program)
+        .arg(workspace_root().join(script))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {script}: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let port = loop {
+        if let Ok(text) = std::fs::read_to_string(port_file) {
+            break text.trim().parse::<u16>().expect("a port");
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited before serving: {status} (is it in .venv? run tests/run.sh)");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    wait_for_port(port, &mut child, what);
+    (port, KillOnDrop(child))
+}
+
+/// ckanext-harvest's mock CKAN (tests/mock_ckan_server.py), with the requests it received.
+pub struct MockCkan {
+    pub port: u16,
+    _child: KillOnDrop,
+    dir: tempfile::TempDir,
+}
+
+/// One request the mock CKAN received.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct CkanRequest {
+    pub path: String,
+    pub authorization: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl MockCkan {
+    pub fn start() -> MockCkan {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port_file = dir.path().join("port");
+        let log = dir.path().join("requests.jsonl");
+        let (port, child) = start_python_server(
+            "tests/mock_ckan_server.py",
+            &[port_file.as_os_str(), log.as_os_str()],
+            &port_file,
+            "the mock CKAN",
+        );
+        MockCkan {
+            port,
+            _child: child,
+            dir,
+        }
+    }
+
+    /// The CKAN's root; `scenario` is one of the mock's test names (`site_down`,
+    /// `datasets_added`, `invalid_tag`), which it reads from the path's first segment.
+    pub fn url(&self, scenario: Option<&str>) -> String {
+        match scenario {
+            None => format!("http://127.0.0.1:{}", self.port),
+            Some(name) => format!("http://127.0.0.1:{}/{name}", self.port),
+        }
+    }
+
+    /// Every request so far, in order.
+    pub fn requests(&self) -> Vec<CkanRequest> {
+        std::fs::read_to_string(self.dir.path().join("requests.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a logged request"))
+            .collect()
+    }
+
+    /// The dataset as `package_show` answers it.
+    pub async fn package(&self, id: &str) -> serde_json::Value {
+        let url = format!("{}/api/3/action/package_show?id={id}", self.url(None));
+        let body = reqwest::get(url)
+            .await
+            .expect("package_show")
+            .bytes()
+            .await
+            .expect("an answer");
+        let answer: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        answer["result"].clone()
+    }
+}
+
 /// pycsw (from .venv) serving the records of a folder: tests/pycsw_server.py.
 pub struct Pycsw {
     pub port: u16,
@@ -414,41 +518,22 @@ pub struct Pycsw {
 impl Pycsw {
     /// Loads every record under `records` and serves them, at most `max_records` a page.
     pub fn serve(records: &Path, max_records: u32) -> Pycsw {
-        let venv_python = workspace_root().join(".venv/bin/python");
-        let program = find_program(
-            "SHEAF_PYCSW_PYTHON",
-            &[venv_python],
-            "pycsw's Python (.venv)",
-        );
         let dir = tempfile::tempdir().expect("tempdir");
         let port_file = dir.path().join("port");
-        let mut child = Command::new(program)
-            .arg(workspace_root().join("tests/pycsw_server.py"))
-            .arg(dir.path().join("work"))
-            .arg(records)
-            .arg(&port_file)
-            .arg(max_records.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tests/pycsw_server.py");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let port = loop {
-            if let Ok(text) = std::fs::read_to_string(&port_file) {
-                break text.trim().parse::<u16>().expect("pycsw port");
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "pycsw exited before serving: {status} (is pycsw in .venv? run tests/run.sh)"
-                );
-            }
-            assert!(Instant::now() < deadline, "pycsw did not start within 60 s");
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        wait_for_port(port, &mut child, "pycsw");
+        let (port, child) = start_python_server(
+            "tests/pycsw_server.py",
+            &[
+                dir.path().join("work").as_os_str(),
+                records.as_os_str(),
+                port_file.as_os_str(),
+                std::ffi::OsStr::new(&max_records.to_string()),
+            ],
+            &port_file,
+            "pycsw",
+        );
         Pycsw {
             port,
-            _child: KillOnDrop(child),
+            _child: child,
             _dir: dir,
         }
     }

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::domain::job::{DocumentState, HarvestObject};
 use crate::domain::source::{FieldError, Source};
-use crate::fetch::FetchError;
+use crate::fetch::{FetchError, FetchRequest};
 use crate::services::Services;
 
 pub use response::{SearchResults, read_search_results, unwrap_record};
@@ -123,7 +123,7 @@ fn record_url(source: &Source, config: &CswConfig, id: &str) -> Result<url::Url,
 
 /// One GetRecords page, tried again after a failure the server may get over.
 async fn read_page(services: &Services, url: &url::Url) -> Result<SearchResults, GatherError> {
-    let body = get_listing(services, url, MAX_PAGE_BYTES).await?;
+    let body = get_listing(services, FetchRequest::new(url.as_str(), MAX_PAGE_BYTES)).await?;
     read_search_results(&body).map_err(|message| GatherError {
         message,
         url: Some(url.to_string()),
@@ -255,7 +255,11 @@ impl Harvester for CswHarvester {
             let url = record_url(source, &config, &id).map_err(error)?;
             documents.push(Gathered::record(id, &url));
         }
-        Ok(GatherPage { documents, next })
+        Ok(GatherPage {
+            documents,
+            next,
+            ..GatherPage::default()
+        })
     }
 
     /// The GetRecordById answer's record, unwrapped: the central WAF keeps records, not
@@ -267,7 +271,8 @@ impl Harvester for CswHarvester {
         object: &HarvestObject,
         previous: Option<&DocumentState>,
     ) -> Result<Fetched, FetchError> {
-        fetch_unwrapped(services, object, previous, unwrap_record).await
+        let request = FetchRequest::new(&object.url, services.settings.max_document_bytes);
+        fetch_unwrapped(services, request, previous, unwrap_record).await
     }
 }
 

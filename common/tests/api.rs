@@ -120,6 +120,10 @@ async fn changing_calls_need_the_token_and_bad_sources_name_their_field() {
             "frequency",
         ),
         (
+            json!({"name": "a", "url": "https://x.org/", "type": "waf", "config": {"default_tags": "a,b"}}),
+            "config.default_tags",
+        ),
+        (
             json!({"name": "a", "url": "https://x.org/", "type": "dcat"}),
             "type",
         ),

@@ -217,10 +217,10 @@ fn list_records(records: &[(&str, bool)], token: Option<(&str, Option<(u64, u64)
     )
 }
 
-/// A GetRecord answer holding an oai_dc record titled `title`.
+/// A GetRecord answer holding an oai_dc record titled `title`, its identifier as its subject.
 fn get_record_answer(id: &str, title: &str) -> String {
     format!(
-        r#"<?xml version="1.0"?><OAI-PMH xmlns="http://www.openarchives.org/OAI/2.0/"><responseDate>2020-01-01T00:00:00Z</responseDate><request verb="GetRecord">x</request><GetRecord><record><header><identifier>{id}</identifier><datestamp>2020-01-01</datestamp></header><metadata><oai_dc:dc xmlns:oai_dc="http://www.openarchives.org/OAI/2.0/oai_dc/" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:identifier>{id}</dc:identifier><dc:title>{title}</dc:title></oai_dc:dc></metadata></record></GetRecord></OAI-PMH>"#
+        r#"<?xml version="1.0"?><OAI-PMH xmlns="http://www.openarchives.org/OAI/2.0/"><responseDate>2020-01-01T00:00:00Z</responseDate><request verb="GetRecord">x</request><GetRecord><record><header><identifier>{id}</identifier><datestamp>2020-01-01</datestamp></header><metadata><oai_dc:dc xmlns:oai_dc="http://www.openarchives.org/OAI/2.0/oai_dc/" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:identifier>{id}</dc:identifier><dc:title>{title}</dc:title><dc:subject>{id}</dc:subject></oai_dc:dc></metadata></record></GetRecord></OAI-PMH>"#
     )
 }
 
@@ -254,12 +254,15 @@ async fn an_incremental_harvest_removes_what_the_repository_deleted() {
         services.store.as_ref(),
         oai_source(
             &nginx.url("/repo/oai"),
-            serde_json::json!({"metadata_prefix": "oai_dc"}),
+            serde_json::json!({"metadata_prefix": "oai_dc", "default_tags": ["harvested", {"name": "a"}]}),
         ),
     )
     .await
     .expect("add source");
     let first = harvest(&services).await;
+    // Every source type takes `default_tags`; a tag the record has already is not repeated.
+    let a = get_record(services.store.as_ref(), "a").await.expect("a");
+    assert_eq!(a.metadata.keywords, ["a", "harvested"]);
     assert_eq!(
         (first.stats.added, first.changed_since.as_deref()),
         (3, None),

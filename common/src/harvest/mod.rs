@@ -3,6 +3,7 @@
 
 mod ckan;
 mod csw;
+mod default_tags;
 mod oai_pmh;
 mod unwrap;
 mod waf;
@@ -151,16 +152,18 @@ pub trait Harvester: Send + Sync {
     fn import(
         &self,
         services: &Services,
-        _source: &Source,
+        source: &Source,
         document: &[u8],
     ) -> Result<Metadata, Rejection> {
-        read_metadata(
+        let mut metadata = read_metadata(
             document,
             XmlLimits {
                 max_bytes: services.settings.max_document_bytes as usize,
                 ..XmlLimits::default()
             },
-        )
+        )?;
+        default_tags::add(&default_tags::of(&source.config), &mut metadata);
+        Ok(metadata)
     }
 }
 

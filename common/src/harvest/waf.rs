@@ -95,17 +95,18 @@ impl Harvester for WafHarvester {
         let object = config
             .as_object()
             .ok_or_else(|| FieldError::new("config", "must be a JSON object"))?;
-        for (key, _) in object.iter() {
-            // The WAF harvester has no options of its own yet; refuse typos rather than
-            // silently ignoring them.
-            if !matches!(
-                key.as_str(),
-                "default_tags" | "default_extras" | crate::domain::source::SHRINK_THRESHOLD
-            ) {
-                return Err(FieldError::new(
-                    format!("config.{key}"),
-                    "unknown option for a WAF source",
-                ));
+        for (key, value) in object.iter() {
+            // The WAF harvester has no options of its own; refuse typos rather than silently
+            // ignoring them.
+            match key.as_str() {
+                super::default_tags::DEFAULT_TAGS => super::default_tags::validate(value)?,
+                crate::domain::source::SHRINK_THRESHOLD => {}
+                _ => {
+                    return Err(FieldError::new(
+                        format!("config.{key}"),
+                        "unknown option for a WAF source",
+                    ));
+                }
             }
         }
         Ok(())

@@ -5,6 +5,7 @@
 use serde::Deserialize;
 
 use crate::domain::source::{FieldError, SHRINK_THRESHOLD};
+use crate::harvest::default_tags::{self, TagOption};
 
 /// The placeholders a `default_extras` value may hold.
 pub(super) const PLACEHOLDERS: [&str; 4] = [
@@ -22,23 +23,6 @@ pub(super) enum RemoteMode {
     OnlyLocal,
     /// Keep every remote one.
     Create,
-}
-
-/// A tag as ckanext-harvest's `default_tags` takes it: `{"name": ...}`, or a plain string as
-/// in its README's example.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub(super) enum TagOption {
-    Name(String),
-    Dict { name: String },
-}
-
-impl TagOption {
-    pub fn name(&self) -> &str {
-        match self {
-            TagOption::Name(name) | TagOption::Dict { name } => name,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -140,17 +124,7 @@ pub(super) fn validate(config: &serde_json::Value) -> Result<(), FieldError> {
                     return fail("must be an integer");
                 }
             }
-            "default_tags" => {
-                let ok = value.as_array().is_some_and(|tags| {
-                    tags.iter().all(|t| {
-                        serde_json::from_value::<TagOption>(t.clone())
-                            .is_ok_and(|t| !t.name().trim().is_empty())
-                    })
-                });
-                if !ok {
-                    return fail("must be a list of tags: names, or objects with a \"name\"");
-                }
-            }
+            "default_tags" => default_tags::validate(value)?,
             "default_groups"
             | "organizations_filter_include"
             | "organizations_filter_exclude"

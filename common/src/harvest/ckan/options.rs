@@ -4,13 +4,10 @@
 use super::config::{CkanConfig, RemoteMode, fill_placeholders};
 use crate::domain::record::{CkanFields, Extra, Metadata};
 use crate::domain::source::Source;
+use crate::harvest::default_tags;
 
 pub(super) fn apply(config: &CkanConfig, source: &Source, metadata: &mut Metadata) {
-    for tag in &config.default_tags {
-        if !metadata.keywords.iter().any(|k| k == tag.name()) {
-            metadata.keywords.push(tag.name().to_string());
-        }
-    }
+    default_tags::add(&config.default_tags, metadata);
     if config.clean_tags {
         let mut cleaned: Vec<String> = Vec::new();
         for tag in metadata.keywords.iter().map(|k| munge_tag(k)) {

@@ -176,7 +176,8 @@ fn validate(config: &serde_json::Value) -> Result<(), FieldError> {
                     ));
                 }
             }
-            "default_tags" | "default_extras" | crate::domain::source::SHRINK_THRESHOLD => {}
+            super::default_tags::DEFAULT_TAGS => super::default_tags::validate(value)?,
+            crate::domain::source::SHRINK_THRESHOLD => {}
             _ => return Err(FieldError::new(field, "unknown option for a CSW source")),
         }
     }

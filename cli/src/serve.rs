@@ -16,7 +16,7 @@ use common::queue::QueueName;
 use common::services::Services;
 use common::sources::{self, NewSource};
 use common::store::PutMode;
-use common::worker::run_queue_worker;
+use common::worker::{run_index_worker, run_queue_worker};
 
 /// Written once the first start has offered the example, so removing it is final.
 const INITIALISED: &str = "meta/initialised";
@@ -60,6 +60,10 @@ pub async fn serve(config: edge::Config) -> anyhow::Result<()> {
                 stop_rx.clone(),
             )));
         }
+        tasks.push(tokio::spawn(run_index_worker(
+            services.clone(),
+            stop_rx.clone(),
+        )));
     }
     tasks.push(tokio::spawn(scheduler(services.clone(), stop_rx.clone())));
     eprintln!(

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::catalog::SearchIndex;
 use crate::fetch::HttpFetcher;
 use crate::mail::Mailer;
 use crate::package::PackagerSettings;
@@ -52,5 +53,7 @@ pub struct Services {
     pub queues: Queues,
     pub mailer: Arc<dyn Mailer>,
     pub fetcher: Arc<dyn HttpFetcher>,
+    /// The catalogue's search index (derived from the records in the store).
+    pub index: Arc<dyn SearchIndex>,
     pub settings: Settings,
 }

@@ -88,3 +88,21 @@ pub async fn run_queue_worker(
         futures::future::join_all(handled).await;
     }
 }
+
+/// The search index's one writer in local mode: applies the waiting record changes, a batch
+/// at a time (one commit each), until `stop` resolves.
+pub async fn run_index_worker(services: Services, stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match crate::pipeline::drain_index(&services).await {
+            Ok(0) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "indexing failed; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}

@@ -167,7 +167,8 @@ async fn run(
         queues: Queues::new()
             .with(QueueName::Gather, gather.clone())
             .with(QueueName::Fetch, fetch.clone())
-            .with(QueueName::Import, import.clone()),
+            .with(QueueName::Import, import.clone())
+            .with(QueueName::Index, Arc::new(MemoryQueue::new())),
         ..base
     };
     add_source(

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::catalog::{SearchQuery, get_record, search};
+use common::catalog::{CatalogError, SearchQuery, get_record, search};
 use common::domain::job::{Job, JobStatus};
 use common::domain::source::SourceType;
-use common::pipeline::{self, PipelineError, get_job};
+use common::pipeline::{self, get_job};
 use common::queue::QueueName;
 use common::services::Services;
 use common::sources::{NewSource, add_source};
@@ -106,8 +106,9 @@ fn stats(job: &Job) -> [u64; 5] {
 }
 
 async fn record_ids(services: &Services) -> Vec<String> {
+    pipeline::drain_index(services).await.expect("index");
     let page = search(
-        services.store.as_ref(),
+        services.index.as_ref(),
         &SearchQuery {
             page_size: Some(1000),
             ..Default::default()
@@ -305,7 +306,7 @@ async fn scenario(services: Services) -> Observed {
     assert_eq!(revised.metadata.title, "Coastal erosion rates, revised");
     assert!(matches!(
         get_record(store, "f0e1d2c3-b4a5-4697-8877-665544332211").await,
-        Err(PipelineError::NotFound(_))
+        Err(CatalogError::NotFound(_))
     ));
     observed.stats.push(stats(&third));
     let after_third = record_ids(&services).await;

@@ -3,6 +3,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::catalog::CatalogError;
 use crate::domain::source::FieldError;
 use crate::pipeline::PipelineError;
 
@@ -27,6 +28,16 @@ impl From<PipelineError> for ApiError {
             PipelineError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
             PipelineError::Conflict(m) => ApiError::Conflict(m),
             PipelineError::Invalid(f) => ApiError::BadRequest(f),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
+            CatalogError::Invalid(f) => ApiError::BadRequest(f),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -142,10 +142,12 @@ pub async fn search(
         end: q.get("end").cloned(),
         source: q.get("source").cloned(),
         keyword: q.get("keyword").cloned(),
+        format: q.get("format").cloned(),
+        sort: q.get("sort").cloned(),
         page: number("page")?,
         page_size: number("page_size")?,
     };
-    let page = catalog::search(state.services.store.as_ref(), &query).await?;
+    let page = catalog::search(state.services.index.as_ref(), &query).await?;
     Ok(Json(json!(page)))
 }
 

@@ -219,7 +219,7 @@ pub(super) async fn finish(
     if job.gather_errors.is_empty() && !job.reimport {
         let removals = plan_removals(store, &source, &job).await?;
         for id_key in &removals.records {
-            delete_record(store, &source, id_key).await?;
+            delete_record(services, &source, id_key).await?;
         }
         for object_id in &removals.documents {
             forget_document(store, &source, object_id).await?;

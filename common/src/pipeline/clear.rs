@@ -18,7 +18,7 @@ pub async fn clear_source(services: &Services, source: &str) -> Result<u64, Pipe
     while let Some(markers) = pages.next().await? {
         for marker in markers {
             let id_key = marker.key.rsplit('/').next().unwrap_or_default();
-            super::records::delete_record(store, source, id_key).await?;
+            super::records::delete_record(services, source, id_key).await?;
             removed += 1;
         }
     }

@@ -25,4 +25,6 @@ pub enum PipelineError {
     Message(String),
     #[error(transparent)]
     Package(#[from] crate::package::PackageError),
+    #[error(transparent)]
+    Index(#[from] crate::catalog::IndexError),
 }

@@ -106,7 +106,7 @@ pub(super) async fn import(
         Err(reason) => {
             // The record this document made before is no longer backed by it.
             if let Some(old_id) = &previous {
-                release_record(store, source_name, old_id, &object.guid).await?;
+                release_record(services, source_name, old_id, &object.guid).await?;
             }
             reject(services, source_name, job_id, object, &reason).await?;
             put_json(store, &state_key, &state(None), PutMode::Overwrite).await?;
@@ -170,9 +170,10 @@ pub(super) async fn import(
     if let Some(old_id) = &previous
         && *old_id != record.metadata.id
     {
-        release_record(store, source_name, old_id, &tracked.object.guid).await?;
+        release_record(services, source_name, old_id, &tracked.object.guid).await?;
     }
     put_json(store, &state_key, &new_state, PutMode::Overwrite).await?;
+    super::index::send_changes(services, std::slice::from_ref(&id_key), Duration::ZERO).await?;
     tracked.object.record_id = Some(record.metadata.id.clone());
     finish_object(services, source_name, job_id, tracked, planned, None).await
 }

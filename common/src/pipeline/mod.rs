@@ -1,4 +1,5 @@
-//! The harvest pipeline: gather → fetch → import, and the check that finishes a job.
+//! The harvest pipeline: gather → fetch → import, the check that finishes a job, and the
+//! index stage that keeps the search index in step with the records.
 //!
 //! Every handler is idempotent: it reads what is already done and redoes only the rest, and it
 //! writes its outcome last, so a message delivered twice or a handler killed at any line and
@@ -9,6 +10,7 @@ mod clear;
 mod error;
 mod gather;
 mod import;
+mod index;
 mod jobs;
 mod message;
 mod object_fetch;
@@ -24,6 +26,7 @@ mod stale;
 pub use crate::sources::load_source;
 pub use clear::clear_source;
 pub use error::PipelineError;
+pub use index::{drain as drain_index, reindex};
 pub use jobs::{JobOptions, abort_job, find_job, get_job, list_jobs, start_job, start_job_with};
 pub use message::{Kind, Message};
 pub use objects::Rejected;
@@ -81,6 +84,11 @@ pub async fn handle_body(
         && message.kind == package::MESSAGE_KIND
     {
         return Ok(package::handle_message(services, &message, receive_count).await?);
+    }
+    if let Ok(message) = serde_json::from_str::<index::IndexMessage>(body)
+        && message.kind == index::MESSAGE_KIND
+    {
+        return index::handle_message(services, &message).await;
     }
     match serde_json::from_str::<Message>(body) {
         Ok(message) => handle(services, &message, receive_count).await,

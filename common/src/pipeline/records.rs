@@ -9,6 +9,7 @@ use super::PipelineError;
 use crate::domain::job::{DocumentState, HarvestObject};
 use crate::domain::keys;
 use crate::domain::record::Record;
+use crate::services::Services;
 use crate::store::{ObjectStore, PutMode, StoreError, get_json, put_json};
 
 /// The catalogue marker of a record: which document of the source it came from.
@@ -166,15 +167,16 @@ pub(super) async fn record_still_there(
 /// Removes record `id` when document `guid` of `source` holds it (it left the source, or now
 /// reads as another identifier or as nothing valid).
 pub(super) async fn release_record(
-    store: &dyn ObjectStore,
+    services: &Services,
     source: &str,
     id: &str,
     guid: &str,
 ) -> Result<bool, PipelineError> {
     let id_key = keys::id_key(id);
+    let store = services.store.as_ref();
     let marker = get_json::<Marker>(store, &keys::record_marker(source, &id_key)).await?;
     if marker.is_some_and(|(m, _)| m.guid == guid) {
-        delete_record(store, source, &id_key).await?;
+        delete_record(services, source, &id_key).await?;
         return Ok(true);
     }
     Ok(false)
@@ -183,10 +185,15 @@ pub(super) async fn release_record(
 /// Removes a record and everything that points at it; the marker goes last, so a rerun
 /// after a crash finds it and finishes the work.
 pub(super) async fn delete_record(
-    store: &dyn ObjectStore,
+    services: &Services,
     source: &str,
     id_key: &str,
 ) -> Result<(), PipelineError> {
+    let store = services.store.as_ref();
+    // Told before (delayed past the removal) and after: a crash between the two still leaves
+    // one message, and the index looks at the store when it arrives.
+    let changed = [id_key.to_string()];
+    super::index::send_changes(services, &changed, INDEX_AFTER_REMOVAL).await?;
     store.delete(&keys::record_json(id_key)).await?;
     store.delete(&keys::record_xml(id_key)).await?;
     if let Ok(owner) = store.get(&keys::record_owner(id_key)).await
@@ -195,5 +202,9 @@ pub(super) async fn delete_record(
         store.delete(&keys::record_owner(id_key)).await?;
     }
     store.delete(&keys::record_marker(source, id_key)).await?;
+    super::index::send_changes(services, &changed, std::time::Duration::ZERO).await?;
     Ok(())
 }
+
+/// How long the index's first word of a removal waits: past the removal's few writes.
+const INDEX_AFTER_REMOVAL: std::time::Duration = std::time::Duration::from_secs(30);

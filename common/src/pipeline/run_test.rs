@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::{JobOptions, Kind, Message, PipelineError, get_job, handle, start_job_with};
 use crate::domain::job::Job;
-use crate::queue::{MAX_RECEIVE_COUNT, MemoryQueue, QueueName, Queues};
+use crate::queue::{MAX_RECEIVE_COUNT, MemoryQueue, QueueName};
 use crate::services::Services;
 
 /// Progress of a synchronous run: objects done out of those gathered (once known).
@@ -64,8 +64,12 @@ pub async fn run_test_with(
     let gather = Arc::new(MemoryQueue::new());
     let fetch = Arc::new(MemoryQueue::new());
     let import = Arc::new(MemoryQueue::new());
+    // The stages run here; record changes go on the process's own index queue, applied at
+    // the end (or by `serve`'s indexer when it holds the index).
     let local = Services {
-        queues: Queues::new()
+        queues: services
+            .queues
+            .clone()
             .with(QueueName::Gather, gather.clone())
             .with(QueueName::Fetch, fetch.clone())
             .with(QueueName::Import, import.clone()),
@@ -119,6 +123,7 @@ pub async fn run_test_with(
         let current = get_job(local.store.as_ref(), source, &job.id).await?;
         if current.status.is_done() {
             progress.update(current.done_count, current.object_count);
+            super::index::drain(&local).await?;
             return Ok(current);
         }
         let idle = gather.depth_now() == 0 && fetch.depth_now() == 0 && import.depth_now() == 0;

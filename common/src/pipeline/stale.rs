@@ -41,7 +41,7 @@ pub(super) async fn expire_stale(
     let mut pages = Pages::new(store, &prefix);
     while let Some(markers) = pages.next().await? {
         for marker in markers {
-            delete_record(store, &source.name, &marker.key[prefix.len()..]).await?;
+            delete_record(services, &source.name, &marker.key[prefix.len()..]).await?;
             removed += 1;
         }
     }

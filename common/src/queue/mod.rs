@@ -91,16 +91,19 @@ pub enum QueueName {
     Gather,
     Fetch,
     Import,
+    /// Record changes for the search index's one writer.
+    Index,
     Notify,
     PackageFast,
     PackageSlow,
 }
 
 impl QueueName {
-    pub const ALL: [QueueName; 6] = [
+    pub const ALL: [QueueName; 7] = [
         QueueName::Gather,
         QueueName::Fetch,
         QueueName::Import,
+        QueueName::Index,
         QueueName::Notify,
         QueueName::PackageFast,
         QueueName::PackageSlow,
@@ -111,6 +114,7 @@ impl QueueName {
             QueueName::Gather => "gather",
             QueueName::Fetch => "fetch",
             QueueName::Import => "import",
+            QueueName::Index => "index",
             QueueName::Notify => "notify",
             QueueName::PackageFast => "package-fast",
             QueueName::PackageSlow => "package-slow",

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
 use common::aws::{AwsSettings, load_sdk_config, s3_client};
+use common::catalog::{StoreScan, TantivyIndex};
 use common::fetch::{AddressPolicy, ReqwestFetcher};
 use common::mail::OutboxMailer;
 use common::queue::{LocalQueue, QueueName, Queues, SqsQueue};
@@ -257,6 +258,7 @@ pub fn local_services(dir: &Path) -> Services {
         queues,
         mailer: Arc::new(OutboxMailer::new(dir.join("outbox"))),
         fetcher: fetcher(),
+        index: Arc::new(TantivyIndex::open(&dir.join("index")).expect("index")),
         settings: test_settings(),
     }
 }
@@ -271,8 +273,10 @@ pub async fn aws_services(moto: &Moto, dir: &Path) -> Services {
             Arc::new(moto.queue(&format!("sheaf-{}", name.as_str()), 5).await),
         );
     }
+    let store: Arc<dyn common::store::ObjectStore> = Arc::new(store);
     Services {
-        store: Arc::new(store),
+        index: Arc::new(StoreScan::new(store.clone())),
+        store,
         queues,
         mailer: Arc::new(OutboxMailer::new(dir.join("outbox"))),
         fetcher: fetcher(),
@@ -348,13 +352,17 @@ pub fn catalogue_records(dir: &Path, skip: &[&str]) -> Vec<common::domain::recor
     held
 }
 
-/// The identifiers of a source's records in the catalogue.
+/// The identifiers of a source's records in the catalogue, as its search finds them once the
+/// index has applied the changes waiting for it.
 pub async fn catalogue_ids(
     services: &Services,
     source: &str,
 ) -> std::collections::BTreeSet<String> {
+    common::pipeline::drain_index(services)
+        .await
+        .expect("index changes applied");
     let page = common::catalog::search(
-        services.store.as_ref(),
+        services.index.as_ref(),
         &common::catalog::SearchQuery {
             source: Some(source.into()),
             page_size: Some(100),

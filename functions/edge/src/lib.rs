@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use common::aws::{AwsSettings, load_sdk_config, s3_client};
+use common::catalog::{StoreScan, TantivyIndex};
 use common::fetch::{AddressPolicy, ReqwestFetcher};
 use common::mail::{OutboxMailer, SesMailer};
 use common::package::PackagerSettings;
@@ -115,6 +116,7 @@ pub fn queue_url_var(name: QueueName) -> &'static str {
         QueueName::Gather => "SHEAF_GATHER_QUEUE_URL",
         QueueName::Fetch => "SHEAF_FETCH_QUEUE_URL",
         QueueName::Import => "SHEAF_IMPORT_QUEUE_URL",
+        QueueName::Index => "SHEAF_INDEX_QUEUE_URL",
         QueueName::Notify => "SHEAF_NOTIFY_QUEUE_URL",
         QueueName::PackageFast => "SHEAF_PACKAGE_FAST_QUEUE_URL",
         QueueName::PackageSlow => "SHEAF_PACKAGE_SLOW_QUEUE_URL",
@@ -160,8 +162,13 @@ pub async fn build_services(config: &Config, local_policy: AddressPolicy) -> any
             };
             let mut settings = settings;
             settings.packager.address_policy = policy;
+            let store: Arc<dyn common::store::ObjectStore> =
+                Arc::new(S3Store::new(s3_client(&sdk, &aws), bucket.clone()));
             let services = Services {
-                store: Arc::new(S3Store::new(s3_client(&sdk, &aws), bucket.clone())),
+                // Until the index function keeps a tantivy index in S3, searches read the
+                // records.
+                index: Arc::new(StoreScan::new(store.clone())),
+                store,
                 queues,
                 mailer: Arc::new(SesMailer::new(aws_sdk_ses::Client::new(&sdk))),
                 fetcher: Arc::new(ReqwestFetcher::new(policy, timeout)?),
@@ -190,8 +197,11 @@ pub async fn build_services(config: &Config, local_policy: AddressPolicy) -> any
             } else {
                 local_policy
             };
+            let index = TantivyIndex::open(&dir.join("index"))
+                .with_context(|| format!("opening the search index in {}", dir.display()))?;
             let services = Services {
                 store: Arc::new(store.clone()),
+                index: Arc::new(index),
                 queues,
                 mailer: Arc::new(OutboxMailer::new(dir.join("outbox"))),
                 fetcher: Arc::new(ReqwestFetcher::new(policy, timeout)?),

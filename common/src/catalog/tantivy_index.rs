@@ -1,0 +1,486 @@
+//! The embedded search index: tantivy, in a folder (local mode) or in memory. Text is
+//! tokenized into words and stemmed for English (title boosted over the abstract, keywords and
+//! contacts); bbox, time and modification date are numeric fields, so every filter is a query
+//! clause and a page costs the page, not the catalogue.
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tantivy::aggregation::AggregationCollector;
+use tantivy::aggregation::agg_req::Aggregations;
+use tantivy::collector::{Count, TopDocs};
+use tantivy::directory::MmapDirectory;
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
+use tantivy::schema::{
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
+    TextOptions, Value,
+};
+use tantivy::{DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher};
+use tantivy::{TantivyDocument, Term};
+
+use super::index::{Bucket, Facets, Hits, IndexError, Search, SearchIndex, Sort};
+use super::times::{Edge, seconds};
+use crate::domain::keys;
+use crate::domain::record::{BBox, Record};
+
+/// The writer's memory before it flushes a segment.
+const WRITER_MEMORY: usize = 50_000_000;
+/// Buckets a facet lists at most.
+const FACET_SIZE: u32 = 20;
+
+#[derive(Clone, Copy)]
+struct Fields {
+    /// The record's key in the store (`keys::id_key`): its identity here.
+    key: Field,
+    id: Field,
+    title: Field,
+    all: Field,
+    title_sort: Field,
+    source: Field,
+    keyword: Field,
+    keyword_lc: Field,
+    format: Field,
+    west: Field,
+    south: Field,
+    east: Field,
+    north: Field,
+    crosses: Field,
+    t_start: Field,
+    t_end: Field,
+    modified: Field,
+    record: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let words = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer("en_stem")
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+    );
+    let exact = STRING | FAST;
+    let number = || INDEXED | FAST;
+    let fields = Fields {
+        key: b.add_text_field("key", STRING),
+        id: b.add_text_field("id", STRING | STORED),
+        title: b.add_text_field("title", words.clone()),
+        all: b.add_text_field("all", words),
+        title_sort: b.add_text_field("title_sort", exact.clone()),
+        source: b.add_text_field("source", exact.clone()),
+        keyword: b.add_text_field("keyword", exact.clone()),
+        keyword_lc: b.add_text_field("keyword_lc", STRING),
+        format: b.add_text_field("format", exact),
+        west: b.add_f64_field("west", number()),
+        south: b.add_f64_field("south", number()),
+        east: b.add_f64_field("east", number()),
+        north: b.add_f64_field("north", number()),
+        crosses: b.add_u64_field("crosses", number()),
+        t_start: b.add_i64_field("t_start", number()),
+        t_end: b.add_i64_field("t_end", number()),
+        modified: b.add_i64_field("modified", FAST),
+        record: b.add_text_field("record", STORED),
+    };
+    (b.build(), fields)
+}
+
+struct Inner {
+    index: Index,
+    reader: IndexReader,
+    /// Opened on the first write: a process that only searches never takes the lock.
+    writer: Mutex<Option<IndexWriter>>,
+    fields: Fields,
+}
+
+#[derive(Clone)]
+pub struct TantivyIndex {
+    inner: Arc<Inner>,
+}
+
+fn index_error(e: impl std::fmt::Display) -> IndexError {
+    IndexError::Index(e.to_string())
+}
+
+impl TantivyIndex {
+    /// The index in `dir` (created when missing).
+    pub fn open(dir: &Path) -> Result<TantivyIndex, IndexError> {
+        std::fs::create_dir_all(dir).map_err(index_error)?;
+        let (schema, fields) = schema();
+        let directory = MmapDirectory::open(dir).map_err(index_error)?;
+        let index = Index::open_or_create(directory, schema).map_err(index_error)?;
+        Self::with(index, fields)
+    }
+
+    pub fn in_memory() -> TantivyIndex {
+        let (schema, fields) = schema();
+        Self::with(Index::create_in_ram(schema), fields).expect("an index in memory")
+    }
+
+    fn with(index: Index, fields: Fields) -> Result<TantivyIndex, IndexError> {
+        // Another process's commits (serve's indexer, seen by the CLI) show after a moment.
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::OnCommitWithDelay)
+            .try_into()
+            .map_err(index_error)?;
+        Ok(TantivyIndex {
+            inner: Arc::new(Inner {
+                index,
+                reader,
+                writer: Mutex::new(None),
+                fields,
+            }),
+        })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Inner) -> Result<T, IndexError> + Send + 'static,
+    ) -> Result<T, IndexError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || work(&inner))
+            .await
+            .map_err(index_error)?
+    }
+}
+
+impl Inner {
+    fn write(
+        &self,
+        change: impl FnOnce(&IndexWriter, &Fields) -> Result<(), IndexError>,
+    ) -> Result<(), IndexError> {
+        let mut guard = self.writer.lock().map_err(index_error)?;
+        if guard.is_none() {
+            let writer = self
+                .index
+                .writer_with_num_threads(1, WRITER_MEMORY)
+                .map_err(|e| match e {
+                    tantivy::TantivyError::LockFailure(..) => IndexError::Busy,
+                    e => index_error(e),
+                })?;
+            *guard = Some(writer);
+        }
+        let writer = guard.as_mut().expect("a writer");
+        change(writer, &self.fields)?;
+        writer.commit().map_err(index_error)?;
+        self.reader.reload().map_err(index_error)?;
+        Ok(())
+    }
+
+    fn document(&self, record: &Record) -> Result<TantivyDocument, IndexError> {
+        let f = &self.fields;
+        let m = &record.metadata;
+        let mut doc = TantivyDocument::default();
+        doc.add_text(f.key, keys::id_key(&m.id));
+        doc.add_text(f.id, &m.id);
+        doc.add_text(f.title, &m.title);
+        doc.add_text(f.all, &m.abstract_text);
+        for keyword in &m.keywords {
+            doc.add_text(f.all, keyword);
+            doc.add_text(f.keyword, keyword);
+            doc.add_text(f.keyword_lc, keyword.to_lowercase());
+        }
+        for contact in &m.contacts {
+            for text in [&contact.name, &contact.organisation, &contact.email]
+                .into_iter()
+                .flatten()
+            {
+                doc.add_text(f.all, text);
+            }
+        }
+        doc.add_text(f.title_sort, m.title.to_lowercase());
+        doc.add_text(f.source, &record.source);
+        let format = serde_json::to_value(m.format).map_err(index_error)?;
+        doc.add_text(f.format, format.as_str().unwrap_or_default());
+        if let Some(b) = m.bbox {
+            doc.add_f64(f.west, b.west);
+            doc.add_f64(f.south, b.south);
+            doc.add_f64(f.east, b.east);
+            doc.add_f64(f.north, b.north);
+            doc.add_u64(f.crosses, u64::from(b.west > b.east));
+        }
+        if let Some(time) = &m.time {
+            // An open end stretches to the edge of time.
+            let start = time.start.as_deref().and_then(|t| seconds(t, Edge::First));
+            let end = time.end.as_deref().and_then(|t| seconds(t, Edge::Last));
+            if start.is_some() || end.is_some() {
+                doc.add_i64(f.t_start, start.unwrap_or(i64::MIN));
+                doc.add_i64(f.t_end, end.unwrap_or(i64::MAX));
+            }
+        }
+        let modified = m.modified.as_deref().and_then(|t| seconds(t, Edge::First));
+        doc.add_i64(f.modified, modified.unwrap_or(i64::MIN));
+        doc.add_text(
+            f.record,
+            serde_json::to_string(record).map_err(index_error)?,
+        );
+        Ok(doc)
+    }
+
+    fn query(&self, search: &Search) -> Box<dyn Query> {
+        let f = &self.fields;
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        if let Some(words) = search
+            .text
+            .as_deref()
+            .map(words_only)
+            .filter(|w| !w.is_empty())
+        {
+            let mut parser = QueryParser::for_index(&self.index, vec![f.title, f.all]);
+            parser.set_conjunction_by_default();
+            parser.set_field_boost(f.title, 2.0);
+            let (query, _errors) = parser.parse_query_lenient(&words);
+            clauses.push((Occur::Must, query));
+        }
+        let exact = |field: Field, value: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, value),
+                IndexRecordOption::Basic,
+            ))
+        };
+        if let Some(source) = &search.source {
+            clauses.push((Occur::Must, exact(f.source, source)));
+        }
+        if let Some(keyword) = &search.keyword {
+            clauses.push((Occur::Must, exact(f.keyword_lc, &keyword.to_lowercase())));
+        }
+        if let Some(format) = &search.format {
+            clauses.push((Occur::Must, exact(f.format, format)));
+        }
+        if let Some(bbox) = &search.bbox {
+            clauses.push((Occur::Must, self.bbox_query(bbox)));
+        }
+        if let Some(start) = search.start {
+            clauses.push((Occur::Must, at_least_i64(f.t_end, start)));
+        }
+        if let Some(end) = search.end {
+            clauses.push((Occur::Must, at_most_i64(f.t_start, end)));
+        }
+        if clauses.is_empty() {
+            return Box::new(AllQuery);
+        }
+        Box::new(BooleanQuery::new(clauses))
+    }
+
+    /// Records whose box meets `bbox`, either of them possibly across the antimeridian: a box
+    /// across it is the union of [west, 180] and [-180, east].
+    fn bbox_query(&self, bbox: &BBox) -> Box<dyn Query> {
+        let f = &self.fields;
+        let spans = if bbox.west > bbox.east {
+            vec![(bbox.west, 180.0), (-180.0, bbox.east)]
+        } else {
+            vec![(bbox.west, bbox.east)]
+        };
+        let mut any_span: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for (west, east) in spans {
+            // A plain record box meets the span when it starts before its end and ends after
+            // its start.
+            let plain = BooleanQuery::new(vec![
+                (Occur::Must, equal_u64(f.crosses, 0)),
+                (Occur::Must, at_most_f64(f.west, east)),
+                (Occur::Must, at_least_f64(f.east, west)),
+            ]);
+            // A record box across the antimeridian meets it when either of its two parts does.
+            let across = BooleanQuery::new(vec![
+                (Occur::Must, equal_u64(f.crosses, 1)),
+                (
+                    Occur::Must,
+                    Box::new(BooleanQuery::new(vec![
+                        (Occur::Should, at_most_f64(f.west, east)),
+                        (Occur::Should, at_least_f64(f.east, west)),
+                    ])),
+                ),
+            ]);
+            any_span.push((Occur::Should, Box::new(plain)));
+            any_span.push((Occur::Should, Box::new(across)));
+        }
+        Box::new(BooleanQuery::new(vec![
+            (Occur::Must, at_most_f64(f.south, bbox.north)),
+            (Occur::Must, at_least_f64(f.north, bbox.south)),
+            (Occur::Must, Box::new(BooleanQuery::new(any_span))),
+        ]))
+    }
+
+    fn search(&self, search: &Search) -> Result<Hits, IndexError> {
+        let searcher = self.reader.searcher();
+        let query = self.query(search);
+        let limit = search.limit.max(1) as usize;
+        let top = TopDocs::with_limit(limit).and_offset(search.offset as usize);
+        let has_words = search
+            .text
+            .as_deref()
+            .is_some_and(|t| !words_only(t).is_empty());
+        let sort = search.sort.unwrap_or(if has_words {
+            Sort::Relevance
+        } else {
+            Sort::Title
+        });
+        let aggs: Aggregations = serde_json::from_value(serde_json::json!({
+            "source": {"terms": {"field": "source", "size": FACET_SIZE}},
+            "keyword": {"terms": {"field": "keyword", "size": FACET_SIZE}},
+            "format": {"terms": {"field": "format", "size": FACET_SIZE}},
+        }))
+        .map_err(index_error)?;
+        let facets = AggregationCollector::from_aggs(aggs, Default::default());
+        let (total, addresses, facets): (usize, Vec<DocAddress>, _) = match sort {
+            Sort::Relevance => {
+                let (n, hits, agg) = searcher
+                    .search(&query, &(Count, top.order_by_score(), facets))
+                    .map_err(index_error)?;
+                (n, hits.into_iter().map(|(_, a)| a).collect(), agg)
+            }
+            Sort::Date => {
+                let by_date = top.order_by_fast_field::<i64>("modified", Order::Desc);
+                let (n, hits, agg) = searcher
+                    .search(&query, &(Count, by_date, facets))
+                    .map_err(index_error)?;
+                (n, hits.into_iter().map(|(_, a)| a).collect(), agg)
+            }
+            Sort::Title => {
+                let by_title = top.order_by_string_fast_field("title_sort", Order::Asc);
+                let (n, hits, agg) = searcher
+                    .search(&query, &(Count, by_title, facets))
+                    .map_err(index_error)?;
+                (n, hits.into_iter().map(|(_, a)| a).collect(), agg)
+            }
+        };
+        let records = addresses
+            .into_iter()
+            .map(|address| self.stored_record(&searcher, address))
+            .collect::<Result<Vec<_>, _>>()?;
+        let facets = serde_json::to_value(facets).map_err(index_error)?;
+        Ok(Hits {
+            total: total as u64,
+            records,
+            facets: Facets {
+                source: buckets(&facets["source"]),
+                keyword: buckets(&facets["keyword"]),
+                format: buckets(&facets["format"]),
+            },
+        })
+    }
+
+    fn stored_record(
+        &self,
+        searcher: &Searcher,
+        address: DocAddress,
+    ) -> Result<Record, IndexError> {
+        let doc: TantivyDocument = searcher.doc(address).map_err(index_error)?;
+        let text = doc
+            .get_first(self.fields.record)
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| index_error("an indexed record without its JSON"))?;
+        serde_json::from_str(text).map_err(index_error)
+    }
+}
+
+/// The words of a user's text: a quote, colon or minus is no query syntax here.
+fn words_only(text: &str) -> String {
+    let spaced: String = text
+        .chars()
+        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
+        .collect();
+    spaced.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn buckets(aggregation: &serde_json::Value) -> Vec<Bucket> {
+    aggregation["buckets"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|b| {
+                    Some(Bucket {
+                        value: b["key"].as_str()?.to_string(),
+                        count: b["doc_count"].as_u64()?,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn range(lower: Bound<Term>, upper: Bound<Term>) -> Box<dyn Query> {
+    Box::new(RangeQuery::new(lower, upper))
+}
+
+fn at_least_f64(field: Field, value: f64) -> Box<dyn Query> {
+    range(
+        Bound::Included(Term::from_field_f64(field, value)),
+        Bound::Unbounded,
+    )
+}
+
+fn at_most_f64(field: Field, value: f64) -> Box<dyn Query> {
+    range(
+        Bound::Unbounded,
+        Bound::Included(Term::from_field_f64(field, value)),
+    )
+}
+
+fn at_least_i64(field: Field, value: i64) -> Box<dyn Query> {
+    range(
+        Bound::Included(Term::from_field_i64(field, value)),
+        Bound::Unbounded,
+    )
+}
+
+fn at_most_i64(field: Field, value: i64) -> Box<dyn Query> {
+    range(
+        Bound::Unbounded,
+        Bound::Included(Term::from_field_i64(field, value)),
+    )
+}
+
+fn equal_u64(field: Field, value: u64) -> Box<dyn Query> {
+    Box::new(TermQuery::new(
+        Term::from_field_u64(field, value),
+        IndexRecordOption::Basic,
+    ))
+}
+
+#[async_trait]
+impl SearchIndex for TantivyIndex {
+    async fn apply(&self, upserts: Vec<Record>, deletes: Vec<String>) -> Result<(), IndexError> {
+        if upserts.is_empty() && deletes.is_empty() {
+            return Ok(());
+        }
+        self.blocking(move |inner| {
+            let docs = upserts
+                .iter()
+                .map(|r| Ok((keys::id_key(&r.metadata.id), inner.document(r)?)))
+                .collect::<Result<Vec<_>, IndexError>>()?;
+            inner.write(|writer, f| {
+                for key in &deletes {
+                    writer.delete_term(Term::from_field_text(f.key, key));
+                }
+                for (key, doc) in docs {
+                    writer.delete_term(Term::from_field_text(f.key, &key));
+                    writer.add_document(doc).map_err(index_error)?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn search(&self, search: &Search) -> Result<Hits, IndexError> {
+        let search = search.clone();
+        self.blocking(move |inner| inner.search(&search)).await
+    }
+
+    async fn count(&self) -> Result<u64, IndexError> {
+        self.blocking(|inner| Ok(inner.reader.searcher().num_docs()))
+            .await
+    }
+
+    async fn clear(&self) -> Result<(), IndexError> {
+        self.blocking(|inner| {
+            inner.write(|writer, _| {
+                writer.delete_all_documents().map_err(index_error)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+}

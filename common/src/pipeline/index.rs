@@ -1,0 +1,130 @@
+//! Keeping the search index in step with the records: every write or removal of a record
+//! sends its key on the index queue, and the index's one writer applies what the store holds
+//! for each key when the message arrives (the record: upserted; none: taken out). A message
+//! says only "look at this key", so one delivered twice, late, or out of order leaves the
+//! index as the store is.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::PipelineError;
+use crate::catalog::IndexError;
+use crate::domain::keys;
+use crate::domain::record::Record;
+use crate::queue::QueueName;
+use crate::services::Services;
+use crate::store::{Pages, get_json};
+
+pub const MESSAGE_KIND: &str = "index";
+
+/// Records (by key) to look at again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IndexMessage {
+    pub kind: String,
+    pub keys: Vec<String>,
+}
+
+/// Tells the index that the records of `id_keys` changed, after `delay`.
+pub(crate) async fn send_changes(
+    services: &Services,
+    id_keys: &[String],
+    delay: Duration,
+) -> Result<(), PipelineError> {
+    if id_keys.is_empty() || !services.index.wants_changes() {
+        return Ok(());
+    }
+    let body = serde_json::to_string(&IndexMessage {
+        kind: MESSAGE_KIND.into(),
+        keys: id_keys.to_vec(),
+    })
+    .expect("a message always serialises");
+    services
+        .queues
+        .get(QueueName::Index)?
+        .send(body, delay)
+        .await?;
+    Ok(())
+}
+
+/// Applies what the store holds now for each key.
+pub(crate) async fn apply_keys(
+    services: &Services,
+    id_keys: &[String],
+) -> Result<(), PipelineError> {
+    let store = services.store.as_ref();
+    let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
+    for key in id_keys {
+        match get_json::<Record>(store, &keys::record_json(key)).await? {
+            Some((record, _)) => upserts.push(record),
+            None => deletes.push(key.clone()),
+        }
+    }
+    services.index.apply(upserts, deletes).await?;
+    Ok(())
+}
+
+pub(crate) async fn handle_message(
+    services: &Services,
+    message: &IndexMessage,
+) -> Result<(), PipelineError> {
+    apply_keys(services, &message.keys).await
+}
+
+/// Applies every change waiting on the index queue, in batches, when this process can write
+/// the index; when another process writes it (`serve`'s indexer), the changes are left to it.
+/// Returns the messages applied.
+pub async fn drain(services: &Services) -> Result<u64, PipelineError> {
+    if !services.index.wants_changes() {
+        return Ok(0);
+    }
+    let queue = services.queues.get(QueueName::Index)?;
+    let mut applied = 0;
+    loop {
+        let batch = queue.receive(100, Duration::from_secs(60)).await?;
+        if batch.is_empty() {
+            return Ok(applied);
+        }
+        let mut keys = Vec::new();
+        for m in &batch {
+            if let Ok(message) = serde_json::from_str::<IndexMessage>(&m.body) {
+                keys.extend(message.keys);
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        match apply_keys(services, &keys).await {
+            Ok(()) => {}
+            Err(PipelineError::Index(IndexError::Busy)) => {
+                for m in &batch {
+                    queue.change_visibility(&m.receipt, Duration::ZERO).await?;
+                }
+                return Ok(applied);
+            }
+            Err(e) => return Err(e),
+        }
+        for m in &batch {
+            queue.delete(&m.receipt).await?;
+        }
+        applied += batch.len() as u64;
+    }
+}
+
+/// Builds the index anew from every record in the store; returns the records indexed.
+pub async fn reindex(services: &Services) -> Result<u64, PipelineError> {
+    let store = services.store.as_ref();
+    services.index.clear().await?;
+    let mut indexed = 0;
+    let mut pages = Pages::new(store, keys::RECORDS);
+    while let Some(entries) = pages.next().await? {
+        let mut records = Vec::new();
+        for entry in entries.iter().filter(|e| e.key.ends_with(".json")) {
+            if let Some((record, _)) = get_json::<Record>(store, &entry.key).await? {
+                records.push(record);
+            }
+        }
+        indexed += records.len() as u64;
+        services.index.apply(records, Vec::new()).await?;
+    }
+    Ok(indexed)
+}

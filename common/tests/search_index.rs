@@ -1,0 +1,304 @@
+//! The embedded search index on its own: words with stemming, not substrings; relevance;
+//! bbox intersection, also across the antimeridian; time overlap with partial and open dates;
+//! source, keyword and format filters with their facet counts; sorts and pages; changes
+//! applied twice counting once; an index in a folder kept across processes.
+
+use common::catalog::{Edge, Search, SearchIndex, Sort, TantivyIndex, seconds};
+use common::domain::record::{BBox, Metadata, Record, RecordFormat, TimeExtent};
+
+fn record(id: &str, title: &str, abstract_text: &str) -> Record {
+    Record {
+        metadata: Metadata {
+            id: id.into(),
+            title: title.into(),
+            abstract_text: abstract_text.into(),
+            keywords: Vec::new(),
+            bbox: None,
+            time: None,
+            contacts: Vec::new(),
+            links: Vec::new(),
+            format: RecordFormat::Iso19139,
+            modified: None,
+            ckan: None,
+        },
+        source: "main".into(),
+        original_url: format!("http://example.org/{id}.xml"),
+        harvested: "2026-01-01T00:00:00Z".into(),
+        sha256: "0".repeat(64),
+    }
+}
+
+fn with_bbox(mut r: Record, west: f64, south: f64, east: f64, north: f64) -> Record {
+    r.metadata.bbox = Some(BBox {
+        west,
+        south,
+        east,
+        north,
+    });
+    r
+}
+
+fn with_time(mut r: Record, start: Option<&str>, end: Option<&str>) -> Record {
+    r.metadata.time = Some(TimeExtent {
+        start: start.map(String::from),
+        end: end.map(String::from),
+    });
+    r
+}
+
+async fn ids(index: &TantivyIndex, search: Search) -> Vec<String> {
+    let search = Search {
+        limit: 100,
+        ..search
+    };
+    let hits = index.search(&search).await.expect("search");
+    hits.records.into_iter().map(|r| r.metadata.id).collect()
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+fn text(q: &str) -> Search {
+    Search {
+        text: Some(q.into()),
+        ..Search::default()
+    }
+}
+
+#[tokio::test]
+async fn words_are_matched_stemmed_and_ranked_not_as_substrings() {
+    let index = TantivyIndex::in_memory();
+    index
+        .apply(
+            vec![
+                record(
+                    "research",
+                    "Research vessel logs",
+                    "Cruise reports of the fleet",
+                ),
+                record("sea", "Sea surface temperature", "Daily grids"),
+                record(
+                    "surveys",
+                    "Benthic surveys",
+                    "Grab samples of the sea floor",
+                ),
+                record(
+                    "survey-abstract",
+                    "Harbour depths",
+                    "A survey of the harbour",
+                ),
+            ],
+            vec![],
+        )
+        .await
+        .expect("apply");
+    // "sea" is a word: "research" does not hold it.
+    assert_eq!(sorted(ids(&index, text("sea")).await), ["sea", "surveys"]);
+    // Stemmed: "survey" finds "surveys"; the title match ranks above the abstract one.
+    assert_eq!(
+        ids(&index, text("survey")).await,
+        ["surveys", "survey-abstract"]
+    );
+    // Every word must match.
+    assert_eq!(ids(&index, text("sea floor")).await, ["surveys"]);
+    // A stray quote or colon searches the words.
+    assert_eq!(ids(&index, text("temperature:\"")).await, ["sea"]);
+}
+
+#[tokio::test]
+async fn boxes_meet_across_the_antimeridian() {
+    let index = TantivyIndex::in_memory();
+    index
+        .apply(
+            vec![
+                with_bbox(record("fiji-east", "a", ""), 175.0, -20.0, 179.0, -15.0),
+                with_bbox(record("samoa-west", "b", ""), -179.0, -15.0, -170.0, -10.0),
+                with_bbox(record("across", "c", ""), 170.0, -30.0, -170.0, 0.0),
+                with_bbox(record("atlantic", "d", ""), -40.0, 10.0, -20.0, 30.0),
+                record("nowhere", "e", ""),
+            ],
+            vec![],
+        )
+        .await
+        .expect("apply");
+    let in_box = |west, south, east, north| Search {
+        bbox: Some(BBox {
+            west,
+            south,
+            east,
+            north,
+        }),
+        ..Search::default()
+    };
+    // A query across the antimeridian meets boxes on both sides, and the one across it.
+    assert_eq!(
+        sorted(ids(&index, in_box(172.0, -25.0, -175.0, -5.0)).await),
+        ["across", "fiji-east", "samoa-west"]
+    );
+    // A plain query meets the box across the antimeridian by either of its parts.
+    assert_eq!(
+        sorted(ids(&index, in_box(-175.0, -5.0, -172.0, -1.0)).await),
+        ["across"]
+    );
+    assert_eq!(
+        sorted(ids(&index, in_box(171.0, -29.0, 172.0, -28.0)).await),
+        ["across"]
+    );
+    assert_eq!(
+        ids(&index, in_box(-30.0, 0.0, 0.0, 20.0)).await,
+        ["atlantic"]
+    );
+    // Latitudes must meet too.
+    assert!(
+        ids(&index, in_box(175.0, 10.0, 179.0, 20.0))
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn time_extents_overlap_with_partial_and_open_dates() {
+    let index = TantivyIndex::in_memory();
+    index
+        .apply(
+            vec![
+                with_time(record("eighties", "a", ""), Some("1982"), Some("1986")),
+                with_time(record("ongoing", "b", ""), Some("2010-05-01"), None),
+                with_time(
+                    record("may-2014", "c", ""),
+                    Some("2014-05"),
+                    Some("2014-05"),
+                ),
+                record("timeless", "d", ""),
+            ],
+            vec![],
+        )
+        .await
+        .expect("apply");
+    let between = |start: &str, end: &str| Search {
+        start: seconds(start, Edge::First),
+        end: seconds(end, Edge::Last),
+        ..Search::default()
+    };
+    assert_eq!(
+        ids(&index, between("1986-12-31", "1990")).await,
+        ["eighties"]
+    );
+    assert_eq!(
+        sorted(ids(&index, between("2014-05-31", "2014-06-01")).await),
+        ["may-2014", "ongoing"]
+    );
+    assert_eq!(ids(&index, between("2030", "2031")).await, ["ongoing"]);
+    let since = Search {
+        start: seconds("1985", Edge::First),
+        ..Search::default()
+    };
+    assert_eq!(
+        sorted(ids(&index, since).await),
+        ["eighties", "may-2014", "ongoing"]
+    );
+}
+
+#[tokio::test]
+async fn filters_facets_sorts_and_pages() {
+    let index = TantivyIndex::in_memory();
+    let mut records = Vec::new();
+    for i in 0..25 {
+        let mut r = record(
+            &format!("r{i:02}"),
+            &format!("Record {:02}", 24 - i),
+            "ocean data",
+        );
+        r.source = if i < 15 { "noaa".into() } else { "ioos".into() };
+        r.metadata.keywords = vec!["Oceans".into()];
+        if i % 5 == 0 {
+            r.metadata.keywords.push("Salinity".into());
+            r.metadata.format = RecordFormat::DublinCore;
+        }
+        r.metadata.modified = Some(format!("2020-01-{:02}", i + 1));
+        records.push(r);
+    }
+    index.apply(records, vec![]).await.expect("apply");
+
+    let hits = index
+        .search(&Search {
+            limit: 10,
+            ..Search::default()
+        })
+        .await
+        .expect("search");
+    assert_eq!(hits.total, 25);
+    // Without words, by title.
+    assert_eq!(hits.records[0].metadata.title, "Record 00");
+    let count = |list: &[common::catalog::Bucket], v: &str| {
+        list.iter().find(|b| b.value == v).map(|b| b.count)
+    };
+    assert_eq!(count(&hits.facets.source, "noaa"), Some(15));
+    assert_eq!(count(&hits.facets.source, "ioos"), Some(10));
+    assert_eq!(count(&hits.facets.keyword, "Oceans"), Some(25));
+    assert_eq!(count(&hits.facets.keyword, "Salinity"), Some(5));
+    assert_eq!(count(&hits.facets.format, "dublin-core"), Some(5));
+    assert_eq!(count(&hits.facets.format, "iso19139"), Some(20));
+
+    // The third page of ten holds the last five.
+    let page3 = index
+        .search(&Search {
+            offset: 20,
+            limit: 10,
+            ..Search::default()
+        })
+        .await
+        .expect("search");
+    assert_eq!(page3.records.len(), 5);
+    assert_eq!(page3.records[4].metadata.title, "Record 24");
+
+    let newest = index
+        .search(&Search {
+            sort: Some(Sort::Date),
+            limit: 2,
+            ..Search::default()
+        })
+        .await
+        .expect("search");
+    let newest: Vec<_> = newest
+        .records
+        .iter()
+        .map(|r| r.metadata.id.as_str())
+        .collect();
+    assert_eq!(newest, ["r24", "r23"]);
+
+    let filtered = Search {
+        source: Some("noaa".into()),
+        keyword: Some("salinity".into()),
+        format: Some("dublin-core".into()),
+        ..Search::default()
+    };
+    assert_eq!(sorted(ids(&index, filtered).await), ["r00", "r05", "r10"]);
+}
+
+#[tokio::test]
+async fn changes_applied_twice_count_once_and_a_folder_index_outlives_its_process() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let index = TantivyIndex::open(dir.path()).expect("open");
+        let a = record("a", "First title", "");
+        index
+            .apply(vec![a.clone(), record("b", "B", "")], vec![])
+            .await
+            .unwrap();
+        index.apply(vec![a.clone()], vec![]).await.unwrap();
+        let mut changed = a;
+        changed.metadata.title = "Second title".into();
+        index.apply(vec![changed], vec!["b".into()]).await.unwrap();
+        index.apply(vec![], vec!["b".into()]).await.unwrap();
+        assert_eq!(index.count().await.unwrap(), 1);
+    }
+    let reopened = TantivyIndex::open(dir.path()).expect("reopen");
+    assert_eq!(reopened.count().await.unwrap(), 1);
+    assert_eq!(ids(&reopened, text("second")).await, ["a"]);
+    assert!(ids(&reopened, text("first")).await.is_empty());
+    reopened.clear().await.unwrap();
+    assert_eq!(reopened.count().await.unwrap(), 0);
+}

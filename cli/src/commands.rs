@@ -32,6 +32,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve => unreachable!("handled above"),
         Command::Package(command) => return crate::package::run(services, command, cli.json).await,
+        Command::Catalog(command) => return crate::catalog::run(services, command, cli.json).await,
         Command::Source(SourceCommand::Add {
             name,
             url,

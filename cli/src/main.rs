@@ -1,6 +1,7 @@
 //! `sheaf`: every Sheaf function in one process over a local folder (or against AWS when a
 //! bucket is configured), and the commands to manage sources, jobs and the catalogue.
 
+mod catalog;
 mod commands;
 mod examples;
 mod output;
@@ -89,6 +90,62 @@ pub enum Command {
     /// Package data into a zip, as the packager API does, without the queue.
     #[command(subcommand)]
     Package(PackageCommand),
+    /// Search and check the catalogue.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+}
+
+#[derive(Subcommand)]
+pub enum CatalogCommand {
+    /// Per source: documents in the central WAF, records, rejected, missing and orphan
+    /// records; the records against what the search index holds. Exits 1 when they differ.
+    Status,
+    /// Import every kept document again, remove the records no document backs, and make the
+    /// search index anew.
+    Rebuild,
+    /// Rejected documents with their reasons.
+    Rejected {
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+    },
+    /// Search the catalogue.
+    Search {
+        /// Words, all of which must match (stemmed: "surveys" finds "survey").
+        #[arg(long)]
+        q: Option<String>,
+        /// W,S,E,N (west greater than east crosses the antimeridian).
+        #[arg(long)]
+        bbox: Option<String>,
+        /// Records whose time extent overlaps [start, end] (YYYY[-MM[-DD]] or RFC 3339).
+        #[arg(long)]
+        start: Option<String>,
+        #[arg(long)]
+        end: Option<String>,
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long)]
+        keyword: Option<String>,
+        /// iso19139, iso19115-3, dublin-core or ckan.
+        #[arg(long)]
+        format: Option<String>,
+        /// relevance, date or title.
+        #[arg(long)]
+        sort: Option<String>,
+        #[arg(long)]
+        page: Option<u64>,
+        #[arg(long)]
+        page_size: Option<u64>,
+    },
+    /// One record (its original document with --xml).
+    Show {
+        id: String,
+        #[arg(long)]
+        xml: bool,
+    },
 }
 
 #[derive(Subcommand)]

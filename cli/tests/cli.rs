@@ -76,9 +76,11 @@ fn serve_harvests_its_example_and_the_commands_manage_sources_and_jobs() {
             .send()
             .and_then(|r| r.json::<Value>())
             .is_ok_and(|jobs| jobs[0]["status"] == "finished");
+        // The search index catches up a moment after the job.
         if finished
             && let Ok(resp) = client.get(format!("{base}/api/catalog/search")).send()
             && let Ok(v) = resp.json::<Value>()
+            && v["total"] == 4
         {
             break v;
         }
@@ -158,6 +160,25 @@ fn serve_harvests_its_example_and_the_commands_manage_sources_and_jobs() {
     let run = json(&sheaf(&data, &["run-test", "example", "--json"]));
     assert_eq!(run["status"], "finished");
     assert_eq!(run["stats"]["unchanged"], 4, "{run}");
+
+    // The catalogue from the command line, beside the server that writes its index.
+    let found = json(&sheaf(
+        &data,
+        &["catalog", "search", "--q", "land cover", "--json"],
+    ));
+    assert_eq!(found["total"], 1, "{found}");
+    assert_eq!(found["records"][0]["id"], "sheaf-example-land-cover");
+    let shown = json(&sheaf(
+        &data,
+        &["catalog", "show", "sheaf-example-land-cover", "--json"],
+    ));
+    assert_eq!(shown["title"], "Land cover of the Iberian Peninsula, 2018");
+    let status = sheaf(&data, &["catalog", "status", "--json"]);
+    assert!(status.status.success(), "{status:?}");
+    let status = json(&status);
+    assert_eq!(status["sources"][0]["records"], 4, "{status}");
+    assert_eq!(status["indexed"], 4, "{status}");
+    assert_eq!(status["consistent"], true, "{status}");
 }
 
 #[test]

@@ -84,6 +84,8 @@ pub trait SearchIndex: Send + Sync {
     async fn search(&self, search: &Search) -> Result<Hits, IndexError>;
     /// Records indexed.
     async fn count(&self) -> Result<u64, IndexError>;
+    /// Which of these record keys the index holds.
+    async fn holds(&self, keys: Vec<String>) -> Result<Vec<bool>, IndexError>;
     /// Every record out (before a rebuild).
     async fn clear(&self) -> Result<(), IndexError>;
 }

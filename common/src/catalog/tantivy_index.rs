@@ -474,6 +474,22 @@ impl SearchIndex for TantivyIndex {
             .await
     }
 
+    async fn holds(&self, keys: Vec<String>) -> Result<Vec<bool>, IndexError> {
+        self.blocking(move |inner| {
+            let searcher = inner.reader.searcher();
+            keys.iter()
+                .map(|key| {
+                    let query = TermQuery::new(
+                        Term::from_field_text(inner.fields.key, key),
+                        IndexRecordOption::Basic,
+                    );
+                    Ok(searcher.search(&query, &Count).map_err(index_error)? > 0)
+                })
+                .collect()
+        })
+        .await
+    }
+
     async fn clear(&self) -> Result<(), IndexError> {
         self.blocking(|inner| {
             inner.write(|writer, _| {

@@ -1,6 +1,7 @@
 //! The HTTP API: one axum router, served by the API Lambda (lambda_http) and by `serve`.
 
 mod admin;
+mod catalog;
 mod error;
 mod harvest;
 mod packager;
@@ -90,6 +91,11 @@ pub fn router(state: AppState) -> Router {
         .route("/catalog/search", get(harvest::search))
         .route("/catalog/records/{id}", get(harvest::show_record))
         .route("/catalog/queues", get(harvest::queues))
+        .route("/catalog/status", get(catalog::status))
+        .route("/catalog/rebuild", post(catalog::rebuild))
+        .route("/catalog/rebuild/result", get(catalog::rebuild_result))
+        .route("/catalog/rebuild/report", get(catalog::rebuild_report))
+        .route("/catalog/rejected", get(catalog::rejected))
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .nest("/api", api)

@@ -11,12 +11,14 @@ mod error;
 mod gather;
 mod import;
 mod index;
+mod integrity;
 mod jobs;
 mod message;
 mod object_fetch;
 mod objects;
 mod owner_notice;
 mod purge;
+mod rebuild;
 mod records;
 mod reimport;
 mod run_test;
@@ -27,10 +29,17 @@ pub use crate::sources::load_source;
 pub use clear::clear_source;
 pub use error::PipelineError;
 pub use index::{drain as drain_index, reindex};
+pub use integrity::{
+    CatalogIntegrity, SourceIntegrity, catalog_integrity, list_rejected, source_integrity,
+};
 pub use jobs::{JobOptions, abort_job, find_job, get_job, list_jobs, start_job, start_job_with};
 pub use message::{Kind, Message};
 pub use objects::Rejected;
 pub use purge::{PURGE_REASON, PurgeReport, purge_queues};
+pub use rebuild::{
+    RebuildState, RebuildStatus, ReportEntry, rebuild_report, rebuild_state, run_rebuild,
+    start_rebuild,
+};
 pub use run_test::{run_test, run_test_with};
 pub use schedule::{RunReport, run_scheduled};
 

@@ -1,0 +1,274 @@
+//! Rebuilding the catalogue from the central WAF (MET Norway's catalog-rebuilder): every kept
+//! document of every source imported again, the records no document backs removed, and the
+//! search index made anew from the records. One at a time: a second start while one runs is
+//! refused with the running one. The catalogue keeps answering meanwhile (records are
+//! rewritten in place). Its progress and result are `catalog/rebuild/state.json`; its report
+//! (each document, its outcome and reason) is `catalog/rebuild/report.json`.
+
+use serde::{Deserialize, Serialize};
+
+use super::PipelineError;
+use super::jobs::JobOptions;
+use super::records::{Marker, delete_record};
+use crate::domain::job::{HarvestObject, Job, JobStats};
+use crate::domain::keys;
+use crate::domain::now;
+use crate::domain::record::Record;
+use crate::services::Services;
+use crate::store::{Pages, PutMode, StoreError, get_json, put_json};
+
+pub const REBUILD_STATE: &str = "catalog/rebuild/state.json";
+pub const REBUILD_REPORT: &str = "catalog/rebuild/report.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RebuildStatus {
+    Running,
+    Finished,
+    Failed,
+}
+
+/// A rebuild's progress, then its result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RebuildState {
+    pub id: String,
+    pub status: RebuildStatus,
+    pub started: String,
+    pub finished: Option<String>,
+    /// Sources imported again so far, of `sources_total`.
+    pub sources_done: u64,
+    pub sources_total: u64,
+    /// The documents' outcomes, summed over the sources.
+    pub stats: JobStats,
+    /// Records removed because no document backs them.
+    pub orphans_removed: u64,
+    /// Records the index holds at the end.
+    pub indexed: u64,
+    pub error: Option<String>,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReportEntry {
+    pub source: String,
+    /// The document's key in the central WAF, or the record's id for a removed orphan.
+    pub document: String,
+    pub original_url: Option<String>,
+    /// `added`, `updated`, `unchanged`, `errored`, or `removed` (an orphan record).
+    pub outcome: String,
+    pub reason: Option<String>,
+}
+
+/// Claims the rebuild; refused (naming the running one) while another runs.
+pub async fn start_rebuild(services: &Services) -> Result<RebuildState, PipelineError> {
+    let store = services.store.as_ref();
+    let state = RebuildState {
+        id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+        status: RebuildStatus::Running,
+        started: now(),
+        finished: None,
+        sources_done: 0,
+        sources_total: 0,
+        stats: JobStats::default(),
+        orphans_removed: 0,
+        indexed: 0,
+        error: None,
+    };
+    match get_json::<RebuildState>(store, REBUILD_STATE).await? {
+        Some((running, _)) if running.status == RebuildStatus::Running => {
+            Err(PipelineError::Conflict(format!(
+                "rebuild {} is running since {}",
+                running.id, running.started
+            )))
+        }
+        Some((_, etag)) => {
+            match put_json(store, REBUILD_STATE, &state, PutMode::Update(etag)).await {
+                Ok(_) => Ok(state),
+                Err(StoreError::Precondition(_)) => Err(PipelineError::Conflict(
+                    "another rebuild started at the same moment".into(),
+                )),
+                Err(e) => Err(e.into()),
+            }
+        }
+        None => match put_json(store, REBUILD_STATE, &state, PutMode::Create).await {
+            Ok(_) => Ok(state),
+            Err(StoreError::Precondition(_)) => Err(PipelineError::Conflict(
+                "another rebuild started at the same moment".into(),
+            )),
+            Err(e) => Err(e.into()),
+        },
+    }
+}
+
+pub async fn rebuild_state(services: &Services) -> Result<Option<RebuildState>, PipelineError> {
+    Ok(
+        get_json::<RebuildState>(services.store.as_ref(), REBUILD_STATE)
+            .await?
+            .map(|(s, _)| s),
+    )
+}
+
+pub async fn rebuild_report(services: &Services) -> Result<Vec<ReportEntry>, PipelineError> {
+    get_json::<Vec<ReportEntry>>(services.store.as_ref(), REBUILD_REPORT)
+        .await?
+        .map(|(r, _)| r)
+        .ok_or_else(|| PipelineError::NotFound("a rebuild report".into()))
+}
+
+/// Runs a claimed rebuild to its end, writing its progress as it goes; its failure is kept in
+/// its state.
+pub async fn run_rebuild(
+    services: &Services,
+    mut state: RebuildState,
+) -> Result<RebuildState, PipelineError> {
+    let result = rebuild_steps(services, &mut state).await;
+    state.finished = Some(now());
+    match result {
+        Ok(()) => state.status = RebuildStatus::Finished,
+        Err(e) => {
+            state.status = RebuildStatus::Failed;
+            state.error = Some(e.to_string());
+        }
+    }
+    put_json(
+        services.store.as_ref(),
+        REBUILD_STATE,
+        &state,
+        PutMode::Overwrite,
+    )
+    .await?;
+    Ok(state)
+}
+
+async fn rebuild_steps(services: &Services, state: &mut RebuildState) -> Result<(), PipelineError> {
+    let store = services.store.as_ref();
+    // Active sources are imported again; every source's records are checked for orphans.
+    let sources = crate::sources::list_sources(store, true).await?;
+    let active: Vec<_> = sources.iter().filter(|s| s.active).collect();
+    state.sources_total = active.len() as u64;
+    put_json(store, REBUILD_STATE, &*state, PutMode::Overwrite).await?;
+    let mut report = Vec::new();
+    let options = JobOptions {
+        reimport: true,
+        ..JobOptions::default()
+    };
+    for source in &active {
+        let job = super::run_test_with(
+            services,
+            &source.name,
+            options,
+            &|_: u64, _: Option<u64>| {},
+        )
+        .await?;
+        add_stats(&mut state.stats, &job.stats);
+        report.extend(job_report(services, &job).await?);
+        state.sources_done += 1;
+        put_json(store, REBUILD_STATE, &*state, PutMode::Overwrite).await?;
+    }
+    // Records no document backs: a marker whose document's state names another record, and
+    // a record whose source holds no marker for it.
+    for source in &sources {
+        let integrity = super::source_integrity(services, &source.name).await?;
+        for id_key in orphan_keys(services, &source.name, integrity.orphans).await? {
+            delete_record(services, &source.name, &id_key).await?;
+            report.push(removed(&source.name, &id_key));
+            state.orphans_removed += 1;
+        }
+    }
+    let mut pages = Pages::new(store, keys::RECORDS);
+    while let Some(entries) = pages.next().await? {
+        for entry in entries.iter().filter(|e| e.key.ends_with(".json")) {
+            let Some((record, _)) = get_json::<Record>(store, &entry.key).await? else {
+                continue;
+            };
+            let id_key = keys::id_key(&record.metadata.id);
+            let marked = get_json::<Marker>(store, &keys::record_marker(&record.source, &id_key))
+                .await?
+                .is_some();
+            if !marked {
+                delete_record(services, &record.source, &id_key).await?;
+                report.push(removed(&record.source, &id_key));
+                state.orphans_removed += 1;
+            }
+        }
+    }
+    put_json(store, REBUILD_REPORT, &report, PutMode::Overwrite).await?;
+    // The records now stand as the WAF says: the index is made anew from them.
+    super::index::drain(services).await?;
+    state.indexed = super::index::reindex(services).await?;
+    Ok(())
+}
+
+fn removed(source: &str, id_key: &str) -> ReportEntry {
+    ReportEntry {
+        source: source.to_string(),
+        document: id_key.to_string(),
+        original_url: None,
+        outcome: "removed".into(),
+        reason: Some("no document of the source backs this record".into()),
+    }
+}
+
+fn add_stats(total: &mut JobStats, more: &JobStats) {
+    total.added += more.added;
+    total.updated += more.updated;
+    total.unchanged += more.unchanged;
+    total.deleted += more.deleted;
+    total.errored += more.errored;
+}
+
+/// Every orphan record key of a source (`expected` of them, counted by the integrity check).
+async fn orphan_keys(
+    services: &Services,
+    source: &str,
+    expected: u64,
+) -> Result<Vec<String>, PipelineError> {
+    if expected == 0 {
+        return Ok(Vec::new());
+    }
+    let store = services.store.as_ref();
+    let prefix = keys::record_markers(source);
+    let mut out = Vec::new();
+    let mut pages = Pages::new(store, &prefix);
+    while let Some(entries) = pages.next().await? {
+        for entry in entries {
+            let id_key = entry.key[prefix.len()..].to_string();
+            let Some((marker, _)) = get_json::<Marker>(store, &entry.key).await? else {
+                continue;
+            };
+            let state_key = keys::document_state(source, &keys::object_id(&marker.guid));
+            let backed = get_json::<crate::domain::job::DocumentState>(store, &state_key)
+                .await?
+                .is_some_and(|(s, _)| s.record_id.is_some_and(|id| keys::id_key(&id) == id_key));
+            if !backed {
+                out.push(id_key);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Each document of a re-import job with its outcome.
+async fn job_report(services: &Services, job: &Job) -> Result<Vec<ReportEntry>, PipelineError> {
+    let store = services.store.as_ref();
+    let prefix = format!("{}{}/objects/", keys::job_works(&job.source), job.id);
+    let mut out = Vec::new();
+    let mut pages = Pages::new(store, &prefix);
+    while let Some(entries) = pages.next().await? {
+        for entry in entries {
+            if let Some((object, _)) = get_json::<HarvestObject>(store, &entry.key).await? {
+                out.push(ReportEntry {
+                    source: job.source.clone(),
+                    document: object.waf_key,
+                    original_url: Some(object.url),
+                    outcome: object
+                        .outcome
+                        .map_or("unfinished", |o| o.as_str())
+                        .to_string(),
+                    reason: object.error,
+                });
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,203 @@
+//! The catalogue's integrity check and rebuild: after parts of the catalogue and of the search
+//! index are deleted, corrupted or invented, the status says so, and a rebuild from the central
+//! WAF gives back exactly the catalogue (records, rejections, search hits) of a clean harvest,
+//! with a report of every document and of the orphan it removed. One rebuild at a time.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use common::catalog::{SearchQuery, search};
+use common::domain::keys;
+use common::domain::record::Record;
+use common::pipeline::{self, RebuildStatus};
+use common::services::Services;
+use common::sources::add_source;
+use common::store::{PutMode, put_json};
+use support::*;
+
+const SOURCE: &str = "coast";
+
+/// Every record as harvested, without the time it was harvested.
+async fn records(services: &Services) -> BTreeMap<String, serde_json::Value> {
+    pipeline::drain_index(services).await.expect("index");
+    let page = search(
+        services.index.as_ref(),
+        &SearchQuery {
+            page_size: Some(1000),
+            ..SearchQuery::default()
+        },
+    )
+    .await
+    .expect("search");
+    let mut out = BTreeMap::new();
+    for r in page.records {
+        let stored = common::catalog::get_record(services.store.as_ref(), &r.metadata.id)
+            .await
+            .expect("the record behind a hit");
+        let mut value = serde_json::to_value(&stored).unwrap();
+        value.as_object_mut().unwrap().remove("harvested");
+        out.insert(r.metadata.id.clone(), value);
+    }
+    out
+}
+
+async fn hits(services: &Services, q: &str) -> Vec<String> {
+    let page = search(
+        services.index.as_ref(),
+        &SearchQuery {
+            q: Some(q.into()),
+            ..SearchQuery::default()
+        },
+    )
+    .await
+    .expect("search");
+    page.records.into_iter().map(|r| r.metadata.id).collect()
+}
+
+#[tokio::test]
+async fn a_rebuild_gives_back_the_catalogue_of_a_clean_harvest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = dir.path().join("site");
+    copy_tree(
+        &workspace_root().join("tests/records/waf"),
+        &site.join("waf"),
+    );
+    let nginx = Nginx::serve(&site);
+    let services = local_services(dir.path());
+    add_source(
+        services.store.as_ref(),
+        waf_source(SOURCE, nginx.url("/waf/")),
+    )
+    .await
+    .expect("source");
+    let job = pipeline::run_test(&services, SOURCE, &|_: u64, _: Option<u64>| {})
+        .await
+        .expect("harvest");
+    assert!(
+        job.stats.added > 5 && job.stats.errored > 5,
+        "{:?}",
+        job.stats
+    );
+    let clean = records(&services).await;
+    let clean_hits = hits(&services, "seabed").await;
+    assert!(!clean_hits.is_empty());
+    let clean_rejected = pipeline::list_rejected(&services, Some(SOURCE), 1000, 0)
+        .await
+        .expect("rejected")
+        .len();
+    let status = pipeline::catalog_integrity(&services)
+        .await
+        .expect("status");
+    assert!(status.consistent, "{status:?}");
+    assert_eq!(status.sources[0].records, clean.len() as u64);
+    assert_eq!(status.indexed, clean.len() as u64);
+
+    // Break it: one record gone, one rewritten, an orphan invented in the store, and in the
+    // index a record dropped and a ghost added.
+    let store = services.store.as_ref();
+    let ids: Vec<&String> = clean.keys().collect();
+    let (gone, rewritten, unindexed) = (ids[0].clone(), ids[1].clone(), ids[2].clone());
+    store
+        .delete(&keys::record_json(&keys::id_key(&gone)))
+        .await
+        .unwrap();
+    let mut changed: Record = common::catalog::get_record(store, &rewritten)
+        .await
+        .unwrap();
+    changed.metadata.title = "Tampered".into();
+    put_json(
+        store,
+        &keys::record_json(&keys::id_key(&rewritten)),
+        &changed,
+        PutMode::Overwrite,
+    )
+    .await
+    .unwrap();
+    let mut orphan = changed.clone();
+    orphan.metadata.id = "invented-record".into();
+    put_json(
+        store,
+        &keys::record_json("invented-record"),
+        &orphan,
+        PutMode::Overwrite,
+    )
+    .await
+    .unwrap();
+    put_json(
+        store,
+        &keys::record_marker(SOURCE, "invented-record"),
+        &serde_json::json!({"guid": "http://nowhere.example/invented.xml"}),
+        PutMode::Overwrite,
+    )
+    .await
+    .unwrap();
+    let mut ghost = changed.clone();
+    ghost.metadata.id = "ghost-in-the-index".into();
+    services
+        .index
+        .apply(vec![ghost], vec![keys::id_key(&unindexed)])
+        .await
+        .unwrap();
+
+    let broken = pipeline::catalog_integrity(&services)
+        .await
+        .expect("status");
+    assert!(!broken.consistent);
+    let s = &broken.sources[0];
+    assert_eq!((s.missing, s.orphans), (1, 1), "{s:?}");
+    assert_eq!(s.orphan_records, ["invented-record"]);
+    // Not indexed: the record dropped from the index and the invented one. Held by the index
+    // with no record behind: the ghost and the record deleted from the store.
+    assert_eq!((broken.unindexed, broken.ghosts), (2, 2), "{broken:?}");
+
+    // One rebuild at a time.
+    let started = pipeline::start_rebuild(&services).await.expect("start");
+    let refused = pipeline::start_rebuild(&services).await.unwrap_err();
+    assert!(refused.to_string().contains(&started.id), "{refused}");
+    let done = pipeline::run_rebuild(&services, started)
+        .await
+        .expect("rebuild");
+    assert_eq!(done.status, RebuildStatus::Finished, "{done:?}");
+    assert_eq!(done.orphans_removed, 1);
+    assert_eq!(done.indexed, clean.len() as u64);
+
+    assert_eq!(records(&services).await, clean);
+    assert_eq!(hits(&services, "seabed").await, clean_hits);
+    assert!(hits(&services, "ghost").await.is_empty());
+    assert_eq!(
+        pipeline::list_rejected(&services, Some(SOURCE), 1000, 0)
+            .await
+            .unwrap()
+            .len(),
+        clean_rejected
+    );
+    let fixed = pipeline::catalog_integrity(&services)
+        .await
+        .expect("status");
+    assert!(fixed.consistent, "{fixed:?}");
+
+    // The report: every document with its outcome, and the orphan removed.
+    let report = pipeline::rebuild_report(&services).await.expect("report");
+    let outcome = |doc: &str| {
+        report
+            .iter()
+            .find(|e| e.document.ends_with(doc))
+            .map(|e| e.outcome.clone())
+    };
+    assert_eq!(outcome("invented-record").as_deref(), Some("removed"));
+    assert_eq!(
+        report.iter().filter(|e| e.outcome != "removed").count() as u64,
+        job.object_count.unwrap(),
+        "{report:?}"
+    );
+    assert!(
+        report
+            .iter()
+            .any(|e| e.outcome == "errored" && e.reason.is_some())
+    );
+    // A second rebuild may start once the first has ended.
+    pipeline::start_rebuild(&services)
+        .await
+        .expect("a new rebuild");
+}

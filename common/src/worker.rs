@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::pipeline::handle_body;
+use crate::pipeline::{INDEX_MESSAGE_KIND, IndexMessage, handle_body};
 use crate::queue::{QueueName, Received};
 use crate::services::Services;
 
@@ -15,7 +15,27 @@ pub struct BatchMessage {
 }
 
 /// Handles a batch; returns the ids of the messages that failed, for SQS to deliver again.
+/// Index messages are applied together, in one commit.
 pub async fn process_batch(services: &Services, messages: Vec<BatchMessage>) -> Vec<String> {
+    let (index, messages): (Vec<BatchMessage>, Vec<BatchMessage>) =
+        messages.into_iter().partition(|m| {
+            serde_json::from_str::<IndexMessage>(&m.body)
+                .is_ok_and(|i| i.kind == INDEX_MESSAGE_KIND)
+        });
+    let mut failed = Vec::new();
+    if !index.is_empty() {
+        let mut keys: Vec<String> = index
+            .iter()
+            .filter_map(|m| serde_json::from_str::<IndexMessage>(&m.body).ok())
+            .flat_map(|i| i.keys)
+            .collect();
+        keys.sort();
+        keys.dedup();
+        if let Err(e) = crate::pipeline::apply_index_keys(services, &keys).await {
+            tracing::warn!(error = %e, messages = index.len(), "indexing failed; it will be retried");
+            failed.extend(index.iter().map(|m| m.id.clone()));
+        }
+    }
     let results = futures::future::join_all(messages.iter().map(|m| async move {
         match handle_body(services, &m.body, m.receive_count).await {
             Ok(()) => None,
@@ -26,7 +46,8 @@ pub async fn process_batch(services: &Services, messages: Vec<BatchMessage>) -> 
         }
     }))
     .await;
-    results.into_iter().flatten().collect()
+    failed.extend(results.into_iter().flatten());
+    failed
 }
 
 /// How many messages a worker takes at once, and how long they stay hidden while handled: a

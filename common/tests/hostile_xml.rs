@@ -1,7 +1,8 @@
 //! Hostile documents of 10 MiB (the document size limit) are rejected with their reason, in
 //! linear time: a million empty elements, one element with a million attributes, and one
-//! with a million repeats of one attribute. The bound of a second is far above what linear
-//! parsing takes and far below what quadratic parsing of these sizes takes (minutes).
+//! with a million repeats of one attribute. The bound of 30 s is far above what linear parsing
+//! takes, even in a loaded debug build, and far below what quadratic parsing of these sizes
+//! takes (hours).
 
 use std::time::{Duration, Instant};
 
@@ -33,7 +34,9 @@ fn rejected_quickly(doc: &[u8], reason: &str) {
     let err = read_metadata(doc, XmlLimits::default()).expect_err("a hostile document is rejected");
     let took = started.elapsed();
     assert!(err.to_string().contains(reason), "{err}");
-    assert!(took < Duration::from_secs(1), "rejected in {took:?}");
+    // Not a speed target (the benchmarks hold those): a bound a quadratic reading of a million
+    // elements (hours) cannot meet, loose enough for a loaded debug build.
+    assert!(took < Duration::from_secs(30), "rejected in {took:?}");
 }
 
 #[test]

@@ -72,11 +72,6 @@ pub struct Hits {
 
 #[async_trait]
 pub trait SearchIndex: Send + Sync {
-    /// Whether the pipeline sends this index the records that change (a scan of the store
-    /// needs none).
-    fn wants_changes(&self) -> bool {
-        true
-    }
     /// Puts `upserts` in (replacing the records of the same id) and takes the records whose
     /// keys (`keys::id_key`) are in `deletes` out, visible to searches once it returns.
     /// Applying the same change twice leaves the index as applying it once.

@@ -1,12 +1,12 @@
 //! Reading the catalogue: records by id, and the search over them through the index port.
 
 mod index;
-mod scan_index;
+mod s3_index;
 mod tantivy_index;
 mod times;
 
 pub use index::{Bucket, Facets, Hits, IndexError, Search, SearchIndex, Sort};
-pub use scan_index::StoreScan;
+pub use s3_index::S3Index;
 pub use tantivy_index::TantivyIndex;
 pub use times::{Edge, seconds};
 

@@ -31,7 +31,7 @@ pub(crate) async fn send_changes(
     id_keys: &[String],
     delay: Duration,
 ) -> Result<(), PipelineError> {
-    if id_keys.is_empty() || !services.index.wants_changes() {
+    if id_keys.is_empty() {
         return Ok(());
     }
     let body = serde_json::to_string(&IndexMessage {
@@ -39,19 +39,16 @@ pub(crate) async fn send_changes(
         keys: id_keys.to_vec(),
     })
     .expect("a message always serialises");
-    services
-        .queues
-        .get(QueueName::Index)?
-        .send(body, delay)
-        .await?;
-    Ok(())
+    match services.queues.get(QueueName::Index) {
+        Ok(queue) => Ok(queue.send(body, delay).await?),
+        // No index queue (the command line against a bucket, without the stack's queues):
+        // this process is the index's writer.
+        Err(_) => apply_keys(services, id_keys).await,
+    }
 }
 
 /// Applies what the store holds now for each key.
-pub(crate) async fn apply_keys(
-    services: &Services,
-    id_keys: &[String],
-) -> Result<(), PipelineError> {
+pub async fn apply_keys(services: &Services, id_keys: &[String]) -> Result<(), PipelineError> {
     let store = services.store.as_ref();
     let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
     for key in id_keys {
@@ -75,10 +72,10 @@ pub(crate) async fn handle_message(
 /// the index; when another process writes it (`serve`'s indexer), the changes are left to it.
 /// Returns the messages applied.
 pub async fn drain(services: &Services) -> Result<u64, PipelineError> {
-    if !services.index.wants_changes() {
+    let Ok(queue) = services.queues.get(QueueName::Index) else {
+        // Without an index queue every change was applied as it was made.
         return Ok(0);
-    }
-    let queue = services.queues.get(QueueName::Index)?;
+    };
     let mut applied = 0;
     loop {
         let batch = queue.receive(100, Duration::from_secs(60)).await?;

@@ -28,7 +28,10 @@ mod stale;
 pub use crate::sources::load_source;
 pub use clear::clear_source;
 pub use error::PipelineError;
-pub use index::{drain as drain_index, reindex};
+pub use index::{
+    IndexMessage, MESSAGE_KIND as INDEX_MESSAGE_KIND, apply_keys as apply_index_keys,
+    drain as drain_index, reindex,
+};
 pub use integrity::{
     CatalogIntegrity, SourceIntegrity, catalog_integrity, list_rejected, source_integrity,
 };

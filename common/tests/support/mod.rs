@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
 use common::aws::{AwsSettings, load_sdk_config, s3_client};
-use common::catalog::{StoreScan, TantivyIndex};
+use common::catalog::{S3Index, TantivyIndex};
 use common::fetch::{AddressPolicy, ReqwestFetcher};
 use common::mail::OutboxMailer;
 use common::queue::{LocalQueue, QueueName, Queues, SqsQueue};
@@ -267,7 +267,12 @@ pub fn local_services(dir: &Path) -> Services {
 pub async fn aws_services(moto: &Moto, dir: &Path) -> Services {
     let store = moto.bucket("sheaf-test").await;
     let mut queues = Queues::new();
-    for name in [QueueName::Gather, QueueName::Fetch, QueueName::Import] {
+    for name in [
+        QueueName::Gather,
+        QueueName::Fetch,
+        QueueName::Import,
+        QueueName::Index,
+    ] {
         queues = queues.with(
             name,
             Arc::new(moto.queue(&format!("sheaf-{}", name.as_str()), 5).await),
@@ -275,7 +280,7 @@ pub async fn aws_services(moto: &Moto, dir: &Path) -> Services {
     }
     let store: Arc<dyn common::store::ObjectStore> = Arc::new(store);
     Services {
-        index: Arc::new(StoreScan::new(store.clone())),
+        index: Arc::new(S3Index::new(store.clone(), &dir.join("index-copies"))),
         store,
         queues,
         mailer: Arc::new(OutboxMailer::new(dir.join("outbox"))),

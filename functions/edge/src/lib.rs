@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use common::aws::{AwsSettings, load_sdk_config, s3_client};
-use common::catalog::{StoreScan, TantivyIndex};
+use common::catalog::{S3Index, TantivyIndex};
 use common::fetch::{AddressPolicy, ReqwestFetcher};
 use common::mail::{OutboxMailer, SesMailer};
 use common::package::PackagerSettings;
@@ -165,9 +165,11 @@ pub async fn build_services(config: &Config, local_policy: AddressPolicy) -> any
             let store: Arc<dyn common::store::ObjectStore> =
                 Arc::new(S3Store::new(s3_client(&sdk, &aws), bucket.clone()));
             let services = Services {
-                // Until the index function keeps a tantivy index in S3, searches read the
-                // records.
-                index: Arc::new(StoreScan::new(store.clone())),
+                // The index function writes it to S3; the API loads it into /tmp.
+                index: Arc::new(S3Index::new(
+                    store.clone(),
+                    &std::env::temp_dir().join("sheaf-index"),
+                )),
                 store,
                 queues,
                 mailer: Arc::new(SesMailer::new(aws_sdk_ses::Client::new(&sdk))),

@@ -36,6 +36,18 @@ fn sqs_events_carry_pipeline_messages_of_their_stage() {
 }
 
 #[test]
+fn the_index_event_carries_record_keys() {
+    let event: SqsEvent =
+        serde_json::from_slice(include_bytes!("../../../infra/events/index.json"))
+            .expect("an SQS event");
+    let body = event.records[0].body.as_deref().expect("body");
+    let message: common::pipeline::IndexMessage =
+        serde_json::from_str(body).expect("index message");
+    assert_eq!(message.kind, common::pipeline::INDEX_MESSAGE_KIND);
+    assert_eq!(message.keys, ["sheaf-example-land-cover"]);
+}
+
+#[test]
 fn the_package_event_carries_a_package_message() {
     let event: aws_lambda_events::event::sqs::SqsEvent =
         serde_json::from_slice(include_bytes!("../../../infra/events/package.json"))

@@ -1,0 +1,222 @@
+//! The tantivy index kept in the object store, for AWS: the index function (one at a time:
+//! reserved concurrency 1) applies changes to a copy in its /tmp, commits, uploads the files
+//! the commit made and then a manifest naming every file of the new generation; the API
+//! function loads the generation the manifest names into its /tmp and loads again when the
+//! manifest changes (looked at once every few seconds). Segment files never change once
+//! written (`index/files/NAME`); the files a commit rewrites are kept per generation
+//! (`index/gen/G/NAME`). A file the new generation no longer names is removed one generation
+//! later, so a reader still loading the one before finds it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::index::{Hits, IndexError, Search, SearchIndex};
+use super::tantivy_index::TantivyIndex;
+use crate::domain::record::Record;
+use crate::store::{ObjectStore, PutMode, StoreError, get_json, put_json};
+
+pub const MANIFEST: &str = "index/manifest.json";
+/// How long a reader trusts the generation it loaded before looking at the manifest again.
+const RECHECK: Duration = Duration::from_secs(5);
+/// The files a commit rewrites in place; every other file of a tantivy index is written once.
+const MUTABLE: [&str; 2] = ["meta.json", ".managed.json"];
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Manifest {
+    generation: u64,
+    /// File name → its object key.
+    files: BTreeMap<String, String>,
+    /// Keys the generation before named and this one does not: a reader may still be loading
+    /// them, so they are removed at the next generation.
+    #[serde(default)]
+    retired: Vec<String>,
+}
+
+struct Loaded {
+    generation: u64,
+    manifest: Manifest,
+    index: Option<TantivyIndex>,
+    dir: PathBuf,
+    checked: Option<Instant>,
+}
+
+pub struct S3Index {
+    store: Arc<dyn ObjectStore>,
+    root: PathBuf,
+    loaded: tokio::sync::Mutex<Loaded>,
+}
+
+fn index_error(e: impl std::fmt::Display) -> IndexError {
+    IndexError::Index(e.to_string())
+}
+
+impl S3Index {
+    /// An index whose copies live under `root` (the function's /tmp).
+    pub fn new(store: Arc<dyn ObjectStore>, root: &Path) -> S3Index {
+        S3Index {
+            store,
+            root: root.to_path_buf(),
+            loaded: tokio::sync::Mutex::new(Loaded {
+                generation: 0,
+                manifest: Manifest::default(),
+                index: None,
+                dir: root.join("empty"),
+                checked: None,
+            }),
+        }
+    }
+
+    async fn manifest(&self) -> Result<Manifest, IndexError> {
+        Ok(get_json::<Manifest>(self.store.as_ref(), MANIFEST)
+            .await
+            .map_err(index_error)?
+            .map(|(m, _)| m)
+            .unwrap_or_default())
+    }
+
+    /// The index of the manifest's generation, loaded when it is not yet (or `fresh`: always
+    /// looked at, as the writer must).
+    async fn current(&self, loaded: &mut Loaded, fresh: bool) -> Result<TantivyIndex, IndexError> {
+        let recent = loaded.checked.is_some_and(|t| t.elapsed() < RECHECK);
+        if let Some(index) = &loaded.index
+            && recent
+            && !fresh
+        {
+            return Ok(index.clone());
+        }
+        let manifest = self.manifest().await?;
+        loaded.checked = Some(Instant::now());
+        if let Some(index) = &loaded.index
+            && manifest.generation == loaded.generation
+        {
+            return Ok(index.clone());
+        }
+        let dir = self.root.join(format!(
+            "gen-{}-{}",
+            manifest.generation,
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).map_err(index_error)?;
+        for (name, key) in &manifest.files {
+            let object = self.store.get(key).await.map_err(index_error)?;
+            std::fs::write(dir.join(name), &object.body).map_err(index_error)?;
+        }
+        let index = TantivyIndex::open(&dir)?;
+        let old = std::mem::replace(&mut loaded.dir, dir);
+        loaded.index = Some(index.clone());
+        loaded.generation = manifest.generation;
+        loaded.manifest = manifest;
+        // The generation before is no longer read here.
+        let _ = std::fs::remove_dir_all(old);
+        Ok(index)
+    }
+
+    /// Uploads what the last commit wrote, then the manifest of the next generation, then
+    /// removes the files neither it nor the one before names.
+    async fn publish(&self, loaded: &mut Loaded) -> Result<(), IndexError> {
+        let generation = loaded.generation + 1;
+        let mut files = BTreeMap::new();
+        for entry in std::fs::read_dir(&loaded.dir).map_err(index_error)? {
+            let entry = entry.map_err(index_error)?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with(".tantivy-") || !entry.file_type().map_err(index_error)?.is_file() {
+                continue;
+            }
+            let key = if MUTABLE.contains(&name.as_str()) {
+                format!("index/gen/{generation}/{name}")
+            } else {
+                format!("index/files/{name}")
+            };
+            if loaded.manifest.files.get(&name) != Some(&key) {
+                let body = std::fs::read(entry.path()).map_err(index_error)?;
+                self.store
+                    .put(
+                        &key,
+                        body.into(),
+                        "application/octet-stream",
+                        PutMode::Overwrite,
+                    )
+                    .await
+                    .map_err(index_error)?;
+            }
+            files.insert(name, key);
+        }
+        let kept: std::collections::BTreeSet<String> = files.values().cloned().collect();
+        let named = |key: &String| kept.contains(key);
+        let retired = loaded
+            .manifest
+            .files
+            .values()
+            .filter(|k| !named(k))
+            .cloned()
+            .collect();
+        let manifest = Manifest {
+            generation,
+            files,
+            retired,
+        };
+        put_json(self.store.as_ref(), MANIFEST, &manifest, PutMode::Overwrite)
+            .await
+            .map_err(index_error)?;
+        let before = std::mem::replace(&mut loaded.manifest, manifest);
+        loaded.generation = generation;
+        for key in before.retired.iter().filter(|k| !named(k)) {
+            self.delete_quietly(key).await;
+        }
+        Ok(())
+    }
+
+    async fn delete_quietly(&self, key: &str) {
+        match self.store.delete(key).await {
+            Ok(()) | Err(StoreError::NotFound(_)) => {}
+            Err(e) => tracing::warn!(key, error = %e, "could not remove an old index file"),
+        }
+    }
+
+    async fn write(
+        &self,
+        change: impl AsyncFnOnce(&TantivyIndex) -> Result<(), IndexError>,
+    ) -> Result<(), IndexError> {
+        let mut loaded = self.loaded.lock().await;
+        let index = self.current(&mut loaded, true).await?;
+        change(&index).await?;
+        self.publish(&mut loaded).await
+    }
+
+    async fn read(&self) -> Result<TantivyIndex, IndexError> {
+        let mut loaded = self.loaded.lock().await;
+        self.current(&mut loaded, false).await
+    }
+}
+
+#[async_trait]
+impl SearchIndex for S3Index {
+    async fn apply(&self, upserts: Vec<Record>, deletes: Vec<String>) -> Result<(), IndexError> {
+        if upserts.is_empty() && deletes.is_empty() {
+            return Ok(());
+        }
+        self.write(async move |index| index.apply(upserts, deletes).await)
+            .await
+    }
+
+    async fn search(&self, search: &Search) -> Result<Hits, IndexError> {
+        self.read().await?.search(search).await
+    }
+
+    async fn count(&self) -> Result<u64, IndexError> {
+        self.read().await?.count().await
+    }
+
+    async fn holds(&self, keys: Vec<String>) -> Result<Vec<bool>, IndexError> {
+        self.read().await?.holds(keys).await
+    }
+
+    async fn clear(&self) -> Result<(), IndexError> {
+        self.write(async |index| index.clear().await).await
+    }
+}

@@ -1,0 +1,119 @@
+//! The search index on AWS (S3 in moto): the writer publishes each commit as a generation; a
+//! reader loads the generation the manifest names, in a /tmp of its own; files a later
+//! generation no longer names are removed one generation after, and nothing else is left.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use common::catalog::{S3Index, Search, SearchIndex};
+use common::domain::record::{Metadata, Record, RecordFormat};
+use common::store::ObjectStore;
+use support::Moto;
+
+fn record(id: &str, title: &str) -> Record {
+    Record {
+        metadata: Metadata {
+            id: id.into(),
+            title: title.into(),
+            abstract_text: String::new(),
+            keywords: Vec::new(),
+            bbox: None,
+            time: None,
+            contacts: Vec::new(),
+            links: Vec::new(),
+            format: RecordFormat::Iso19139,
+            modified: None,
+            ckan: None,
+        },
+        source: "s".into(),
+        original_url: format!("http://example.org/{id}"),
+        harvested: "2026-01-01T00:00:00Z".into(),
+        sha256: "0".repeat(64),
+    }
+}
+
+async fn titles(index: &S3Index) -> BTreeSet<String> {
+    let hits = index
+        .search(&Search {
+            limit: 100,
+            ..Search::default()
+        })
+        .await
+        .expect("search");
+    hits.records.into_iter().map(|r| r.metadata.title).collect()
+}
+
+#[tokio::test]
+async fn readers_load_what_the_one_writer_published() {
+    let moto = Moto::start();
+    let store: Arc<dyn ObjectStore> = Arc::new(moto.bucket("sheaf-index-test").await);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let writer = S3Index::new(store.clone(), &tmp.path().join("writer"));
+
+    // Nothing published yet: an empty index.
+    let reader = S3Index::new(store.clone(), &tmp.path().join("reader-0"));
+    assert_eq!(reader.count().await.unwrap(), 0);
+
+    writer
+        .apply(vec![record("a", "Alpha"), record("b", "Beta")], vec![])
+        .await
+        .unwrap();
+    writer
+        .apply(vec![record("c", "Gamma")], vec![])
+        .await
+        .unwrap();
+    let reader = S3Index::new(store.clone(), &tmp.path().join("reader-1"));
+    assert_eq!(
+        titles(&reader).await,
+        ["Alpha", "Beta", "Gamma"].map(String::from).into()
+    );
+
+    // A writer started afresh (a new Lambda instance) continues from the published index.
+    let writer = S3Index::new(store.clone(), &tmp.path().join("writer-2"));
+    writer
+        .apply(vec![record("a", "Alpha, revised")], vec!["b".into()])
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        writer
+            .apply(vec![record("d", "Delta")], vec![])
+            .await
+            .unwrap();
+    }
+    let reader = S3Index::new(store.clone(), &tmp.path().join("reader-2"));
+    assert_eq!(
+        titles(&reader).await,
+        ["Alpha, revised", "Delta", "Gamma"]
+            .map(String::from)
+            .into()
+    );
+
+    // Only the files of the last generation, and those it retired, are left.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&store.get("index/manifest.json").await.unwrap().body).unwrap();
+    let mut expected: BTreeSet<String> = manifest["files"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    expected.extend(
+        manifest["retired"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string()),
+    );
+    expected.insert("index/manifest.json".into());
+    let stored: BTreeSet<String> = store
+        .list("index/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
+    assert_eq!(stored, expected);
+    assert_eq!(manifest["generation"], 6);
+}

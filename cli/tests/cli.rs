@@ -120,6 +120,21 @@ fn serve_harvests_its_example_and_the_commands_manage_sources_and_jobs() {
         .send()
         .expect("xml");
     assert!(xml.text().expect("xml").contains("gmd:MD_Metadata"));
+    let jsonld = client
+        .get(format!(
+            "{base}/api/catalog/records/sheaf-example-land-cover.jsonld"
+        ))
+        .send()
+        .expect("jsonld");
+    assert_eq!(
+        jsonld.headers()["content-type"],
+        "application/ld+json",
+        "{jsonld:?}"
+    );
+    let jsonld: Value = jsonld.json().expect("json");
+    assert_eq!(jsonld["@type"], "Dataset");
+    assert_eq!(jsonld["name"], "Land cover of the Iberian Peninsula, 2018");
+    assert!(jsonld["spatialCoverage"]["geo"]["box"].is_string(), "{jsonld}");
 
     // A bad source config is a 400 that names the field.
     let bad = client

@@ -1,11 +1,13 @@
 //! Reading the catalogue: records by id, and the search over them through the index port.
 
 mod index;
+mod jsonld;
 mod s3_index;
 mod tantivy_index;
 mod times;
 
 pub use index::{Bucket, Facets, Hits, IndexError, Search, SearchIndex, Sort};
+pub use jsonld::dataset as jsonld_dataset;
 pub use s3_index::S3Index;
 pub use tantivy_index::TantivyIndex;
 pub use times::{Edge, seconds};

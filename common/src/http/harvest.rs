@@ -151,12 +151,23 @@ pub async fn search(
     Ok(Json(json!(page)))
 }
 
-/// `/api/catalog/records/ID` (JSON) and `/api/catalog/records/ID.xml` (the original).
+/// `/api/catalog/records/ID` (JSON), `ID.xml` (the original) and `ID.jsonld` (schema.org).
 pub async fn show_record(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let store = state.services.store.as_ref();
+    if let Some(base) = id.strip_suffix(".jsonld")
+        && let Ok(record) = catalog::get_record(store, base).await
+    {
+        let page = format!(
+            "{}/api/catalog/records/{}.jsonld",
+            state.services.settings.public_url.trim_end_matches('/'),
+            base
+        );
+        let body = catalog::jsonld_dataset(&record, &page);
+        return Ok(([(header::CONTENT_TYPE, "application/ld+json")], Json(body)).into_response());
+    }
     if let Some(base) = id.strip_suffix(".xml")
         && let Ok(xml) = catalog::get_record_xml(store, base).await
     {

@@ -99,7 +99,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Job { name } => {
-            let Some(job) = pipeline::list_jobs(store, Some(&name))
+            let Some(job) = pipeline::list_jobs(store, Some(&name), 1, 0)
                 .await?
                 .into_iter()
                 .next()
@@ -113,8 +113,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 output::job(&job)
             }
         }
-        Command::Jobs { source } => {
-            let list = pipeline::list_jobs(store, source.as_deref()).await?;
+        Command::Jobs {
+            source,
+            limit,
+            offset,
+        } => {
+            let list = pipeline::list_jobs(store, source.as_deref(), limit, offset).await?;
             if cli.json {
                 output::json(&list)?
             } else {
@@ -122,7 +126,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::JobAbort { name } => {
-            let open = pipeline::list_jobs(store, Some(&name))
+            let open = pipeline::list_jobs(store, Some(&name), 1, 0)
                 .await?
                 .into_iter()
                 .find(|j| !j.status.is_done())

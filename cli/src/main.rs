@@ -57,10 +57,14 @@ pub enum Command {
     },
     /// The latest job of a source.
     Job { name: String },
-    /// Jobs, newest first.
+    /// Jobs, newest first, a page at a time.
     Jobs {
         #[arg(long)]
         source: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
     },
     /// Abort the unfinished job of a source.
     JobAbort { name: String },

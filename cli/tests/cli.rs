@@ -134,7 +134,10 @@ fn serve_harvests_its_example_and_the_commands_manage_sources_and_jobs() {
     let jsonld: Value = jsonld.json().expect("json");
     assert_eq!(jsonld["@type"], "Dataset");
     assert_eq!(jsonld["name"], "Land cover of the Iberian Peninsula, 2018");
-    assert!(jsonld["spatialCoverage"]["geo"]["box"].is_string(), "{jsonld}");
+    assert!(
+        jsonld["spatialCoverage"]["geo"]["box"].is_string(),
+        "{jsonld}"
+    );
 
     // A bad source config is a 400 that names the field.
     let bad = client

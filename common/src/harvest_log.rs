@@ -1,10 +1,11 @@
 //! The harvest log (ckanext-harvest's `harvest_log_list`): one small object per entry under
-//! `log/YYYY/MM/DD/`, newest first when listed, and a retention cleanup that drops whole days.
+//! `log/`, keyed newest first with its level, so a page (of one level, too) costs its page;
+//! and a retention cleanup that lists only what it removes.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{ObjectStore, PutMode, StoreError, get_json};
+use crate::store::{ObjectStore, Pages, PutMode, StoreError, get_json};
 
 const PREFIX: &str = "log/";
 
@@ -24,8 +25,9 @@ pub async fn log(store: &dyn ObjectStore, level: &str, content: impl Into<String
         created: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     };
     let key = format!(
-        "{PREFIX}{}-{}.json",
-        now.format("%Y/%m/%d/%H%M%S%.6f"),
+        "{PREFIX}{}-{}-{}.json",
+        countdown(now),
+        level.to_ascii_uppercase(),
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
     let body = match serde_json::to_vec(&entry) {
@@ -40,48 +42,68 @@ pub async fn log(store: &dyn ObjectStore, level: &str, content: impl Into<String
     }
 }
 
-/// Entries newest first, optionally of one level, paged by `limit` and `offset`.
+/// Microseconds left until the end of u64 time, fixed width: keys sort newest first, so a
+/// page of the log is the first keys of a listing.
+fn countdown(at: chrono::DateTime<chrono::Utc>) -> String {
+    let micros = u64::try_from(at.timestamp_micros()).unwrap_or_default();
+    format!("{:020}", u64::MAX - micros)
+}
+
+/// The level an entry's key carries (`log/COUNTDOWN-LEVEL-RANDOM.json`).
+fn level_of(key: &str) -> Option<&str> {
+    key.strip_prefix(PREFIX)?.split('-').nth(1)
+}
+
+/// Entries newest first, optionally of one level, paged by `limit` and `offset`: the keys are
+/// listed a page at a time until the page is full, and only its entries are read.
 pub async fn list(
     store: &dyn ObjectStore,
     level: Option<&str>,
     limit: usize,
     offset: usize,
 ) -> Result<Vec<LogEntry>, StoreError> {
-    let mut keys = store.list(PREFIX).await?;
-    keys.reverse();
-    let mut out = Vec::new();
-    let mut skipped = 0;
-    for entry in keys {
-        if out.len() >= limit {
-            break;
+    let mut wanted = Vec::new();
+    let mut seen = 0;
+    let mut pages = Pages::new(store, PREFIX);
+    'listing: while let Some(entries) = pages.next().await? {
+        for entry in entries {
+            if level
+                .is_some_and(|l| !level_of(&entry.key).is_some_and(|k| k.eq_ignore_ascii_case(l)))
+            {
+                continue;
+            }
+            seen += 1;
+            if seen > offset {
+                wanted.push(entry.key);
+                if wanted.len() >= limit {
+                    break 'listing;
+                }
+            }
         }
-        let Some((log, _)) = get_json::<LogEntry>(store, &entry.key).await? else {
-            continue;
-        };
-        if level.is_some_and(|l| !l.eq_ignore_ascii_case(&log.level)) {
-            continue;
+    }
+    let mut out = Vec::with_capacity(wanted.len());
+    for key in wanted {
+        if let Some((entry, _)) = get_json::<LogEntry>(store, &key).await? {
+            out.push(entry);
         }
-        if skipped < offset {
-            skipped += 1;
-            continue;
-        }
-        out.push(log);
     }
     Ok(out)
 }
 
-/// Deletes entries older than `days` days; returns how many.
+/// Deletes entries older than `days` days; returns how many. They are the keys after the
+/// cutoff's: only they are listed.
 pub async fn clean(store: &dyn ObjectStore, days: u32) -> Result<u64, StoreError> {
-    let cutoff = (chrono::Utc::now() - chrono::Duration::days(i64::from(days)))
-        .format("%Y/%m/%d")
-        .to_string();
+    let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+    let after = format!("{PREFIX}{}", countdown(cutoff));
     let mut removed = 0;
-    for entry in store.list(PREFIX).await? {
-        let day = entry.key[PREFIX.len()..].get(..10).unwrap_or_default();
-        if day < cutoff.as_str() {
+    loop {
+        let entries = store.list_page(PREFIX, Some(&after), 1000).await?;
+        if entries.is_empty() {
+            return Ok(removed);
+        }
+        for entry in entries {
             store.delete(&entry.key).await?;
             removed += 1;
         }
     }
-    Ok(removed)
 }

@@ -312,10 +312,14 @@ async fn the_harvest_log_lists_newest_first_by_level_and_old_days_are_cleaned() 
 
     // Retention: a day older than the limit goes, today stays.
     let old = json!({"content": "old", "level": "INFO", "created": "2020-01-01T00:00:00Z"});
+    // Keys count down from the end of time: newest first.
+    let micros = chrono::DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z")
+        .unwrap()
+        .timestamp_micros() as u64;
     services
         .store
         .put(
-            "log/2020/01/01/000000.000000-aaaaaaaa.json",
+            &format!("log/{:020}-INFO-aaaaaaaa.json", u64::MAX - micros),
             Bytes::from(old.to_string()),
             "application/json",
             PutMode::Create,
@@ -330,4 +334,62 @@ async fn the_harvest_log_lists_newest_first_by_level_and_old_days_are_cleaned() 
     );
     let (_, after) = call(&app, get("/api/harvest/log")).await;
     assert_eq!(after["result"].as_array().map(Vec::len), Some(2));
+}
+
+#[tokio::test]
+async fn jobs_are_listed_newest_first_a_page_at_a_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (app, _services) = app(dir.path());
+    let mut ids = Vec::new();
+    for name in ["one", "two"] {
+        let source = json!({"name": name, "url": "https://example.org/waf/", "type": "waf"});
+        call(
+            &app,
+            post("/api/harvest/sources", source, Some("s3cret-token")),
+        )
+        .await;
+    }
+    // Three jobs of "one" (each aborted so the next may start), then one of "two".
+    for name in ["one", "one", "one", "two"] {
+        let (status, job) = call(
+            &app,
+            post(
+                &format!("/api/harvest/sources/{name}/jobs"),
+                json!({}),
+                Some("s3cret-token"),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{job}");
+        let id = job["id"].as_str().expect("id").to_string();
+        call(
+            &app,
+            post(
+                &format!("/api/harvest/jobs/{id}/abort"),
+                json!({}),
+                Some("s3cret-token"),
+            ),
+        )
+        .await;
+        ids.push(id);
+        // Job ids carry their second: the next job is a second newer.
+        tokio::time::sleep(std::time::Duration::from_millis(1001)).await;
+    }
+    let listed = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .expect("array")
+            .iter()
+            .map(|j| j["id"].as_str().expect("id").to_string())
+            .collect()
+    };
+    let (_, all) = call(&app, get("/api/harvest/jobs")).await;
+    assert_eq!(
+        listed(&all),
+        [&ids[3], &ids[2], &ids[1], &ids[0]].map(String::clone)
+    );
+    let (_, page) = call(&app, get("/api/harvest/jobs?source=one&limit=2")).await;
+    assert_eq!(listed(&page), [&ids[2], &ids[1]].map(String::clone));
+    let (_, rest) = call(&app, get("/api/harvest/jobs?source=one&limit=2&offset=2")).await;
+    assert_eq!(listed(&rest), [ids[0].clone()]);
+    assert_eq!(rest[0]["source"], "one");
 }

@@ -36,11 +36,11 @@ async fn due_sources_start_once_and_stalled_jobs_are_aborted() {
     }
     let report = run_scheduled(&services).await.expect("run");
     assert_eq!(report.started.len(), 1, "{report:?}");
-    let job = &list_jobs(services.store.as_ref(), Some("daily"))
+    let job = &list_jobs(services.store.as_ref(), Some("daily"), 100, 0)
         .await
         .expect("jobs")[0];
     assert!(
-        list_jobs(services.store.as_ref(), Some("manual"))
+        list_jobs(services.store.as_ref(), Some("manual"), 100, 0)
             .await
             .expect("jobs")
             .is_empty()

@@ -18,6 +18,28 @@ pub const JOBS: &str = "jobs/";
 pub fn job_index(job: &str) -> String {
     format!("job-index/{job}")
 }
+/// Jobs newest first, every source's (`RECENT_JOBS`) and one source's: empty markers whose
+/// keys sort the newest job first, so a page of jobs lists only that page.
+pub fn recent_job(job: &str, source: &str) -> String {
+    format!("{RECENT_JOBS}{}/{source}", newest_first(job))
+}
+pub const RECENT_JOBS: &str = "recent-jobs/";
+pub fn recent_job_of(source: &str, job: &str) -> String {
+    format!("{}{}", recent_jobs_of(source), newest_first(job))
+}
+pub fn recent_jobs_of(source: &str) -> String {
+    format!("recent-jobs-of/{source}/")
+}
+/// A job id (`YYYYMMDDTHHMMSSZ-xxxxxx`) whose time's digits count down, and back again.
+pub fn newest_first(job: &str) -> String {
+    job.char_indices()
+        .map(|(i, c)| match c.to_digit(10) {
+            Some(d) if i < 16 => char::from_digit(9 - d, 10).unwrap_or(c),
+            _ => c,
+        })
+        .collect()
+}
+
 /// Held while a source has an unfinished job: at most one at a time.
 pub fn job_lock(source: &str) -> String {
     format!("locks/jobs/{source}")
@@ -153,6 +175,17 @@ pub fn safe_segment(segment: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recent_jobs_sort_newest_first() {
+        let (older, newer) = ("20261202T112400Z-a1b2c3", "20261202T112401Z-000000");
+        assert!(newest_first(newer) < newest_first(older));
+        assert_eq!(newest_first(&newest_first(older)), older);
+        assert_eq!(
+            recent_job(older, "s"),
+            "recent-jobs/79738797T887599Z-a1b2c3/s"
+        );
+    }
 
     #[test]
     fn id_keys_are_safe_and_distinct() {

@@ -20,7 +20,7 @@ pub async fn page(State(state): State<Arc<AppState>>) -> Result<Html<String>, Ap
     let store = state.services.store.as_ref();
     let mut rows = String::new();
     for source in sources::list_sources(store, true).await? {
-        let latest = pipeline::list_jobs(store, Some(&source.name))
+        let latest = pipeline::list_jobs(store, Some(&source.name), 1, 0)
             .await?
             .into_iter()
             .next();

@@ -95,13 +95,23 @@ pub async fn start_job(
 #[derive(Deserialize)]
 pub struct JobsQuery {
     source: Option<String>,
+    /// Jobs a page (default 100, at most 1000), newest first, from `offset`.
+    limit: Option<usize>,
+    offset: Option<usize>,
 }
 
 pub async fn list_jobs(
     State(state): State<Arc<AppState>>,
     Query(q): Query<JobsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let jobs = pipeline::list_jobs(state.services.store.as_ref(), q.source.as_deref()).await?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let jobs = pipeline::list_jobs(
+        state.services.store.as_ref(),
+        q.source.as_deref(),
+        limit,
+        q.offset.unwrap_or(0),
+    )
+    .await?;
     Ok(Json(json!(jobs)))
 }
 

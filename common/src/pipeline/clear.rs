@@ -42,6 +42,14 @@ pub async fn clear_source(services: &Services, source: &str) -> Result<u64, Pipe
             }
         }
     }
+    let mut pages = Pages::new(store, &keys::recent_jobs_of(source));
+    while let Some(entries) = pages.next().await? {
+        for entry in entries {
+            let job = keys::newest_first(&entry.key[keys::recent_jobs_of(source).len()..]);
+            store.delete(&keys::recent_job(&job, source)).await?;
+            store.delete(&entry.key).await?;
+        }
+    }
     store.delete(&keys::job_lock(source)).await?;
     store.delete(&keys::source_harvest_state(source)).await?;
     Ok(removed)

@@ -10,7 +10,7 @@ use crate::domain::keys;
 use crate::domain::now;
 use crate::services::Services;
 use crate::sources::load_source;
-use crate::store::{ObjectStore, PutMode, StoreError, get_json, put_json};
+use crate::store::{ObjectStore, Pages, PutMode, StoreError, get_json, put_json};
 
 pub(super) async fn send(
     services: &Services,
@@ -74,20 +74,39 @@ pub async fn find_job(store: &dyn ObjectStore, id: &str) -> Result<Job, Pipeline
 pub async fn list_jobs(
     store: &dyn ObjectStore,
     source: Option<&str>,
+    limit: usize,
+    offset: usize,
 ) -> Result<Vec<Job>, PipelineError> {
-    let prefix = source.map_or_else(|| keys::JOBS.to_string(), keys::jobs_of);
-    let mut jobs = Vec::new();
-    for entry in store.list(&prefix).await? {
-        // Job documents sit directly in jobs/SOURCE/; their objects are one level deeper.
-        let rest = &entry.key[keys::JOBS.len()..];
-        if rest.matches('/').count() != 1 || !rest.ends_with(".json") {
-            continue;
+    let prefix = source.map_or_else(|| keys::RECENT_JOBS.to_string(), keys::recent_jobs_of);
+    // The markers sort newest first: list until the page is full, then read its jobs.
+    let mut page = Vec::new();
+    let mut seen = 0;
+    let mut pages = Pages::new(store, &prefix);
+    'listing: while let Some(entries) = pages.next().await? {
+        for entry in entries {
+            let rest = &entry.key[prefix.len()..];
+            let (job, job_source) = match source {
+                Some(s) => (keys::newest_first(rest), s.to_string()),
+                None => match rest.split_once('/') {
+                    Some((job, s)) => (keys::newest_first(job), s.to_string()),
+                    None => continue,
+                },
+            };
+            seen += 1;
+            if seen > offset {
+                page.push(keys::job(&job_source, &job));
+                if page.len() >= limit {
+                    break 'listing;
+                }
+            }
         }
-        if let Some((job, _)) = get_json::<Job>(store, &entry.key).await? {
+    }
+    let mut jobs = Vec::with_capacity(page.len());
+    for key in page {
+        if let Some((job, _)) = get_json::<Job>(store, &key).await? {
             jobs.push(job);
         }
     }
-    jobs.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
     Ok(jobs)
 }
 
@@ -193,6 +212,14 @@ pub async fn start_job_with(
             PutMode::Overwrite,
         )
         .await?;
+    for key in [
+        keys::recent_job(&job.id, source_name),
+        keys::recent_job_of(source_name, &job.id),
+    ] {
+        store
+            .put(&key, Bytes::new(), "text/plain", PutMode::Overwrite)
+            .await?;
+    }
     put_json(
         store,
         &keys::job(source_name, &job.id),

@@ -169,18 +169,11 @@ async fn every_dataset_then_incremental(services: &Services) {
     assert_eq!(catalogue_ids(services, SOURCE).await, both);
 }
 
-#[tokio::test]
-async fn a_ckan_harvest_brings_every_dataset_then_only_what_changed_locally() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    every_dataset_then_incremental(&local_services(dir.path())).await;
-}
-
-#[tokio::test]
-async fn a_ckan_harvest_brings_every_dataset_then_only_what_changed_on_moto() {
-    let moto = Moto::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    every_dataset_then_incremental(&aws_services(&moto, dir.path()).await).await;
-}
+in_local_mode_and_on_moto!(
+    a_ckan_harvest_brings_every_dataset_then_only_what_changed_locally,
+    a_ckan_harvest_brings_every_dataset_then_only_what_changed_on_moto,
+    every_dataset_then_incremental
+);
 
 /// nginx in front of the mock answers 500 to the second search page: the gather fails after
 /// its retries and nothing is deleted, though the first page lists only one dataset. The mock's

@@ -145,18 +145,11 @@ async fn first_and_second_harvest(services: &Services) {
     assert_eq!(catalogue_ids(services, SOURCE).await, left);
 }
 
-#[tokio::test]
-async fn a_csw_harvest_brings_every_record_as_the_server_holds_it_locally() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    first_and_second_harvest(&local_services(dir.path())).await;
-}
-
-#[tokio::test]
-async fn a_csw_harvest_brings_every_record_as_the_server_holds_it_on_moto() {
-    let moto = Moto::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    first_and_second_harvest(&aws_services(&moto, dir.path()).await).await;
-}
+in_local_mode_and_on_moto!(
+    a_csw_harvest_brings_every_record_as_the_server_holds_it_locally,
+    a_csw_harvest_brings_every_record_as_the_server_holds_it_on_moto,
+    first_and_second_harvest
+);
 
 /// nginx in front of pycsw answers 500 to the second GetRecords page: the gather fails after
 /// its retries, and the harvest deletes nothing, though the first page lists fewer records.

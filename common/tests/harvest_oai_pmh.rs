@@ -143,18 +143,11 @@ async fn harvests_follow_the_repository(services: &Services) {
     assert_eq!(catalogue_ids(services, SOURCE).await, left);
 }
 
-#[tokio::test]
-async fn an_oai_pmh_harvest_follows_the_repository_locally() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    harvests_follow_the_repository(&local_services(dir.path())).await;
-}
-
-#[tokio::test]
-async fn an_oai_pmh_harvest_follows_the_repository_on_moto() {
-    let moto = Moto::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    harvests_follow_the_repository(&aws_services(&moto, dir.path()).await).await;
-}
+in_local_mode_and_on_moto!(
+    an_oai_pmh_harvest_follows_the_repository_locally,
+    an_oai_pmh_harvest_follows_the_repository_on_moto,
+    harvests_follow_the_repository
+);
 
 /// `metadata_prefix: oai_dc` harvests Dublin Core, each record as the repository gives it.
 #[tokio::test]

@@ -8,30 +8,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use common::catalog::{S3Index, Search, SearchIndex};
-use common::domain::record::{Metadata, Record, RecordFormat};
+use common::domain::record::Record;
 use common::store::ObjectStore;
 use support::Moto;
 
 fn record(id: &str, title: &str) -> Record {
-    Record {
-        metadata: Metadata {
-            id: id.into(),
-            title: title.into(),
-            abstract_text: String::new(),
-            keywords: Vec::new(),
-            bbox: None,
-            time: None,
-            contacts: Vec::new(),
-            links: Vec::new(),
-            format: RecordFormat::Iso19139,
-            modified: None,
-            ckan: None,
-        },
-        source: "s".into(),
-        original_url: format!("http://example.org/{id}"),
-        harvested: "2026-01-01T00:00:00Z".into(),
-        sha256: "0".repeat(64),
-    }
+    support::test_record(id, title, "")
 }
 
 async fn titles(index: &S3Index) -> BTreeSet<String> {

@@ -3,29 +3,13 @@
 //! source, keyword and format filters with their facet counts; sorts and pages; changes
 //! applied twice counting once; an index in a folder kept across processes.
 
+mod support;
+
 use common::catalog::{Edge, Search, SearchIndex, Sort, TantivyIndex, seconds};
-use common::domain::record::{BBox, Metadata, Record, RecordFormat, TimeExtent};
+use common::domain::record::{BBox, Record, RecordFormat, TimeExtent};
 
 fn record(id: &str, title: &str, abstract_text: &str) -> Record {
-    Record {
-        metadata: Metadata {
-            id: id.into(),
-            title: title.into(),
-            abstract_text: abstract_text.into(),
-            keywords: Vec::new(),
-            bbox: None,
-            time: None,
-            contacts: Vec::new(),
-            links: Vec::new(),
-            format: RecordFormat::Iso19139,
-            modified: None,
-            ckan: None,
-        },
-        source: "main".into(),
-        original_url: format!("http://example.org/{id}.xml"),
-        harvested: "2026-01-01T00:00:00Z".into(),
-        sha256: "0".repeat(64),
-    }
+    support::test_record(id, title, abstract_text)
 }
 
 fn with_bbox(mut r: Record, west: f64, south: f64, east: f64, north: f64) -> Record {

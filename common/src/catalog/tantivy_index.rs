@@ -252,10 +252,10 @@ impl Inner {
             clauses.push((Occur::Must, self.bbox_query(bbox)));
         }
         if let Some(start) = search.start {
-            clauses.push((Occur::Must, at_least_i64(f.t_end, start)));
+            clauses.push((Occur::Must, at_least(Term::from_field_i64(f.t_end, start))));
         }
         if let Some(end) = search.end {
-            clauses.push((Occur::Must, at_most_i64(f.t_start, end)));
+            clauses.push((Occur::Must, at_most(Term::from_field_i64(f.t_start, end))));
         }
         if clauses.is_empty() {
             return Box::new(AllQuery);
@@ -278,8 +278,8 @@ impl Inner {
             // its start.
             let plain = BooleanQuery::new(vec![
                 (Occur::Must, equal_u64(f.crosses, 0)),
-                (Occur::Must, at_most_f64(f.west, east)),
-                (Occur::Must, at_least_f64(f.east, west)),
+                (Occur::Must, at_most(Term::from_field_f64(f.west, east))),
+                (Occur::Must, at_least(Term::from_field_f64(f.east, west))),
             ]);
             // A record box across the antimeridian meets it when either of its two parts does.
             let across = BooleanQuery::new(vec![
@@ -287,8 +287,8 @@ impl Inner {
                 (
                     Occur::Must,
                     Box::new(BooleanQuery::new(vec![
-                        (Occur::Should, at_most_f64(f.west, east)),
-                        (Occur::Should, at_least_f64(f.east, west)),
+                        (Occur::Should, at_most(Term::from_field_f64(f.west, east))),
+                        (Occur::Should, at_least(Term::from_field_f64(f.east, west))),
                     ])),
                 ),
             ]);
@@ -296,8 +296,14 @@ impl Inner {
             any_span.push((Occur::Should, Box::new(across)));
         }
         Box::new(BooleanQuery::new(vec![
-            (Occur::Must, at_most_f64(f.south, bbox.north)),
-            (Occur::Must, at_least_f64(f.north, bbox.south)),
+            (
+                Occur::Must,
+                at_most(Term::from_field_f64(f.south, bbox.north)),
+            ),
+            (
+                Occur::Must,
+                at_least(Term::from_field_f64(f.north, bbox.south)),
+            ),
             (Occur::Must, Box::new(BooleanQuery::new(any_span))),
         ]))
     }
@@ -404,32 +410,12 @@ fn range(lower: Bound<Term>, upper: Bound<Term>) -> Box<dyn Query> {
     Box::new(RangeQuery::new(lower, upper))
 }
 
-fn at_least_f64(field: Field, value: f64) -> Box<dyn Query> {
-    range(
-        Bound::Included(Term::from_field_f64(field, value)),
-        Bound::Unbounded,
-    )
+fn at_least(term: Term) -> Box<dyn Query> {
+    range(Bound::Included(term), Bound::Unbounded)
 }
 
-fn at_most_f64(field: Field, value: f64) -> Box<dyn Query> {
-    range(
-        Bound::Unbounded,
-        Bound::Included(Term::from_field_f64(field, value)),
-    )
-}
-
-fn at_least_i64(field: Field, value: i64) -> Box<dyn Query> {
-    range(
-        Bound::Included(Term::from_field_i64(field, value)),
-        Bound::Unbounded,
-    )
-}
-
-fn at_most_i64(field: Field, value: i64) -> Box<dyn Query> {
-    range(
-        Bound::Unbounded,
-        Bound::Included(Term::from_field_i64(field, value)),
-    )
+fn at_most(term: Term) -> Box<dyn Query> {
+    range(Bound::Unbounded, Bound::Included(term))
 }
 
 fn equal_u64(field: Field, value: u64) -> Box<dyn Query> {

@@ -741,3 +741,46 @@ pub fn three_readers(zip: &Path) -> Vec<(String, u64, String)> {
     }
     python
 }
+
+/// A catalogue record with only the fields a search test sets.
+pub fn test_record(id: &str, title: &str, abstract_text: &str) -> common::domain::record::Record {
+    use common::domain::record::{Metadata, Record, RecordFormat};
+    Record {
+        metadata: Metadata {
+            id: id.into(),
+            title: title.into(),
+            abstract_text: abstract_text.into(),
+            keywords: Vec::new(),
+            bbox: None,
+            time: None,
+            contacts: Vec::new(),
+            links: Vec::new(),
+            format: RecordFormat::Iso19139,
+            modified: None,
+            ckan: None,
+        },
+        source: "main".into(),
+        original_url: format!("http://example.org/{id}.xml"),
+        harvested: "2026-01-01T00:00:00Z".into(),
+        sha256: "0".repeat(64),
+    }
+}
+
+/// A scenario (an async fn taking `&Services`) as two tests: in local mode, and on moto.
+#[macro_export]
+macro_rules! in_local_mode_and_on_moto {
+    ($local:ident, $moto:ident, $scenario:ident) => {
+        #[tokio::test]
+        async fn $local() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            $scenario(&$crate::support::local_services(dir.path())).await;
+        }
+
+        #[tokio::test]
+        async fn $moto() {
+            let moto = $crate::support::Moto::start();
+            let dir = tempfile::tempdir().expect("tempdir");
+            $scenario(&$crate::support::aws_services(&moto, dir.path()).await).await;
+        }
+    };
+}

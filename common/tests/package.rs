@@ -503,7 +503,7 @@ async fn statistics_count_requests_errors_and_unique_emails() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_requests_are_refused_with_the_parameter_named_and_recorded() {
+async fn bad_requests_are_refused_with_the_parameter_named_and_are_no_packaging_errors() {
     let ckan = CkanDatastore::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let (app, services) = local(dir.path(), |_| {});
@@ -557,10 +557,22 @@ async fn bad_requests_are_refused_with_the_parameter_named_and_recorded() {
         answer["msg"],
         "resource_id: Parameter resource_id is required"
     );
-    // The refusals are errors in the statistics, and the requester hears of them by email.
+    // As ckanpackager counts them, the refusals are no packaging errors (and a refusal without
+    // a resource_id is no resource named ""); the requester hears of them by email.
     // (Private addresses are refused in private_refusal.rs, without a network.)
     let (_, errors) = call(&app, "/statistics/errors", &[("secret", SECRET)]).await;
-    assert_eq!(errors["errors"].as_array().expect("errors").len(), 6);
+    assert_eq!(
+        errors["errors"].as_array().expect("errors").len(),
+        0,
+        "{errors}"
+    );
+    let (_, stats) = call(&app, "/statistics", &[("secret", SECRET)]).await;
+    assert!(stats["totals"].get("").is_none(), "{stats}");
+    assert_eq!(
+        stats["totals"]["*"]["errors"].as_u64().unwrap_or(0),
+        0,
+        "{stats}"
+    );
     assert!(outbox(dir.path()).iter().any(|m| m.contains("refused")));
 
     // A datastore that fails mid-way (after retries) and one whose page does not parse: an

@@ -148,8 +148,9 @@ async fn package(
     }
 }
 
-/// A refused request is an error in the statistics, and the requester hears of it by email
-/// when the address is one.
+/// A refused request is answered 400 and, when its address is one, the requester hears of it
+/// by email. As in ckanpackager's statistics it is no packaging error: it is logged, not
+/// counted.
 async fn record_refusal(services: &Services, params: &Params, error: &PackageError) {
     let resource = params.get("resource_id").map(String::as_str).unwrap_or("");
     let email = params
@@ -157,12 +158,8 @@ async fn record_refusal(services: &Services, params: &Params, error: &PackageErr
         .map(|e| e.trim())
         .filter(|e| crate::mail::is_valid_address(e))
         .unwrap_or("");
-    let id = uuid::Uuid::new_v4().to_string();
-    let now = chrono::Utc::now().timestamp();
     let message = error.to_string();
-    if let Err(e) = stats::record_error(services, &id, now, resource, email, &message).await {
-        tracing::warn!(error = %e, "recording a refused request failed");
-    }
+    tracing::info!(resource, reason = %message, "package request refused");
     if !email.is_empty() {
         let mail = refusal_email(&services.settings.mail_from, email, resource, &message);
         if let Err(e) = services.mailer.send(&mail).await {

@@ -11,7 +11,7 @@ use sha2::Sha256;
 use super::PackageError;
 use super::links::anonymize_key;
 use crate::services::Services;
-use crate::store::{PutMode, StoreError, get_json, put_json};
+use crate::store::{Pages, PutMode, StoreError, get_json, put_json};
 
 /// Outside `packages/`, whose zips the bucket's lifecycle expires: statistics are kept.
 const REQUESTS: &str = "stats/packager/requests/";
@@ -209,15 +209,44 @@ async fn listed<T: serde::de::DeserializeOwned + Entry>(
     limit: usize,
 ) -> Result<Vec<T>, PackageError> {
     let (resource, email) = filter.stored(services).await?;
-    let all: Vec<T> = read_all(services, prefix).await?;
-    Ok(all
-        .into_iter()
-        .filter(|e| resource.as_deref().is_none_or(|r| r == e.resource_id()))
-        .filter(|e| email.as_deref().is_none_or(|m| m == e.email()))
-        .skip(offset)
-        .take(limit)
-        .collect())
+    let store = services.store.as_ref();
+    // Keys sort newest first: entries are read a listing page at a time, until this page of
+    // matching ones is full.
+    let (mut out, mut matched) = (Vec::new(), 0);
+    let mut pages = Pages::new(store, prefix);
+    while let Some(entries) = pages.next().await? {
+        for chunk in entries.chunks(READ_AT_ONCE) {
+            let keys: Vec<String> = chunk.iter().map(|e| e.key.clone()).collect();
+            let read: Vec<Result<Option<(T, String)>, StoreError>> = futures::stream::iter(keys)
+                .map(|key| {
+                    let store = services.store.clone();
+                    async move { get_json::<T>(store.as_ref(), &key).await }
+                })
+                .buffered(READ_AT_ONCE)
+                .collect()
+                .await;
+            for found in read {
+                let Some((entry, _)) = found? else { continue };
+                let wanted = resource.as_deref().is_none_or(|r| r == entry.resource_id())
+                    && email.as_deref().is_none_or(|m| m == entry.email());
+                if !wanted {
+                    continue;
+                }
+                matched += 1;
+                if matched > offset {
+                    out.push(entry);
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
 }
+
+/// Entries read at once while a page fills.
+const READ_AT_ONCE: usize = 16;
 
 /// Served requests, newest first.
 pub async fn requests(

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{ObjectStore, Pages, PutMode, StoreError, get_json};
+use crate::store::{ObjectStore, PutMode, StoreError, get_json, page_of_keys};
 
 const PREFIX: &str = "log/";
 
@@ -62,25 +62,10 @@ pub async fn list(
     limit: usize,
     offset: usize,
 ) -> Result<Vec<LogEntry>, StoreError> {
-    let mut wanted = Vec::new();
-    let mut seen = 0;
-    let mut pages = Pages::new(store, PREFIX);
-    'listing: while let Some(entries) = pages.next().await? {
-        for entry in entries {
-            if level
-                .is_some_and(|l| !level_of(&entry.key).is_some_and(|k| k.eq_ignore_ascii_case(l)))
-            {
-                continue;
-            }
-            seen += 1;
-            if seen > offset {
-                wanted.push(entry.key);
-                if wanted.len() >= limit {
-                    break 'listing;
-                }
-            }
-        }
-    }
+    let wanted = page_of_keys(store, PREFIX, offset, limit, |key| {
+        level.is_none_or(|l| level_of(key).is_some_and(|k| k.eq_ignore_ascii_case(l)))
+    })
+    .await?;
     let mut out = Vec::with_capacity(wanted.len());
     for key in wanted {
         if let Some((entry, _)) = get_json::<LogEntry>(store, &key).await? {

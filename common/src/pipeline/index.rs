@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::PipelineError;
@@ -14,7 +15,7 @@ use crate::domain::keys;
 use crate::domain::record::Record;
 use crate::queue::QueueName;
 use crate::services::Services;
-use crate::store::{Pages, get_json};
+use crate::store::{ObjectStore, Pages, get_json};
 
 pub const MESSAGE_KIND: &str = "index";
 
@@ -50,15 +51,31 @@ pub(crate) async fn send_changes(
 /// Applies what the store holds now for each key.
 pub async fn apply_keys(services: &Services, id_keys: &[String]) -> Result<(), PipelineError> {
     let store = services.store.as_ref();
+    let paths: Vec<String> = id_keys.iter().map(|k| keys::record_json(k)).collect();
+    let found = read_records(store, paths).await?;
     let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
-    for key in id_keys {
-        match get_json::<Record>(store, &keys::record_json(key)).await? {
-            Some((record, _)) => upserts.push(record),
+    for (key, record) in id_keys.iter().zip(found) {
+        match record {
+            Some(record) => upserts.push(record),
             None => deletes.push(key.clone()),
         }
     }
     services.index.apply(upserts, deletes).await?;
     Ok(())
+}
+
+/// The records at these object keys (`None` where there is none), read 16 at a time.
+async fn read_records(
+    store: &dyn ObjectStore,
+    paths: Vec<String>,
+) -> Result<Vec<Option<Record>>, PipelineError> {
+    futures::stream::iter(paths)
+        .map(|path| async move {
+            Ok::<_, PipelineError>(get_json::<Record>(store, &path).await?.map(|(r, _)| r))
+        })
+        .buffered(16)
+        .try_collect()
+        .await
 }
 
 pub(crate) async fn handle_message(
@@ -114,12 +131,16 @@ pub async fn reindex(services: &Services) -> Result<u64, PipelineError> {
     let mut indexed = 0;
     let mut pages = Pages::new(store, keys::RECORDS);
     while let Some(entries) = pages.next().await? {
-        let mut records = Vec::new();
-        for entry in entries.iter().filter(|e| e.key.ends_with(".json")) {
-            if let Some((record, _)) = get_json::<Record>(store, &entry.key).await? {
-                records.push(record);
-            }
-        }
+        let paths = entries
+            .into_iter()
+            .map(|e| e.key)
+            .filter(|k| k.ends_with(".json"))
+            .collect();
+        let records: Vec<Record> = read_records(store, paths)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
         indexed += records.len() as u64;
         services.index.apply(records, Vec::new()).await?;
     }

@@ -12,7 +12,7 @@ use crate::domain::job::DocumentState;
 use crate::domain::keys;
 use crate::domain::record::Record;
 use crate::services::Services;
-use crate::store::{ObjectStore, Pages, get_json};
+use crate::store::{ObjectStore, Pages, get_json, page_of_keys};
 
 /// Problems listed at most per source (the counts are complete).
 const LISTED: usize = 100;
@@ -111,11 +111,25 @@ pub async fn source_integrity(
             }
         }
     }
-    // Records: each marker names the document holding it, whose state must name the record.
+    let (records, orphans) = orphan_records(services, source).await?;
+    out.records = records;
+    out.orphans = orphans.len() as u64;
+    out.orphan_records = orphans.into_iter().take(LISTED).collect();
+    Ok(out)
+}
+
+/// The source's records (counted) and, of them, the keys of those no document backs: a
+/// marker whose document's state names another record, or none.
+pub(super) async fn orphan_records(
+    services: &Services,
+    source: &str,
+) -> Result<(u64, Vec<String>), PipelineError> {
+    let store = services.store.as_ref();
     let prefix = keys::record_markers(source);
+    let (mut records, mut orphans) = (0, Vec::new());
     let mut pages = Pages::new(store, &prefix);
     while let Some(entries) = pages.next().await? {
-        let orphans: Vec<Option<String>> = futures::stream::iter(entries)
+        let checked: Vec<Option<String>> = futures::stream::iter(entries)
             .map(|entry| {
                 let prefix = &prefix;
                 async move {
@@ -134,15 +148,10 @@ pub async fn source_integrity(
             .buffered(16)
             .try_collect()
             .await?;
-        out.records += orphans.len() as u64;
-        for key in orphans.into_iter().flatten() {
-            out.orphans += 1;
-            if out.orphan_records.len() < LISTED {
-                out.orphan_records.push(key);
-            }
-        }
+        records += checked.len() as u64;
+        orphans.extend(checked.into_iter().flatten());
     }
-    Ok(out)
+    Ok((records, orphans))
 }
 
 pub async fn catalog_integrity(services: &Services) -> Result<CatalogIntegrity, PipelineError> {
@@ -185,20 +194,7 @@ pub async fn list_rejected(
         Some(s) => keys::rejected_of(s),
         None => "catalog/rejected/".to_string(),
     };
-    let mut wanted = Vec::new();
-    let mut seen = 0;
-    let mut pages = Pages::new(store, &prefix);
-    while let Some(entries) = pages.next().await? {
-        for entry in entries.into_iter().filter(|e| e.key.ends_with(".json")) {
-            if seen >= offset && wanted.len() < limit {
-                wanted.push(entry.key);
-            }
-            seen += 1;
-        }
-        if wanted.len() >= limit {
-            break;
-        }
-    }
+    let wanted = page_of_keys(store, &prefix, offset, limit, |key| key.ends_with(".json")).await?;
     let read: Vec<Option<super::Rejected>> =
         futures::stream::iter(wanted)
             .map(|key| async move {

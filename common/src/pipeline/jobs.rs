@@ -10,7 +10,7 @@ use crate::domain::keys;
 use crate::domain::now;
 use crate::services::Services;
 use crate::sources::load_source;
-use crate::store::{ObjectStore, Pages, PutMode, StoreError, get_json, put_json};
+use crate::store::{ObjectStore, PutMode, StoreError, get_json, page_of_keys, put_json};
 
 pub(super) async fn send(
     services: &Services,
@@ -79,28 +79,19 @@ pub async fn list_jobs(
 ) -> Result<Vec<Job>, PipelineError> {
     let prefix = source.map_or_else(|| keys::RECENT_JOBS.to_string(), keys::recent_jobs_of);
     // The markers sort newest first: list until the page is full, then read its jobs.
-    let mut page = Vec::new();
-    let mut seen = 0;
-    let mut pages = Pages::new(store, &prefix);
-    'listing: while let Some(entries) = pages.next().await? {
-        for entry in entries {
-            let rest = &entry.key[prefix.len()..];
-            let (job, job_source) = match source {
-                Some(s) => (keys::newest_first(rest), s.to_string()),
-                None => match rest.split_once('/') {
-                    Some((job, s)) => (keys::newest_first(job), s.to_string()),
-                    None => continue,
-                },
-            };
-            seen += 1;
-            if seen > offset {
-                page.push(keys::job(&job_source, &job));
-                if page.len() >= limit {
-                    break 'listing;
-                }
+    let markers = page_of_keys(store, &prefix, offset, limit, |_| true).await?;
+    let page: Vec<String> = markers
+        .iter()
+        .filter_map(|key| {
+            let rest = &key[prefix.len()..];
+            match source {
+                Some(s) => Some(keys::job(s, &keys::newest_first(rest))),
+                None => rest
+                    .split_once('/')
+                    .map(|(job, s)| keys::job(s, &keys::newest_first(job))),
             }
-        }
-    }
+        })
+        .collect();
     let mut jobs = Vec::with_capacity(page.len());
     for key in page {
         if let Some((job, _)) = get_json::<Job>(store, &key).await? {

@@ -168,8 +168,8 @@ async fn rebuild_steps(services: &Services, state: &mut RebuildState) -> Result<
     // Records no document backs: a marker whose document's state names another record, and
     // a record whose source holds no marker for it.
     for source in &sources {
-        let integrity = super::source_integrity(services, &source.name).await?;
-        for id_key in orphan_keys(services, &source.name, integrity.orphans).await? {
+        let (_, orphans) = super::integrity::orphan_records(services, &source.name).await?;
+        for id_key in orphans {
             delete_record(services, &source.name, &id_key).await?;
             report.push(removed(&source.name, &id_key));
             state.orphans_removed += 1;
@@ -215,37 +215,6 @@ fn add_stats(total: &mut JobStats, more: &JobStats) {
     total.unchanged += more.unchanged;
     total.deleted += more.deleted;
     total.errored += more.errored;
-}
-
-/// Every orphan record key of a source (`expected` of them, counted by the integrity check).
-async fn orphan_keys(
-    services: &Services,
-    source: &str,
-    expected: u64,
-) -> Result<Vec<String>, PipelineError> {
-    if expected == 0 {
-        return Ok(Vec::new());
-    }
-    let store = services.store.as_ref();
-    let prefix = keys::record_markers(source);
-    let mut out = Vec::new();
-    let mut pages = Pages::new(store, &prefix);
-    while let Some(entries) = pages.next().await? {
-        for entry in entries {
-            let id_key = entry.key[prefix.len()..].to_string();
-            let Some((marker, _)) = get_json::<Marker>(store, &entry.key).await? else {
-                continue;
-            };
-            let state_key = keys::document_state(source, &keys::object_id(&marker.guid));
-            let backed = get_json::<crate::domain::job::DocumentState>(store, &state_key)
-                .await?
-                .is_some_and(|(s, _)| s.record_id.is_some_and(|id| keys::id_key(&id) == id_key));
-            if !backed {
-                out.push(id_key);
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Each document of a re-import job with its outcome.

@@ -138,6 +138,32 @@ impl<'a> Pages<'a> {
     }
 }
 
+/// One page of a listing whose keys sort in the order wanted (newest first, say): the keys
+/// `keep` accepts, from the `offset`-th of them, at most `limit`. Listing stops once the page
+/// is full, so a page costs the page, not the whole prefix.
+pub async fn page_of_keys(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    offset: usize,
+    limit: usize,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, StoreError> {
+    let (mut page, mut seen) = (Vec::new(), 0);
+    let mut pages = Pages::new(store, prefix);
+    while let Some(entries) = pages.next().await? {
+        for entry in entries.into_iter().filter(|e| keep(&e.key)) {
+            seen += 1;
+            if seen > offset {
+                page.push(entry.key);
+                if page.len() >= limit {
+                    return Ok(page);
+                }
+            }
+        }
+    }
+    Ok(page)
+}
+
 /// One multipart upload. Dropping it without `complete` leaves no visible object; callers
 /// `abort` on error so nothing half-written lingers.
 #[async_trait]

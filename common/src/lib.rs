@@ -6,6 +6,7 @@
 
 pub mod aws;
 pub mod catalog;
+pub mod csw;
 pub mod deadline;
 pub mod domain;
 pub mod fetch;

@@ -8,6 +8,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::filter::Filter;
 use crate::domain::record::{BBox, Record};
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,8 @@ pub struct Search {
     pub keyword: Option<String>,
     pub format: Option<String>,
     pub sort: Option<Sort>,
+    /// Further conditions, all of which must hold as well (CSW's filter).
+    pub filter: Option<Filter>,
     /// From 0.
     pub offset: u64,
     pub limit: u64,

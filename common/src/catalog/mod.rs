@@ -1,11 +1,13 @@
 //! Reading the catalogue: records by id, and the search over them through the index port.
 
+mod filter;
 mod index;
 mod jsonld;
 mod s3_index;
 mod tantivy_index;
 mod times;
 
+pub use filter::{Compare, DateField, ExactField, Filter, TextField};
 pub use index::{Bucket, Facets, Hits, IndexError, Search, SearchIndex, Sort};
 pub use jsonld::dataset as jsonld_dataset;
 pub use s3_index::S3Index;
@@ -128,6 +130,7 @@ impl SearchQuery {
             keyword: nonempty(&self.keyword),
             format: nonempty(&self.format),
             sort,
+            filter: None,
             offset: (page - 1) * page_size,
             limit: page_size,
         };

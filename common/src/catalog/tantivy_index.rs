@@ -20,6 +20,7 @@ use tantivy::schema::{
 use tantivy::{DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher};
 use tantivy::{TantivyDocument, Term};
 
+use super::filter::{Compare, DateField, ExactField, Filter, TextField};
 use super::index::{Bucket, Facets, Hits, IndexError, Search, SearchIndex, Sort};
 use super::times::{Edge, seconds};
 use crate::domain::keys;
@@ -221,17 +222,8 @@ impl Inner {
     fn query(&self, search: &Search) -> Box<dyn Query> {
         let f = &self.fields;
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        if let Some(words) = search
-            .text
-            .as_deref()
-            .map(words_only)
-            .filter(|w| !w.is_empty())
-        {
-            let mut parser = QueryParser::for_index(&self.index, vec![f.title, f.all]);
-            parser.set_conjunction_by_default();
-            parser.set_field_boost(f.title, 2.0);
-            let (query, _errors) = parser.parse_query_lenient(&words);
-            clauses.push((Occur::Must, query));
+        if let Some(text) = search.text.as_deref().filter(|t| !words_only(t).is_empty()) {
+            clauses.push((Occur::Must, self.words_query(vec![f.title, f.all], text)));
         }
         let exact = |field: Field, value: &str| -> Box<dyn Query> {
             Box::new(TermQuery::new(
@@ -257,10 +249,90 @@ impl Inner {
         if let Some(end) = search.end {
             clauses.push((Occur::Must, at_most(Term::from_field_i64(f.t_start, end))));
         }
+        if let Some(filter) = &search.filter {
+            clauses.push((Occur::Must, self.filter_query(filter)));
+        }
         if clauses.is_empty() {
             return Box::new(AllQuery);
         }
         Box::new(BooleanQuery::new(clauses))
+    }
+
+    fn words_query(&self, fields: Vec<Field>, text: &str) -> Box<dyn Query> {
+        let words = words_only(text);
+        if words.is_empty() {
+            return Box::new(AllQuery);
+        }
+        let mut parser = QueryParser::for_index(&self.index, fields);
+        parser.set_conjunction_by_default();
+        parser.set_field_boost(self.fields.title, 2.0);
+        parser.parse_query_lenient(&words).0
+    }
+
+    fn filter_query(&self, filter: &Filter) -> Box<dyn Query> {
+        let f = &self.fields;
+        let all = |parts: &[Filter], occur: Occur| -> Box<dyn Query> {
+            Box::new(BooleanQuery::new(
+                parts
+                    .iter()
+                    .map(|p| (occur, self.filter_query(p)))
+                    .collect(),
+            ))
+        };
+        match filter {
+            Filter::All => Box::new(AllQuery),
+            Filter::And(parts) if parts.is_empty() => Box::new(AllQuery),
+            Filter::And(parts) => all(parts, Occur::Must),
+            Filter::Or(parts) => all(parts, Occur::Should),
+            // A query of only MustNot matches nothing: take it out of everything.
+            Filter::Not(inner) => Box::new(BooleanQuery::new(vec![
+                (Occur::Must, Box::new(AllQuery)),
+                (Occur::MustNot, self.filter_query(inner)),
+            ])),
+            Filter::Words { field, words } => match field {
+                TextField::Any => self.words_query(vec![f.title, f.all], words),
+                TextField::Title => self.words_query(vec![f.title], words),
+            },
+            Filter::Equals { field, value } => {
+                let (field, value) = match field {
+                    ExactField::Identifier => (f.id, value.clone()),
+                    ExactField::Title => (f.title_sort, value.to_lowercase()),
+                    ExactField::Keyword => (f.keyword_lc, value.to_lowercase()),
+                    ExactField::Format => (f.format, value.clone()),
+                    ExactField::Source => (f.source, value.clone()),
+                };
+                Box::new(TermQuery::new(
+                    Term::from_field_text(field, &value),
+                    IndexRecordOption::Basic,
+                ))
+            }
+            Filter::Date {
+                field,
+                compare,
+                seconds,
+            } => {
+                let field = match field {
+                    DateField::Modified => f.modified,
+                    DateField::TimeBegin => f.t_start,
+                    DateField::TimeEnd => f.t_end,
+                };
+                let term = |s: i64| Term::from_field_i64(field, s);
+                // A record without a modification date holds i64::MIN: it is before nothing.
+                let floor = Bound::Excluded(term(i64::MIN));
+                let (lower, upper) = match compare {
+                    Compare::Less => (floor, Bound::Excluded(term(*seconds))),
+                    Compare::LessOrEqual => (floor, Bound::Included(term(*seconds))),
+                    Compare::Equal => (
+                        Bound::Included(term(*seconds)),
+                        Bound::Included(term(*seconds)),
+                    ),
+                    Compare::GreaterOrEqual => (Bound::Included(term(*seconds)), Bound::Unbounded),
+                    Compare::Greater => (Bound::Excluded(term(*seconds)), Bound::Unbounded),
+                };
+                range(lower, upper)
+            }
+            Filter::BBox(bbox) => self.bbox_query(bbox),
+        }
     }
 
     /// Records whose box meets `bbox`, either of them possibly across the antimeridian: a box

@@ -2,6 +2,7 @@
 
 mod admin;
 mod catalog;
+mod csw;
 mod error;
 mod harvest;
 mod packager;
@@ -99,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .nest("/api", api)
+        .route("/csw", get(csw::get).post(csw::post))
         .route("/waf", get(waf::root))
         .route("/waf/", get(waf::root))
         .route("/waf/{*path}", get(waf::path))

@@ -119,7 +119,7 @@ impl Element {
 }
 
 /// Decodes the bytes to UTF-8 text by BOM, then by the declared encoding.
-fn decode(bytes: &[u8]) -> Result<String, XmlError> {
+pub fn decode(bytes: &[u8]) -> Result<String, XmlError> {
     if let Some((encoding, bom_len)) = Encoding::for_bom(bytes) {
         let (text, had_errors) = encoding.decode_without_bom_handling(&bytes[bom_len..]);
         if had_errors {

@@ -1,0 +1,54 @@
+//! `/csw`: CSW 2.0.2 by GET (key-value pairs) and by POST (an XML request, or the same pairs
+//! form-encoded). Exceptions answer 400 with an `ows:ExceptionReport`, as OWS clients read.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use crate::csw::{self, CswError, CswRequest};
+
+fn pairs(text: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(text.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+async fn respond(state: &AppState, request: Result<CswRequest, CswError>) -> Response {
+    let answer = match request {
+        Ok(request) => csw::answer(&state.services, request).await,
+        Err(e) => Err(e),
+    };
+    let (status, body) = match answer {
+        Ok(xml) => (StatusCode::OK, xml),
+        Err(e) if e.code == "NoApplicableCode" => (StatusCode::INTERNAL_SERVER_ERROR, e.to_xml()),
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_xml()),
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+pub async fn get(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Response {
+    let request = csw::from_kvp(&pairs(query.as_deref().unwrap_or("")));
+    respond(&state, request).await
+}
+
+pub async fn post(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    let starts_xml = body
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'<' || *b == 0xEF || *b == 0xFE || *b == 0xFF);
+    let request = if starts_xml {
+        csw::from_xml(&body)
+    } else {
+        csw::from_kvp(&pairs(&String::from_utf8_lossy(&body)))
+    };
+    respond(&state, request).await
+}

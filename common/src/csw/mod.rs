@@ -10,6 +10,7 @@ mod request;
 mod xml_out;
 
 pub use error::CswError;
+pub use filter::cql_to_filter;
 pub use request::{CswRequest, from_kvp, from_xml};
 
 use futures::{StreamExt, TryStreamExt};

@@ -5,6 +5,7 @@ mod catalog;
 mod csw;
 mod error;
 mod harvest;
+mod ogcapi;
 mod packager;
 mod waf;
 
@@ -101,6 +102,13 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api", api)
         .route("/csw", get(csw::get).post(csw::post))
+        .route("/ogcapi", get(ogcapi::landing))
+        .route("/ogcapi/", get(ogcapi::landing))
+        .route("/ogcapi/conformance", get(ogcapi::conformance))
+        .route("/ogcapi/collections", get(ogcapi::collections))
+        .route("/ogcapi/collections/{name}", get(ogcapi::collection))
+        .route("/ogcapi/collections/{name}/items", get(ogcapi::items))
+        .route("/ogcapi/collections/{name}/items/{*id}", get(ogcapi::item))
         .route("/waf", get(waf::root))
         .route("/waf/", get(waf::root))
         .route("/waf/{*path}", get(waf::path))

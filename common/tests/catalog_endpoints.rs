@@ -1,7 +1,8 @@
-//! `/csw` as real clients meet it: a harvested catalogue served on loopback, searched by
-//! OWSLib's CatalogueServiceWeb (QGIS MetaSearch's client) with every answer validated
-//! against the CSW 2.0.2 schemas; what it finds must be what `/api/catalog/search` finds.
-//! Then Sheaf's own CSW harvester harvests the endpoint back, field for field.
+//! The catalogue's standard endpoints as real clients meet them: a harvested catalogue served
+//! on loopback, searched at `/csw` by OWSLib's CatalogueServiceWeb (QGIS MetaSearch's client)
+//! with every answer validated against the CSW 2.0.2 schemas, and at `/ogcapi` by OWSLib's
+//! OGC API – Records client; what they find must be what `/api/catalog/search` finds. Then
+//! Sheaf's own CSW harvester harvests `/csw` back, field for field.
 
 mod support;
 
@@ -73,9 +74,9 @@ fn set(ids: &Value) -> BTreeSet<String> {
         .collect()
 }
 
-fn run_client(plan: Value) -> Value {
+fn run_client(script: &str, plan: Value) -> Value {
     let mut child = Command::new(python())
-        .arg(workspace_root().join("tests/csw_client.py"))
+        .arg(workspace_root().join("tests").join(script))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -132,7 +133,7 @@ async fn owslib_finds_what_the_api_finds(services: &Services) {
     let plan = json!({
         "url": format!("{url}/csw"), "word": word, "bbox": bbox, "ids": ids, "since": since,
     });
-    let found = tokio::task::spawn_blocking(move || run_client(plan))
+    let found = tokio::task::spawn_blocking(move || run_client("csw_client.py", plan))
         .await
         .expect("client");
 
@@ -287,10 +288,132 @@ async fn owslib_finds_what_the_api_finds(services: &Services) {
     }
     assert_eq!(set(&found["by_id"]), ids.iter().cloned().collect());
 
+    ogc_api_records_finds_the_same(services, &url, &records, &found).await;
     the_iso_answer_is_the_original_document(services, &url, &records).await;
     bad_requests_get_exception_reports(&url).await;
     sheaf_harvests_its_own_csw_back(&url, &records).await;
     server.abort();
+}
+
+async fn ogc_api_records_finds_the_same(
+    services: &Services,
+    url: &str,
+    records: &[Record],
+    csw: &Value,
+) {
+    let word = "sea";
+    let (timed_id, with_time) = records
+        .iter()
+        .find_map(|r| {
+            Some((
+                r.metadata.id.clone(),
+                r.metadata.time.as_ref()?.start.clone()?,
+            ))
+        })
+        .expect("a record with a time extent");
+    let year = &with_time[..4];
+    let datetime = format!("{year}-01-01/{year}-12-31");
+    let item = records
+        .iter()
+        .find(|r| r.metadata.bbox.is_some() && !r.metadata.keywords.is_empty())
+        .expect("a record with a box and keywords");
+    let plan = json!({
+        "url": format!("{url}/ogcapi/"), "word": word, "bbox": [-10.0, 40.0, 20.0, 70.0],
+        "datetime": datetime, "id": item.metadata.id,
+    });
+    let found = tokio::task::spawn_blocking(move || run_client("ogcapi_client.py", plan))
+        .await
+        .expect("client");
+    assert_eq!(
+        found["landing_links"],
+        json!(["alternate", "conformance", "data", "self"])
+    );
+    assert!(found["conformance"].as_array().unwrap().contains(&json!(
+        "http://www.opengis.net/spec/ogcapi-records-1/1.0/conf/core"
+    )));
+    assert_eq!(found["records_collections"], json!(["metadata"]));
+    assert_eq!(found["collection"], "record");
+
+    let api = |q: SearchQuery| api_ids(services, q);
+    let everything = api(SearchQuery::default()).await;
+    assert_eq!(
+        found["all"]["ids"],
+        json!(everything),
+        "every record, title order, by next links"
+    );
+    assert_eq!(found["all"]["pages"], json!(everything.len().div_ceil(4)));
+    assert_eq!(found["offset_2_limit_2"], json!(everything[2..4]));
+    let by = |q: SearchQuery| async move { api(q).await.into_iter().collect::<BTreeSet<_>>() };
+    let word_only = SearchQuery {
+        q: Some(word.into()),
+        ..SearchQuery::default()
+    };
+    assert_eq!(set(&found["word"]["ids"]), by(word_only.clone()).await, "q");
+    assert_eq!(
+        found["word"]["matches"],
+        json!(set(&found["word"]["ids"]).len())
+    );
+    let boxed = SearchQuery {
+        bbox: Some("-10,40,20,70".into()),
+        ..SearchQuery::default()
+    };
+    assert_eq!(set(&found["bbox"]["ids"]), by(boxed.clone()).await, "bbox");
+    assert_eq!(
+        set(&found["word_and_bbox"]["ids"]),
+        by(SearchQuery {
+            bbox: boxed.bbox,
+            ..word_only
+        })
+        .await,
+        "q and bbox"
+    );
+    let in_year = by(SearchQuery {
+        start: Some(format!("{year}-01-01")),
+        end: Some(format!("{year}-12-31")),
+        ..SearchQuery::default()
+    })
+    .await;
+    assert!(in_year.contains(&timed_id), "{timed_id} starts in {year}");
+    assert_eq!(set(&found["datetime"]["ids"]), in_year, "datetime");
+    assert_eq!(
+        set(&found["cql"]["ids"]),
+        set(&csw["title_like"]["ids"]),
+        "the same CQL as CSW's title like"
+    );
+
+    let m = &item.metadata;
+    let got = &found["item"];
+    assert_eq!(got["id"], json!(m.id));
+    assert_eq!(got["title"], json!(m.title));
+    assert_eq!(got["keywords"], json!(m.keywords));
+    let b = m.bbox.unwrap();
+    assert_eq!(got["bbox"], json!([b.west, b.south, b.east, b.north]));
+    assert!(got["geometry"] == "Polygon" || got["geometry"] == "MultiPolygon");
+    for rel in ["self", "alternate", "collection"] {
+        assert!(
+            got["links"].as_array().unwrap().contains(&json!(rel)),
+            "{got}"
+        );
+    }
+
+    let html = &found["html"];
+    assert_eq!(html["status"], 200);
+    assert!(html["type"].as_str().unwrap().starts_with("text/html"));
+    let body = html["body"].as_str().unwrap();
+    for id in set(&found["word"]["ids"]).iter().take(3) {
+        let r = records.iter().find(|r| &r.metadata.id == id).unwrap();
+        let title = quick_xml::escape::escape(r.metadata.title.as_str()).into_owned();
+        assert!(body.contains(&title), "{title} not on the HTML page");
+    }
+    assert_eq!(found["bad_bbox"]["status"], 400);
+    assert!(
+        found["bad_bbox"]["body"]["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("bbox"),
+        "{}",
+        found["bad_bbox"]
+    );
 }
 
 async fn get_csw(url: &str, params: &[(&str, &str)]) -> (u16, String) {

@@ -1,0 +1,190 @@
+//! `/ogcapi`: OGC API – Records over the search index, as JSON (GeoJSON for records) or, with
+//! `f=html` or a browser's Accept, as HTML.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::AppState;
+use crate::catalog::{self, CatalogError};
+use crate::ogcapi::{self, COLLECTION, GEOJSON, ItemsQuery, html};
+
+fn pairs(query: &Option<String>) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// `f` decides; without it a browser (text/html before any JSON) gets HTML.
+fn wants_html(query: &[(String, String)], headers: &HeaderMap) -> bool {
+    if let Some((_, f)) = query.iter().find(|(k, _)| k == "f") {
+        return f == "html";
+    }
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match (accept.find("text/html"), accept.find("json")) {
+        (Some(h), Some(j)) => h < j,
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+fn error(status: StatusCode, code: &str, description: String) -> Response {
+    (
+        status,
+        Json(json!({"code": code, "description": description})),
+    )
+        .into_response()
+}
+
+fn failed(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "OGC API request failed");
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "ServerError",
+        "the catalogue could not answer; try again".into(),
+    )
+}
+
+fn bases(state: &AppState) -> (String, String) {
+    let root = state.services.settings.public_url.trim_end_matches('/');
+    (format!("{root}/ogcapi"), format!("{root}/api"))
+}
+
+fn document(doc: Value, html: bool, kind: &'static str) -> Response {
+    if html {
+        Html(html::links_page(&doc)).into_response()
+    } else {
+        ([(header::CONTENT_TYPE, kind)], Json(doc)).into_response()
+    }
+}
+
+pub async fn landing(
+    State(state): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let html = wants_html(&pairs(&query), &headers);
+    document(ogcapi::landing(&bases(&state).0), html, "application/json")
+}
+
+pub async fn conformance(RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
+    let doc = ogcapi::conformance();
+    if wants_html(&pairs(&query), &headers) {
+        let links: Vec<Value> = doc["conformsTo"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| json!({"href": c, "title": c, "rel": "conformance"}))
+            .collect();
+        return Html(html::links_page(
+            &json!({"title": "Conformance", "links": links}),
+        ))
+        .into_response();
+    }
+    Json(doc).into_response()
+}
+
+pub async fn collections(
+    State(state): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let html = wants_html(&pairs(&query), &headers);
+    document(
+        ogcapi::collections(&bases(&state).0),
+        html,
+        "application/json",
+    )
+}
+
+fn no_such_collection(name: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("no collection {name:?}: the catalogue is {COLLECTION:?}"),
+    )
+}
+
+pub async fn collection(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    if name != COLLECTION {
+        return no_such_collection(&name);
+    }
+    let html = wants_html(&pairs(&query), &headers);
+    document(
+        ogcapi::collection(&bases(&state).0),
+        html,
+        "application/json",
+    )
+}
+
+pub async fn items(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    if name != COLLECTION {
+        return no_such_collection(&name);
+    }
+    let given = pairs(&query);
+    let query = match ItemsQuery::parse(&given) {
+        Ok(q) => q,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameterValue",
+                e.to_string(),
+            );
+        }
+    };
+    let hits = match state.services.index.search(&query.search).await {
+        Ok(hits) => hits,
+        Err(e) => return failed(e),
+    };
+    let (base, api) = bases(&state);
+    let doc = ogcapi::items(&base, &api, &query, &hits);
+    if wants_html(&given, &headers) {
+        return Html(html::items_page(&base, &query, &doc)).into_response();
+    }
+    ([(header::CONTENT_TYPE, GEOJSON)], Json(doc)).into_response()
+}
+
+pub async fn item(
+    State(state): State<Arc<AppState>>,
+    Path((name, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    if name != COLLECTION {
+        return no_such_collection(&name);
+    }
+    let record = match catalog::get_record(state.services.store.as_ref(), &id).await {
+        Ok(r) => r,
+        Err(CatalogError::NotFound(_)) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("no record {id:?}"),
+            );
+        }
+        Err(e) => return failed(e),
+    };
+    let (base, api) = bases(&state);
+    let doc = ogcapi::record(&base, &api, &record);
+    if wants_html(&pairs(&query), &headers) {
+        return Html(html::record_page(&doc)).into_response();
+    }
+    ([(header::CONTENT_TYPE, GEOJSON)], Json(doc)).into_response()
+}

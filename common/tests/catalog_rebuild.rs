@@ -6,8 +6,9 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
-use common::catalog::{SearchQuery, search};
+use common::catalog::{Hits, IndexError, Search, SearchIndex, SearchQuery, search};
 use common::domain::keys;
 use common::domain::record::Record;
 use common::pipeline::{self, RebuildStatus};
@@ -42,6 +43,35 @@ async fn records(services: &Services) -> BTreeMap<String, serde_json::Value> {
     out
 }
 
+/// The index as it is, remembering the fewest records it held after any change.
+struct Watched {
+    inner: Arc<dyn SearchIndex>,
+    lowest: Mutex<Option<u64>>,
+}
+
+#[async_trait::async_trait]
+impl SearchIndex for Watched {
+    async fn apply(&self, upserts: Vec<Record>, deletes: Vec<String>) -> Result<(), IndexError> {
+        self.inner.apply(upserts, deletes).await?;
+        let now = self.inner.count().await?;
+        let mut lowest = self.lowest.lock().unwrap();
+        *lowest = Some(lowest.map_or(now, |l| l.min(now)));
+        Ok(())
+    }
+    async fn search(&self, search: &Search) -> Result<Hits, IndexError> {
+        self.inner.search(search).await
+    }
+    async fn count(&self) -> Result<u64, IndexError> {
+        self.inner.count().await
+    }
+    async fn holds(&self, keys: Vec<String>) -> Result<Vec<bool>, IndexError> {
+        self.inner.holds(keys).await
+    }
+    async fn keys(&self) -> Result<Vec<String>, IndexError> {
+        self.inner.keys().await
+    }
+}
+
 async fn hits(services: &Services, q: &str) -> Vec<String> {
     let page = search(
         services.index.as_ref(),
@@ -64,7 +94,12 @@ async fn a_rebuild_gives_back_the_catalogue_of_a_clean_harvest() {
         &site.join("waf"),
     );
     let nginx = Nginx::serve(&site);
-    let services = local_services(dir.path());
+    let mut services = local_services(dir.path());
+    let watched = Arc::new(Watched {
+        inner: services.index.clone(),
+        lowest: Mutex::new(None),
+    });
+    services.index = watched.clone();
     add_source(
         services.store.as_ref(),
         waf_source(SOURCE, nginx.url("/waf/")),
@@ -155,9 +190,22 @@ async fn a_rebuild_gives_back_the_catalogue_of_a_clean_harvest() {
     let started = pipeline::start_rebuild(&services).await.expect("start");
     let refused = pipeline::start_rebuild(&services).await.unwrap_err();
     assert!(refused.to_string().contains(&started.id), "{refused}");
+    // The catalogue keeps answering: the index never holds fewer of the records it held
+    // before than it did then (no emptying and filling again).
+    let held = broken.indexed - broken.ghosts;
+    *watched.lowest.lock().unwrap() = None;
     let done = pipeline::run_rebuild(&services, started)
         .await
         .expect("rebuild");
+    let lowest = watched
+        .lowest
+        .lock()
+        .unwrap()
+        .expect("the rebuild changed the index");
+    assert!(
+        lowest >= held,
+        "the index fell to {lowest} records of {held}"
+    );
     assert_eq!(done.status, RebuildStatus::Finished, "{done:?}");
     assert_eq!(done.orphans_removed, 1);
     assert_eq!(done.indexed, clean.len() as u64);

@@ -283,6 +283,5 @@ async fn changes_applied_twice_count_once_and_a_folder_index_outlives_its_proces
     assert_eq!(reopened.count().await.unwrap(), 1);
     assert_eq!(ids(&reopened, text("second")).await, ["a"]);
     assert!(ids(&reopened, text("first")).await.is_empty());
-    reopened.clear().await.unwrap();
-    assert_eq!(reopened.count().await.unwrap(), 0);
+    assert_eq!(reopened.keys().await.unwrap(), ["a"]);
 }

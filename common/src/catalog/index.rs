@@ -84,6 +84,7 @@ pub trait SearchIndex: Send + Sync {
     async fn count(&self) -> Result<u64, IndexError>;
     /// Which of these record keys the index holds.
     async fn holds(&self, keys: Vec<String>) -> Result<Vec<bool>, IndexError>;
-    /// Every record out (before a rebuild).
-    async fn clear(&self) -> Result<(), IndexError>;
+    /// The keys of every record indexed (a reindex removes those the store no longer holds,
+    /// without emptying the index first: searches keep answering while it runs).
+    async fn keys(&self) -> Result<Vec<String>, IndexError>;
 }

@@ -216,7 +216,7 @@ impl SearchIndex for S3Index {
         self.read().await?.holds(keys).await
     }
 
-    async fn clear(&self) -> Result<(), IndexError> {
-        self.write(async |index| index.clear().await).await
+    async fn keys(&self) -> Result<Vec<String>, IndexError> {
+        self.read().await?.keys().await
     }
 }

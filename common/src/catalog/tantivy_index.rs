@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tantivy::aggregation::AggregationCollector;
 use tantivy::aggregation::agg_req::Aggregations;
-use tantivy::collector::{Count, TopDocs};
+use tantivy::collector::{Count, DocSetCollector, TopDocs};
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
 use tantivy::schema::{
@@ -548,12 +548,23 @@ impl SearchIndex for TantivyIndex {
         .await
     }
 
-    async fn clear(&self) -> Result<(), IndexError> {
+    async fn keys(&self) -> Result<Vec<String>, IndexError> {
         self.blocking(|inner| {
-            inner.write(|writer, _| {
-                writer.delete_all_documents().map_err(index_error)?;
-                Ok(())
-            })
+            let searcher = inner.reader.searcher();
+            let addresses = searcher
+                .search(&AllQuery, &DocSetCollector)
+                .map_err(index_error)?;
+            addresses
+                .into_iter()
+                .map(|address| {
+                    let doc: TantivyDocument = searcher.doc(address).map_err(index_error)?;
+                    let id = doc
+                        .get_first(inner.fields.id)
+                        .and_then(|v| v.as_str())
+                        .ok_or_else(|| index_error("an indexed record without its id"))?;
+                    Ok(keys::id_key(id))
+                })
+                .collect()
         })
         .await
     }

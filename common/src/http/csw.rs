@@ -8,14 +8,8 @@ use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
+use super::{AppState, query_pairs};
 use crate::csw::{self, CswError, CswRequest};
-
-fn pairs(text: &str) -> Vec<(String, String)> {
-    form_urlencoded::parse(text.as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
-}
 
 async fn respond(state: &AppState, request: Result<CswRequest, CswError>) -> Response {
     let answer = match request {
@@ -36,7 +30,7 @@ async fn respond(state: &AppState, request: Result<CswRequest, CswError>) -> Res
 }
 
 pub async fn get(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Response {
-    let request = csw::from_kvp(&pairs(query.as_deref().unwrap_or("")));
+    let request = csw::from_kvp(&query_pairs(query.as_deref().unwrap_or("")));
     respond(&state, request).await
 }
 
@@ -48,7 +42,7 @@ pub async fn post(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     let request = if starts_xml {
         csw::from_xml(&body)
     } else {
-        csw::from_kvp(&pairs(&String::from_utf8_lossy(&body)))
+        csw::from_kvp(&query_pairs(&String::from_utf8_lossy(&body)))
     };
     respond(&state, request).await
 }

@@ -36,6 +36,13 @@ pub struct AppState {
     pub local_store: Option<LocalStore>,
 }
 
+/// A query string (or a form body) as its pairs, in order, names as given.
+fn query_pairs(text: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(text.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
 /// Compares in time that does not depend on where the strings differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {

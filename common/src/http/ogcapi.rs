@@ -9,15 +9,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::AppState;
+use super::{AppState, query_pairs};
 use crate::catalog::{self, CatalogError};
 use crate::ogcapi::{self, COLLECTION, GEOJSON, ItemsQuery, html};
-
-fn pairs(query: &Option<String>) -> Vec<(String, String)> {
-    form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
-}
 
 /// `f` decides; without it a browser (text/html before any JSON) gets HTML.
 fn wants_html(query: &[(String, String)], headers: &HeaderMap) -> bool {
@@ -70,13 +64,13 @@ pub async fn landing(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let html = wants_html(&pairs(&query), &headers);
+    let html = wants_html(&query_pairs(query.as_deref().unwrap_or("")), &headers);
     document(ogcapi::landing(&bases(&state).0), html, "application/json")
 }
 
 pub async fn conformance(RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
     let doc = ogcapi::conformance();
-    if wants_html(&pairs(&query), &headers) {
+    if wants_html(&query_pairs(query.as_deref().unwrap_or("")), &headers) {
         let links: Vec<Value> = doc["conformsTo"]
             .as_array()
             .into_iter()
@@ -96,7 +90,7 @@ pub async fn collections(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let html = wants_html(&pairs(&query), &headers);
+    let html = wants_html(&query_pairs(query.as_deref().unwrap_or("")), &headers);
     document(
         ogcapi::collections(&bases(&state).0),
         html,
@@ -121,7 +115,7 @@ pub async fn collection(
     if name != COLLECTION {
         return no_such_collection(&name);
     }
-    let html = wants_html(&pairs(&query), &headers);
+    let html = wants_html(&query_pairs(query.as_deref().unwrap_or("")), &headers);
     document(
         ogcapi::collection(&bases(&state).0),
         html,
@@ -138,7 +132,7 @@ pub async fn items(
     if name != COLLECTION {
         return no_such_collection(&name);
     }
-    let given = pairs(&query);
+    let given = query_pairs(query.as_deref().unwrap_or(""));
     let query = match ItemsQuery::parse(&given) {
         Ok(q) => q,
         Err(e) => {
@@ -183,7 +177,7 @@ pub async fn item(
     };
     let (base, api) = bases(&state);
     let doc = ogcapi::record(&base, &api, &record);
-    if wants_html(&pairs(&query), &headers) {
+    if wants_html(&query_pairs(query.as_deref().unwrap_or("")), &headers) {
         return Html(html::record_page(&doc)).into_response();
     }
     ([(header::CONTENT_TYPE, GEOJSON)], Json(doc)).into_response()

@@ -4,6 +4,7 @@
 //! says only "look at this key", so one delivered twice, late, or out of order leaves the
 //! index as the store is.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -124,10 +125,11 @@ pub async fn drain(services: &Services) -> Result<u64, PipelineError> {
     }
 }
 
-/// Builds the index anew from every record in the store; returns the records indexed.
+/// Makes the index hold exactly the records in the store, in place: each record put again,
+/// then what no record backs taken out; searches answer all along. Returns the records indexed.
 pub async fn reindex(services: &Services) -> Result<u64, PipelineError> {
     let store = services.store.as_ref();
-    services.index.clear().await?;
+    let mut stale: HashSet<String> = services.index.keys().await?.into_iter().collect();
     let mut indexed = 0;
     let mut pages = Pages::new(store, keys::RECORDS);
     while let Some(entries) = pages.next().await? {
@@ -141,8 +143,16 @@ pub async fn reindex(services: &Services) -> Result<u64, PipelineError> {
             .into_iter()
             .flatten()
             .collect();
+        for record in &records {
+            stale.remove(&keys::id_key(&record.metadata.id));
+        }
         indexed += records.len() as u64;
         services.index.apply(records, Vec::new()).await?;
+    }
+    // What the index held that no record backs any more.
+    let stale: Vec<String> = stale.into_iter().collect();
+    for chunk in stale.chunks(1000) {
+        services.index.apply(Vec::new(), chunk.to_vec()).await?;
     }
     Ok(indexed)
 }

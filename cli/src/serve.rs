@@ -51,6 +51,7 @@ pub async fn serve(config: edge::Config) -> anyhow::Result<()> {
             QueueName::Fetch,
             QueueName::Fetch,
             QueueName::Import,
+            QueueName::Rebuild,
             QueueName::PackageFast,
             QueueName::PackageSlow,
         ] {

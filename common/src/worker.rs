@@ -55,6 +55,8 @@ pub async fn process_batch(services: &Services, messages: Vec<BatchMessage>) -> 
 fn batch_shape(queue: QueueName) -> (usize, Duration) {
     match queue {
         QueueName::PackageFast | QueueName::PackageSlow => (1, Duration::from_secs(3600)),
+        // A rebuild runs as long as its catalogue needs; it is not shown again meanwhile.
+        QueueName::Rebuild => (1, Duration::from_secs(6 * 3600)),
         _ => (10, Duration::from_secs(300)),
     }
 }

@@ -393,3 +393,39 @@ async fn jobs_are_listed_newest_first_a_page_at_a_time() {
     assert_eq!(listed(&rest), [ids[0].clone()]);
     assert_eq!(rest[0]["source"], "one");
 }
+
+/// A page number at the edge of u64 neither overflows nor sizes a buffer: an empty page.
+#[tokio::test]
+async fn a_page_far_past_the_end_is_empty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (app, _) = app(dir.path());
+    let (status, body) = call(
+        &app,
+        get(format!(
+            "/api/catalog/search?page={}&page_size=1000",
+            u64::MAX
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["records"], json!([]));
+    let (status, body) = call(
+        &app,
+        get("/ogcapi/collections/metadata/items?offset=18446744073709551615&limit=1000"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["features"], json!([]));
+    let (status, body) = call(
+        &app,
+        get("/csw?service=CSW&version=2.0.2&request=GetRecords&typeNames=csw:Record&startPosition=18446744073709551615"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.as_str()
+            .unwrap()
+            .contains("numberOfRecordsReturned=\"0\""),
+        "{body}"
+    );
+}

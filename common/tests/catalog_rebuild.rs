@@ -249,3 +249,90 @@ async fn a_rebuild_gives_back_the_catalogue_of_a_clean_harvest() {
         .await
         .expect("a new rebuild");
 }
+
+/// On AWS the API claims the rebuild and hands it to the rebuild function through its queue;
+/// the function's handler runs it to the end, and a redelivery of the message does nothing.
+#[tokio::test]
+async fn on_aws_the_api_hands_the_rebuild_to_the_rebuild_function() {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use common::queue::QueueName;
+    use common::worker::{BatchMessage, process_batch};
+    use tower::ServiceExt;
+
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nginx = Nginx::serve(&workspace_root().join("tests/records"));
+    let services = aws_services(&moto, dir.path()).await;
+    add_source(
+        services.store.as_ref(),
+        waf_source(SOURCE, nginx.url("/waf/")),
+    )
+    .await
+    .expect("source");
+    pipeline::run_test(&services, SOURCE, &|_: u64, _: Option<u64>| {})
+        .await
+        .expect("harvest");
+    let clean = records(&services).await;
+    let gone = clean.keys().next().unwrap().clone();
+    services
+        .store
+        .delete(&keys::record_json(&keys::id_key(&gone)))
+        .await
+        .unwrap();
+    let broken = pipeline::catalog_integrity(&services).await.unwrap();
+    assert_eq!(broken.sources[0].missing, 1, "{broken:?}");
+
+    let app = common::http::router(common::http::AppState {
+        services: services.clone(),
+        api_token: Some("token".into()),
+        local_store: None,
+    });
+    let post = || {
+        Request::post("/api/catalog/rebuild")
+            .header("authorization", "Bearer token")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let accepted = app.clone().oneshot(post()).await.unwrap();
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    let body = axum::body::to_bytes(accepted.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let started: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let refused = app.clone().oneshot(post()).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+
+    // What SQS gives the rebuild function, handled as its main does.
+    let queue = services.queues.get(QueueName::Rebuild).unwrap().clone();
+    let received = queue
+        .receive(10, std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(received.len(), 1, "one message a rebuild");
+    let batch: Vec<BatchMessage> = received
+        .iter()
+        .map(|m| BatchMessage {
+            id: m.id.clone(),
+            body: m.body.clone(),
+            receive_count: m.receive_count,
+        })
+        .collect();
+    assert!(process_batch(&services, batch).await.is_empty());
+    let done = pipeline::rebuild_state(&services).await.unwrap().unwrap();
+    assert_eq!(done.id, started["id"].as_str().unwrap());
+    assert_eq!(done.status, RebuildStatus::Finished, "{done:?}");
+    assert_eq!(records(&services).await, clean);
+    let fixed = pipeline::catalog_integrity(&services).await.unwrap();
+    assert!(fixed.consistent, "{fixed:?}");
+
+    // Delivered again: the rebuild has ended, nothing runs.
+    let again = vec![BatchMessage {
+        id: received[0].id.clone(),
+        body: received[0].body.clone(),
+        receive_count: 2,
+    }];
+    assert!(process_batch(&services, again).await.is_empty());
+    let after = pipeline::rebuild_state(&services).await.unwrap().unwrap();
+    assert_eq!(after.finished, done.finished, "a redelivery ran it again");
+}

@@ -109,6 +109,31 @@ fn run() -> usize {
         }
     }
 
+    // Each real record read field by field, against OWSLib's reading of it.
+    let mut records = Vec::new();
+    for folder in ["iso19139", "dublin-core", "ckan"] {
+        let dir = site.path().join(folder);
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .expect("read_dir")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".xml") || n.ends_with(".json"))
+            .collect();
+        names.sort();
+        records.extend(names.into_iter().map(|n| dir.join(n)));
+    }
+    let (compared, differences) = differences_from_owslib(&records);
+    check(
+        compared * 10 >= records.len() * 9,
+        format!(
+            "field checks: {compared} of {} records compared",
+            records.len()
+        ),
+    );
+    for difference in differences {
+        check(false, difference);
+    }
+
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -237,6 +237,17 @@ async fn filters_facets_sorts_and_pages() {
         .expect("search");
     assert_eq!(page3.records.len(), 5);
     assert_eq!(page3.records[4].metadata.title, "Record 24");
+    // A page far past the end is empty, with the count, and costs nothing (the collector's
+    // buffer would otherwise be sized by the offset: an abort at this one).
+    let far = index
+        .search(&Search {
+            offset: u64::MAX / 4,
+            limit: 10,
+            ..Search::default()
+        })
+        .await
+        .expect("search");
+    assert_eq!((far.total, far.records.len()), (25, 0));
 
     let newest = index
         .search(&Search {

@@ -131,7 +131,7 @@ impl SearchQuery {
             format: nonempty(&self.format),
             sort,
             filter: None,
-            offset: (page - 1) * page_size,
+            offset: (page - 1).saturating_mul(page_size),
             limit: page_size,
         };
         Ok((search, page, page_size))

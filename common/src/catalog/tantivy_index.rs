@@ -384,7 +384,10 @@ impl Inner {
         let searcher = self.reader.searcher();
         let query = self.query(search);
         let limit = search.limit.max(1) as usize;
-        let top = TopDocs::with_limit(limit).and_offset(search.offset as usize);
+        // The collector keeps a buffer of offset + limit entries: past the last record a page
+        // is empty anyway, so a far offset (startPosition=10^12) costs no more than the index.
+        let offset = search.offset.min(searcher.num_docs()) as usize;
+        let top = TopDocs::with_limit(limit).and_offset(offset);
         let has_words = search
             .text
             .as_deref()

@@ -13,31 +13,35 @@ use serde_json::{Value, json};
 use super::{ApiError, AppState};
 use crate::domain::source::FieldError;
 use crate::pipeline;
+use crate::queue::QueueName;
 
 pub async fn status(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let integrity = pipeline::catalog_integrity(&state.services).await?;
     Ok(Json(json!(integrity)))
 }
 
-/// Starts a rebuild (202 with its state); 409 names the one running. `serve` runs it in the
-/// background; on AWS it runs from `sheaf --bucket BUCKET catalog rebuild` until the rebuild
-/// function lands.
+/// Starts a rebuild (202 with its state); 409 names the one running. The rebuild queue's
+/// worker runs it (`serve`'s, or the rebuild function); a process without that queue runs it
+/// itself in local mode, and on AWS says to deploy it.
 pub async fn rebuild(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    if state.local_store.is_none() {
+    let services = &state.services;
+    if services.queues.get(QueueName::Rebuild).is_err() && state.local_store.is_none() {
         return Ok((
             StatusCode::NOT_IMPLEMENTED,
-            Json(json!({"success": false, "error": "on AWS, run `sheaf --bucket BUCKET catalog rebuild`"})),
+            Json(json!({"success": false, "error": "no rebuild queue: set SHEAF_REBUILD_QUEUE_URL (the stack's RebuildQueue), or run `sheaf --bucket BUCKET catalog rebuild`"})),
         )
             .into_response());
     }
-    let started = pipeline::start_rebuild(&state.services).await?;
-    let services = state.services.clone();
-    let running = started.clone();
-    tokio::spawn(async move {
-        if let Err(e) = pipeline::run_rebuild(&services, running).await {
-            tracing::error!(error = %e, "rebuild failed");
-        }
-    });
+    let started = pipeline::start_rebuild(services).await?;
+    if !pipeline::send_rebuild(services, &started).await? {
+        let services = services.clone();
+        let running = started.clone();
+        tokio::spawn(async move {
+            if let Err(e) = pipeline::run_rebuild(&services, running).await {
+                tracing::error!(error = %e, "rebuild failed");
+            }
+        });
+    }
     Ok((StatusCode::ACCEPTED, Json(json!(started))).into_response())
 }
 

@@ -20,6 +20,10 @@ use crate::store::{ObjectStore, Pages, get_json};
 
 pub const MESSAGE_KIND: &str = "index";
 
+/// Keys a reindex puts in one message: a batch of the index function (100 messages) then
+/// reads 10,000 records, well within its time.
+const KEYS_A_MESSAGE: usize = 100;
+
 /// Records (by key) to look at again.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IndexMessage {
@@ -125,34 +129,33 @@ pub async fn drain(services: &Services) -> Result<u64, PipelineError> {
     }
 }
 
-/// Makes the index hold exactly the records in the store, in place: each record put again,
-/// then what no record backs taken out; searches answer all along. Returns the records indexed.
+/// Makes the index hold exactly the records in the store, in place and through its one
+/// writer: every record's key is sent on as changed, then every key the index holds that no
+/// record backs; the writer applies what the store holds, so searches answer all along and a
+/// process that is not the writer (the rebuild function) never writes the index. Returns the
+/// records sent.
 pub async fn reindex(services: &Services) -> Result<u64, PipelineError> {
     let store = services.store.as_ref();
     let mut stale: HashSet<String> = services.index.keys().await?.into_iter().collect();
-    let mut indexed = 0;
+    let mut sent = 0;
     let mut pages = Pages::new(store, keys::RECORDS);
     while let Some(entries) = pages.next().await? {
-        let paths = entries
-            .into_iter()
-            .map(|e| e.key)
-            .filter(|k| k.ends_with(".json"))
+        let page: Vec<String> = entries
+            .iter()
+            .filter_map(|e| e.key.strip_prefix(keys::RECORDS)?.strip_suffix(".json"))
+            .map(str::to_string)
             .collect();
-        let records: Vec<Record> = read_records(store, paths)
-            .await?
-            .into_iter()
-            .flatten()
-            .collect();
-        for record in &records {
-            stale.remove(&keys::id_key(&record.metadata.id));
+        for key in &page {
+            stale.remove(key);
         }
-        indexed += records.len() as u64;
-        services.index.apply(records, Vec::new()).await?;
+        for chunk in page.chunks(KEYS_A_MESSAGE) {
+            send_changes(services, chunk, Duration::ZERO).await?;
+        }
+        sent += page.len() as u64;
     }
-    // What the index held that no record backs any more.
     let stale: Vec<String> = stale.into_iter().collect();
-    for chunk in stale.chunks(1000) {
-        services.index.apply(Vec::new(), chunk.to_vec()).await?;
+    for chunk in stale.chunks(KEYS_A_MESSAGE) {
+        send_changes(services, chunk, Duration::ZERO).await?;
     }
-    Ok(indexed)
+    Ok(sent)
 }

@@ -40,8 +40,8 @@ pub use message::{Kind, Message};
 pub use objects::Rejected;
 pub use purge::{PURGE_REASON, PurgeReport, purge_queues};
 pub use rebuild::{
-    RebuildState, RebuildStatus, ReportEntry, rebuild_report, rebuild_state, run_rebuild,
-    start_rebuild,
+    MESSAGE_KIND as REBUILD_MESSAGE_KIND, RebuildMessage, RebuildState, RebuildStatus, ReportEntry,
+    rebuild_report, rebuild_state, run_rebuild, send_rebuild, start_rebuild,
 };
 pub use run_test::{run_test, run_test_with};
 pub use schedule::{RunReport, run_scheduled};
@@ -101,6 +101,11 @@ pub async fn handle_body(
         && message.kind == index::MESSAGE_KIND
     {
         return index::handle_message(services, &message).await;
+    }
+    if let Ok(message) = serde_json::from_str::<rebuild::RebuildMessage>(body)
+        && message.kind == rebuild::MESSAGE_KIND
+    {
+        return rebuild::handle_message(services, &message).await;
     }
     match serde_json::from_str::<Message>(body) {
         Ok(message) => handle(services, &message, receive_count).await,

@@ -1,9 +1,13 @@
 //! Rebuilding the catalogue from the central WAF (MET Norway's catalog-rebuilder): every kept
 //! document of every source imported again, the records no document backs removed, and the
-//! search index made anew from the records. One at a time: a second start while one runs is
-//! refused with the running one. The catalogue keeps answering meanwhile (records are
-//! rewritten in place). Its progress and result are `catalog/rebuild/state.json`; its report
+//! search index made to hold exactly the records. One at a time: a second start while one runs
+//! is refused with the running one, unless that one has shown no progress for an hour (its
+//! process died). The catalogue keeps answering meanwhile (records are rewritten in place, the
+//! index is never emptied). `POST /api/catalog/rebuild` claims it and sends it on the rebuild
+//! queue, whose worker runs it: `serve`'s locally, the rebuild function on AWS. Its progress and result are `catalog/rebuild/state.json`; its report
 //! (each document, its outcome and reason) is `catalog/rebuild/report.json`.
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +18,7 @@ use crate::domain::job::{HarvestObject, Job, JobStats};
 use crate::domain::keys;
 use crate::domain::now;
 use crate::domain::record::Record;
+use crate::queue::QueueName;
 use crate::services::Services;
 use crate::store::{Pages, PutMode, StoreError, get_json, put_json};
 
@@ -42,9 +47,80 @@ pub struct RebuildState {
     pub stats: JobStats,
     /// Records removed because no document backs them.
     pub orphans_removed: u64,
-    /// Records the index holds at the end.
+    /// Records sent to the index's writer at the end.
     pub indexed: u64,
     pub error: Option<String>,
+    /// When it last wrote its progress: a running rebuild silent for an hour is abandoned.
+    #[serde(default)]
+    pub updated: Option<String>,
+}
+
+/// A running rebuild without progress for this long died with its process.
+const ABANDONED_AFTER: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+impl RebuildState {
+    fn abandoned(&self) -> bool {
+        let last = self.updated.as_deref().unwrap_or(&self.started);
+        chrono::DateTime::parse_from_rfc3339(last)
+            .is_ok_and(|t| chrono::Utc::now().signed_duration_since(t) > ABANDONED_AFTER)
+    }
+}
+
+pub const MESSAGE_KIND: &str = "rebuild";
+
+/// The rebuild to run, on the rebuild queue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RebuildMessage {
+    pub kind: String,
+    pub id: String,
+}
+
+/// Hands a claimed rebuild to the rebuild queue's worker; false when this process has no
+/// rebuild queue (the caller runs it itself, or says where it runs).
+pub async fn send_rebuild(
+    services: &Services,
+    state: &RebuildState,
+) -> Result<bool, PipelineError> {
+    let Ok(queue) = services.queues.get(QueueName::Rebuild) else {
+        return Ok(false);
+    };
+    let body = serde_json::to_string(&RebuildMessage {
+        kind: MESSAGE_KIND.into(),
+        id: state.id.clone(),
+    })
+    .expect("a message always serialises");
+    queue.send(body, Duration::ZERO).await?;
+    Ok(true)
+}
+
+/// Runs the rebuild a message names, if it is still the one running; a redelivery after it
+/// ended, or a message of a rebuild since replaced, does nothing.
+pub(crate) async fn handle_message(
+    services: &Services,
+    message: &RebuildMessage,
+) -> Result<(), PipelineError> {
+    match rebuild_state(services).await? {
+        Some(state) if state.id == message.id && state.status == RebuildStatus::Running => {
+            run_rebuild(services, state).await?;
+            Ok(())
+        }
+        _ => {
+            tracing::info!(rebuild = %message.id, "rebuild already ended or replaced");
+            Ok(())
+        }
+    }
+}
+
+async fn save(services: &Services, state: &mut RebuildState) -> Result<(), PipelineError> {
+    state.updated = Some(now());
+    put_json(
+        services.store.as_ref(),
+        REBUILD_STATE,
+        &*state,
+        PutMode::Overwrite,
+    )
+    .await?;
+    Ok(())
 }
 
 /// One line of the report.
@@ -73,9 +149,10 @@ pub async fn start_rebuild(services: &Services) -> Result<RebuildState, Pipeline
         orphans_removed: 0,
         indexed: 0,
         error: None,
+        updated: None,
     };
     match get_json::<RebuildState>(store, REBUILD_STATE).await? {
-        Some((running, _)) if running.status == RebuildStatus::Running => {
+        Some((running, _)) if running.status == RebuildStatus::Running && !running.abandoned() => {
             Err(PipelineError::Conflict(format!(
                 "rebuild {} is running since {}",
                 running.id, running.started
@@ -130,13 +207,7 @@ pub async fn run_rebuild(
             state.error = Some(e.to_string());
         }
     }
-    put_json(
-        services.store.as_ref(),
-        REBUILD_STATE,
-        &state,
-        PutMode::Overwrite,
-    )
-    .await?;
+    save(services, &mut state).await?;
     Ok(state)
 }
 
@@ -146,7 +217,7 @@ async fn rebuild_steps(services: &Services, state: &mut RebuildState) -> Result<
     let sources = crate::sources::list_sources(store, true).await?;
     let active: Vec<_> = sources.iter().filter(|s| s.active).collect();
     state.sources_total = active.len() as u64;
-    put_json(store, REBUILD_STATE, &*state, PutMode::Overwrite).await?;
+    save(services, state).await?;
     let mut report = Vec::new();
     let options = JobOptions {
         reimport: true,
@@ -163,7 +234,7 @@ async fn rebuild_steps(services: &Services, state: &mut RebuildState) -> Result<
         add_stats(&mut state.stats, &job.stats);
         report.extend(job_report(services, &job).await?);
         state.sources_done += 1;
-        put_json(store, REBUILD_STATE, &*state, PutMode::Overwrite).await?;
+        save(services, state).await?;
     }
     // Records no document backs: a marker whose document's state names another record, and
     // a record whose source holds no marker for it.
@@ -193,9 +264,11 @@ async fn rebuild_steps(services: &Services, state: &mut RebuildState) -> Result<
         }
     }
     put_json(store, REBUILD_REPORT, &report, PutMode::Overwrite).await?;
-    // The records now stand as the WAF says: the index is made anew from them.
+    // The records now stand as the WAF says: the index is made to hold exactly them, by its
+    // writer (applied here when this process is it).
     super::index::drain(services).await?;
     state.indexed = super::index::reindex(services).await?;
+    super::index::drain(services).await?;
     Ok(())
 }
 

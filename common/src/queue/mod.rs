@@ -93,17 +93,20 @@ pub enum QueueName {
     Import,
     /// Record changes for the search index's one writer.
     Index,
+    /// A catalogue rebuild to run (one message a rebuild).
+    Rebuild,
     Notify,
     PackageFast,
     PackageSlow,
 }
 
 impl QueueName {
-    pub const ALL: [QueueName; 7] = [
+    pub const ALL: [QueueName; 8] = [
         QueueName::Gather,
         QueueName::Fetch,
         QueueName::Import,
         QueueName::Index,
+        QueueName::Rebuild,
         QueueName::Notify,
         QueueName::PackageFast,
         QueueName::PackageSlow,
@@ -115,6 +118,7 @@ impl QueueName {
             QueueName::Fetch => "fetch",
             QueueName::Import => "import",
             QueueName::Index => "index",
+            QueueName::Rebuild => "rebuild",
             QueueName::Notify => "notify",
             QueueName::PackageFast => "package-fast",
             QueueName::PackageSlow => "package-slow",

@@ -272,6 +272,7 @@ pub async fn aws_services(moto: &Moto, dir: &Path) -> Services {
         QueueName::Fetch,
         QueueName::Import,
         QueueName::Index,
+        QueueName::Rebuild,
     ] {
         queues = queues.with(
             name,
@@ -783,4 +784,162 @@ macro_rules! in_local_mode_and_on_moto {
             $scenario(&$crate::support::aws_services(&moto, dir.path()).await).await;
         }
     };
+}
+
+/// Sheaf's reading of each record file against OWSLib's (`tests/record_oracle.py`), field by
+/// field: identifier, title, abstract, keywords, box, time extent, contacts' emails, links and
+/// date. Returns the files compared and each difference found.
+pub fn differences_from_owslib(files: &[PathBuf]) -> (usize, Vec<String>) {
+    use common::catalog::{Edge, seconds};
+    let out = Command::new(python())
+        .arg(workspace_root().join("tests/record_oracle.py"))
+        .args(files)
+        .output()
+        .expect("python with OWSLib");
+    assert!(
+        out.status.success(),
+        "record_oracle.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let oracle: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("JSON");
+    let words = |v: &serde_json::Value| -> String {
+        v.as_str()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let strings = |v: &serde_json::Value| -> std::collections::BTreeSet<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    let same_moment =
+        |a: &str, b: &str, edge| seconds(a, edge).is_some() && seconds(a, edge) == seconds(b, edge);
+    let mut compared = 0;
+    let mut differences = Vec::new();
+    for theirs in oracle {
+        if theirs["format"] == "unread" {
+            continue;
+        }
+        let file = theirs["file"].as_str().unwrap_or("").to_string();
+        let bytes = std::fs::read(&file).expect("record file");
+        let read = if file.ends_with(".json") {
+            common::parse::read_package(&bytes)
+        } else {
+            common::parse::read_metadata(&bytes, common::parse::XmlLimits::default())
+        };
+        let ours = match read {
+            Ok(m) => m,
+            // OWSLib reads anything; Sheaf refuses a record without identifier or title.
+            Err(e) if words(&theirs["title"]).is_empty() || words(&theirs["id"]).is_empty() => {
+                let _ = e;
+                continue;
+            }
+            Err(e) => {
+                differences.push(format!("{file}: Sheaf refuses it ({e}), OWSLib reads it"));
+                continue;
+            }
+        };
+        compared += 1;
+        let mut differ = |field: &str, sheaf: String, owslib: String| {
+            differences.push(format!("{file}: {field}: Sheaf {sheaf}, OWSLib {owslib}"));
+        };
+        if ours.id != words(&theirs["id"]) {
+            differ("identifier", ours.id.clone(), theirs["id"].to_string());
+        }
+        if !words(&theirs["title"]).is_empty()
+            && ours.title.split_whitespace().collect::<Vec<_>>().join(" ")
+                != words(&theirs["title"])
+        {
+            differ("title", ours.title.clone(), theirs["title"].to_string());
+        }
+        if ours
+            .abstract_text
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            != words(&theirs["abstract"])
+        {
+            differ(
+                "abstract",
+                ours.abstract_text.clone(),
+                theirs["abstract"].to_string(),
+            );
+        }
+        let keywords: std::collections::BTreeSet<String> = ours.keywords.iter().cloned().collect();
+        if !theirs["keywords"].is_null() && keywords != strings(&theirs["keywords"]) {
+            differ(
+                "keywords",
+                format!("{keywords:?}"),
+                theirs["keywords"].to_string(),
+            );
+        }
+        // OWSLib gives a record's first box; Sheaf's is the union of all it gives.
+        if let Some(b) = theirs["bbox"].as_array() {
+            let b: Vec<f64> = b.iter().filter_map(|v| v.as_f64()).collect();
+            let e = 1e-6;
+            let holds = ours.bbox.is_some_and(|o| {
+                b.len() == 4
+                    && o.west <= b[0] + e
+                    && o.south <= b[1] + e
+                    && o.east >= b[2] - e
+                    && o.north >= b[3] - e
+            });
+            if !holds {
+                differ("bbox", format!("{:?}", ours.bbox), format!("{b:?}"));
+            }
+        }
+        let time = &theirs["time"];
+        for (i, edge, ours_edge) in [
+            (
+                0,
+                Edge::First,
+                ours.time.as_ref().and_then(|t| t.start.clone()),
+            ),
+            (
+                1,
+                Edge::Last,
+                ours.time.as_ref().and_then(|t| t.end.clone()),
+            ),
+        ] {
+            if let Some(theirs) = time[i].as_str()
+                && !ours_edge
+                    .as_deref()
+                    .is_some_and(|o| same_moment(o, theirs, edge))
+            {
+                differ("time extent", format!("{ours_edge:?}"), theirs.to_string());
+            }
+        }
+        let emails: std::collections::BTreeSet<String> = ours
+            .contacts
+            .iter()
+            .filter_map(|c| c.email.clone())
+            .collect();
+        if !strings(&theirs["emails"]).is_subset(&emails) {
+            differ(
+                "emails",
+                format!("{emails:?}"),
+                theirs["emails"].to_string(),
+            );
+        }
+        let links: std::collections::BTreeSet<String> =
+            ours.links.iter().map(|l| l.url.clone()).collect();
+        if !strings(&theirs["links"]).is_subset(&links) {
+            differ("links", format!("{links:?}"), theirs["links"].to_string());
+        }
+        if let Some(date) = theirs["datestamp"].as_str()
+            && !ours
+                .modified
+                .as_deref()
+                .is_some_and(|m| same_moment(m, date, Edge::First))
+        {
+            differ("date", format!("{:?}", ours.modified), date.to_string());
+        }
+    }
+    (compared, differences)
 }

@@ -117,6 +117,7 @@ pub fn queue_url_var(name: QueueName) -> &'static str {
         QueueName::Fetch => "SHEAF_FETCH_QUEUE_URL",
         QueueName::Import => "SHEAF_IMPORT_QUEUE_URL",
         QueueName::Index => "SHEAF_INDEX_QUEUE_URL",
+        QueueName::Rebuild => "SHEAF_REBUILD_QUEUE_URL",
         QueueName::Notify => "SHEAF_NOTIFY_QUEUE_URL",
         QueueName::PackageFast => "SHEAF_PACKAGE_FAST_QUEUE_URL",
         QueueName::PackageSlow => "SHEAF_PACKAGE_SLOW_QUEUE_URL",

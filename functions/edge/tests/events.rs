@@ -48,6 +48,18 @@ fn the_index_event_carries_record_keys() {
 }
 
 #[test]
+fn the_rebuild_event_names_a_rebuild() {
+    let event: SqsEvent =
+        serde_json::from_slice(include_bytes!("../../../infra/events/rebuild.json"))
+            .expect("an SQS event");
+    let body = event.records[0].body.as_deref().expect("body");
+    let message: common::pipeline::RebuildMessage =
+        serde_json::from_str(body).expect("rebuild message");
+    assert_eq!(message.kind, common::pipeline::REBUILD_MESSAGE_KIND);
+    assert_eq!(message.id, "3f2a9c81d7e4");
+}
+
+#[test]
 fn the_package_event_carries_a_package_message() {
     let event: aws_lambda_events::event::sqs::SqsEvent =
         serde_json::from_slice(include_bytes!("../../../infra/events/package.json"))

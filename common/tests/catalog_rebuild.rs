@@ -251,13 +251,15 @@ async fn a_rebuild_gives_back_the_catalogue_of_a_clean_harvest() {
 }
 
 /// On AWS the API claims the rebuild and hands it to the rebuild function through its queue;
-/// the function's handler runs it to the end, and a redelivery of the message does nothing.
+/// the function starts a re-import job per source through the pipeline's queues, comes back
+/// until they have ended, then finishes it; a redelivery of the message after that does
+/// nothing.
 #[tokio::test]
 async fn on_aws_the_api_hands_the_rebuild_to_the_rebuild_function() {
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
     use common::queue::QueueName;
-    use common::worker::{BatchMessage, process_batch};
+    use common::worker::{BatchMessage, process_batch, run_queue_worker};
     use tower::ServiceExt;
 
     let moto = Moto::start();
@@ -303,14 +305,15 @@ async fn on_aws_the_api_hands_the_rebuild_to_the_rebuild_function() {
     let refused = app.clone().oneshot(post()).await.unwrap();
     assert_eq!(refused.status(), StatusCode::CONFLICT);
 
-    // What SQS gives the rebuild function, handled as its main does.
+    // The first message as SQS gives it to the rebuild function, handled as its main does:
+    // it starts a re-import job per source on the pipeline's queues and comes back later.
     let queue = services.queues.get(QueueName::Rebuild).unwrap().clone();
     let received = queue
         .receive(10, std::time::Duration::from_secs(60))
         .await
         .unwrap();
     assert_eq!(received.len(), 1, "one message a rebuild");
-    let batch: Vec<BatchMessage> = received
+    let first: Vec<BatchMessage> = received
         .iter()
         .map(|m| BatchMessage {
             id: m.id.clone(),
@@ -318,13 +321,48 @@ async fn on_aws_the_api_hands_the_rebuild_to_the_rebuild_function() {
             receive_count: m.receive_count,
         })
         .collect();
-    assert!(process_batch(&services, batch).await.is_empty());
-    let done = pipeline::rebuild_state(&services).await.unwrap().unwrap();
+    assert!(process_batch(&services, first).await.is_empty());
+    queue.delete(&received[0].receipt).await.unwrap();
+    let running = pipeline::rebuild_state(&services).await.unwrap().unwrap();
+    assert_eq!(running.status, RebuildStatus::Running);
+    assert_eq!(running.jobs.len(), 1, "{running:?}");
+
+    // The stage functions and the rebuild function at work until it ends.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let workers: Vec<_> = [
+        QueueName::Gather,
+        QueueName::Fetch,
+        QueueName::Import,
+        QueueName::Rebuild,
+    ]
+    .into_iter()
+    .map(|q| tokio::spawn(run_queue_worker(services.clone(), q, stopped.clone())))
+    .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    let done = loop {
+        let state = pipeline::rebuild_state(&services).await.unwrap().unwrap();
+        if state.status != RebuildStatus::Running {
+            break state;
+        }
+        assert!(std::time::Instant::now() < deadline, "{state:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    stop.send(true).unwrap();
+    for w in workers {
+        w.await.unwrap();
+    }
     assert_eq!(done.id, started["id"].as_str().unwrap());
     assert_eq!(done.status, RebuildStatus::Finished, "{done:?}");
+    assert_eq!(done.sources_done, 1);
+    assert!(
+        done.stats.added >= 1,
+        "the deleted record imported again: {done:?}"
+    );
     assert_eq!(records(&services).await, clean);
     let fixed = pipeline::catalog_integrity(&services).await.unwrap();
     assert!(fixed.consistent, "{fixed:?}");
+    let report = pipeline::rebuild_report(&services).await.unwrap();
+    assert!(report.len() as u64 >= done.stats.added + done.stats.updated);
 
     // Delivered again: the rebuild has ended, nothing runs.
     let again = vec![BatchMessage {

@@ -4,11 +4,14 @@
 //! is refused with the running one, unless that one has shown no progress for an hour (its
 //! process died). The catalogue keeps answering meanwhile (records are rewritten in place, the
 //! index is never emptied). `POST /api/catalog/rebuild` claims it and sends it on the rebuild
-//! queue, whose worker runs it: `serve`'s locally, the rebuild function on AWS. Its progress and result are `catalog/rebuild/state.json`; its report
+//! queue, whose worker (`serve`'s locally, the rebuild function on AWS) runs it in steps: a
+//! re-import job per source through the pipeline's queues, then the finish. `sheaf catalog
+//! rebuild` runs it in the process (`run_rebuild`). Its progress and result are `catalog/rebuild/state.json`; its report
 //! (each document, its outcome and reason) is `catalog/rebuild/report.json`.
 
 use std::time::Duration;
 
+use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::PipelineError;
@@ -53,6 +56,19 @@ pub struct RebuildState {
     /// When it last wrote its progress: a running rebuild silent for an hour is abandoned.
     #[serde(default)]
     pub updated: Option<String>,
+    /// Run from its queue: the re-import job of each source, through the pipeline's queues.
+    #[serde(default)]
+    pub jobs: Vec<RebuildJob>,
+    /// Sources whose re-import waits for a job of theirs still running.
+    #[serde(default)]
+    pub waiting: Vec<String>,
+}
+
+/// A source's re-import job of a rebuild.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RebuildJob {
+    pub source: String,
+    pub job: String,
 }
 
 /// A running rebuild without progress for this long died with its process.
@@ -93,22 +109,71 @@ pub async fn send_rebuild(
     Ok(true)
 }
 
-/// Runs the rebuild a message names, if it is still the one running; a redelivery after it
-/// ended, or a message of a rebuild since replaced, does nothing.
+/// Takes the rebuild a message names one step on, if it is still the one running: the first
+/// starts a re-import job for every active source (through the pipeline's queues, so no
+/// step outlasts a function's time), each later one looks at the jobs, and once all have
+/// ended the rebuild finishes; until then the message comes back after the check delay. A
+/// redelivery after it ended, or a message of a rebuild since replaced, does nothing.
 pub(crate) async fn handle_message(
     services: &Services,
     message: &RebuildMessage,
 ) -> Result<(), PipelineError> {
-    match rebuild_state(services).await? {
-        Some(state) if state.id == message.id && state.status == RebuildStatus::Running => {
-            run_rebuild(services, state).await?;
-            Ok(())
-        }
+    let mut state = match rebuild_state(services).await? {
+        Some(state) if state.id == message.id && state.status == RebuildStatus::Running => state,
         _ => {
             tracing::info!(rebuild = %message.id, "rebuild already ended or replaced");
-            Ok(())
+            return Ok(());
+        }
+    };
+    if state.sources_total == 0 && state.jobs.is_empty() && state.waiting.is_empty() {
+        let sources = crate::sources::list_sources(services.store.as_ref(), false).await?;
+        state.waiting = sources.into_iter().map(|s| s.name).collect();
+        state.sources_total = state.waiting.len() as u64;
+    }
+    let options = JobOptions {
+        reimport: true,
+        ..JobOptions::default()
+    };
+    let mut still_waiting = Vec::new();
+    for source in std::mem::take(&mut state.waiting) {
+        match super::start_job_with(services, &source, options).await {
+            Ok(job) => state.jobs.push(RebuildJob {
+                source,
+                job: job.id,
+            }),
+            // A job of its own is running: its re-import starts when that one has ended.
+            Err(PipelineError::Conflict(_)) => still_waiting.push(source),
+            Err(e) => return Err(e),
         }
     }
+    state.waiting = still_waiting;
+    let mut ended = Vec::new();
+    for j in &state.jobs {
+        let job = super::get_job(services.store.as_ref(), &j.source, &j.job).await?;
+        if job.status.is_done() {
+            ended.push(job);
+        }
+    }
+    state.sources_done = ended.len() as u64;
+    save(services, &mut state).await?;
+    if !state.waiting.is_empty() || ended.len() < state.jobs.len() {
+        let again = serde_json::to_string(message).expect("a message always serialises");
+        let delay = services.settings.check_delay.min(Duration::from_secs(900));
+        services
+            .queues
+            .get(QueueName::Rebuild)?
+            .send(again, delay)
+            .await?;
+        return Ok(());
+    }
+    let mut report = Vec::new();
+    for job in &ended {
+        add_stats(&mut state.stats, &job.stats);
+        report.extend(job_report(services, job).await?);
+    }
+    let result = finish(services, &mut state, report).await;
+    end(services, state, result).await?;
+    Ok(())
 }
 
 async fn save(services: &Services, state: &mut RebuildState) -> Result<(), PipelineError> {
@@ -150,6 +215,8 @@ pub async fn start_rebuild(services: &Services) -> Result<RebuildState, Pipeline
         indexed: 0,
         error: None,
         updated: None,
+        jobs: Vec::new(),
+        waiting: Vec::new(),
     };
     match get_json::<RebuildState>(store, REBUILD_STATE).await? {
         Some((running, _)) if running.status == RebuildStatus::Running && !running.abandoned() => {
@@ -199,6 +266,15 @@ pub async fn run_rebuild(
     mut state: RebuildState,
 ) -> Result<RebuildState, PipelineError> {
     let result = rebuild_steps(services, &mut state).await;
+    end(services, state, result).await
+}
+
+/// Writes the rebuild's end: finished, or failed with the reason.
+async fn end(
+    services: &Services,
+    mut state: RebuildState,
+    result: Result<(), PipelineError>,
+) -> Result<RebuildState, PipelineError> {
     state.finished = Some(now());
     match result {
         Ok(()) => state.status = RebuildStatus::Finished,
@@ -214,8 +290,7 @@ pub async fn run_rebuild(
 async fn rebuild_steps(services: &Services, state: &mut RebuildState) -> Result<(), PipelineError> {
     let store = services.store.as_ref();
     // Active sources are imported again; every source's records are checked for orphans.
-    let sources = crate::sources::list_sources(store, true).await?;
-    let active: Vec<_> = sources.iter().filter(|s| s.active).collect();
+    let active = crate::sources::list_sources(store, false).await?;
     state.sources_total = active.len() as u64;
     save(services, state).await?;
     let mut report = Vec::new();
@@ -236,6 +311,18 @@ async fn rebuild_steps(services: &Services, state: &mut RebuildState) -> Result<
         state.sources_done += 1;
         save(services, state).await?;
     }
+    finish(services, state, report).await
+}
+
+/// After the re-imports: the records no document backs removed, the report written, the
+/// index told to hold exactly the records.
+async fn finish(
+    services: &Services,
+    state: &mut RebuildState,
+    mut report: Vec<ReportEntry>,
+) -> Result<(), PipelineError> {
+    let store = services.store.as_ref();
+    let sources = crate::sources::list_sources(store, true).await?;
     // Records no document backs: a marker whose document's state names another record, and
     // a record whose source holds no marker for it.
     for source in &sources {
@@ -248,19 +335,25 @@ async fn rebuild_steps(services: &Services, state: &mut RebuildState) -> Result<
     }
     let mut pages = Pages::new(store, keys::RECORDS);
     while let Some(entries) = pages.next().await? {
-        for entry in entries.iter().filter(|e| e.key.ends_with(".json")) {
-            let Some((record, _)) = get_json::<Record>(store, &entry.key).await? else {
-                continue;
-            };
-            let id_key = keys::id_key(&record.metadata.id);
-            let marked = get_json::<Marker>(store, &keys::record_marker(&record.source, &id_key))
-                .await?
-                .is_some();
-            if !marked {
-                delete_record(services, &record.source, &id_key).await?;
-                report.push(removed(&record.source, &id_key));
-                state.orphans_removed += 1;
-            }
+        // Read 16 at a time: a catalogue of 100,000 records is read within a function's time.
+        let unmarked: Vec<Option<(String, String)>> = futures::stream::iter(entries)
+            .filter(|e| std::future::ready(e.key.ends_with(".json")))
+            .map(|entry| async move {
+                let Some((record, _)) = get_json::<Record>(store, &entry.key).await? else {
+                    return Ok::<_, PipelineError>(None);
+                };
+                let id_key = keys::id_key(&record.metadata.id);
+                let marker = keys::record_marker(&record.source, &id_key);
+                let marked = get_json::<Marker>(store, &marker).await?.is_some();
+                Ok((!marked).then_some((record.source, id_key)))
+            })
+            .buffered(16)
+            .try_collect()
+            .await?;
+        for (source, id_key) in unmarked.into_iter().flatten() {
+            delete_record(services, &source, &id_key).await?;
+            report.push(removed(&source, &id_key));
+            state.orphans_removed += 1;
         }
     }
     put_json(store, REBUILD_REPORT, &report, PutMode::Overwrite).await?;

@@ -26,10 +26,16 @@ pub async fn serve(config: edge::Config) -> anyhow::Result<()> {
     let built = edge::build_services(&config, AddressPolicy::AllowLoopback).await?;
     let services = built.services.clone();
     let local = built.local_store.is_some();
-    let trust_loopback = local && config.api_token.is_none();
+    // Without a token, loopback is trusted only when nothing else can connect.
+    let on_loopback = tokio::net::lookup_host(&config.listen)
+        .await
+        .map(|mut addrs| addrs.all(|a| a.ip().is_loopback()))
+        .unwrap_or(false);
+    let trust_loopback = local && config.api_token.is_none() && on_loopback;
     let app = router(AppState {
         services: services.clone(),
         api_token: config.api_token.clone(),
+        read_token: config.read_token.clone(),
         local_store: built.local_store,
     })
     .merge(crate::examples::router())
@@ -74,6 +80,17 @@ pub async fn serve(config: edge::Config) -> anyhow::Result<()> {
             config.data_dir.display().to_string()
         } else {
             format!("s3://{}", config.bucket.clone().unwrap_or_default())
+        }
+    );
+    eprintln!(
+        "sheaf: {}",
+        match (&config.api_token, trust_loopback) {
+            (Some(_), _) => "/api needs Authorization: Bearer SHEAF_API_TOKEN (the catalogue's search and records are public)".to_string(),
+            (None, true) => "no SHEAF_API_TOKEN: calls from this machine (loopback) are trusted; set one before listening elsewhere".to_string(),
+            (None, false) => format!(
+                "no SHEAF_API_TOKEN and listening on {}: every /api call but the catalogue's is refused; set SHEAF_API_TOKEN",
+                config.listen
+            ),
         }
     );
     let first = tokio::spawn(first_start(services.clone(), config.public_url()));

@@ -602,3 +602,47 @@ fn purge_queues_empties_the_stage_queues_and_aborts_the_starved_job() {
     let text = sheaf(&data, &["purge-queues"]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("gather: 0 messages purged"));
 }
+
+/// With `SHEAF_API_TOKEN` set, `serve` trusts no caller without it, loopback included, and
+/// says at start what it requires; the catalogue stays public.
+#[test]
+fn serve_with_a_token_trusts_nobody_without_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let log = dir.path().join("serve.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_sheaf"))
+        .args(["serve", "--listen", &listen, "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env_remove("SHEAF_BUCKET")
+        .env("SHEAF_API_TOKEN", "serve-token")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("serve");
+    let _serve = Serve(child);
+    let base = format!("http://{listen}");
+    let client = reqwest::blocking::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = |path: &str, token: Option<&str>| {
+        let mut request = client.get(format!("{base}{path}"));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        request.send().map(|r| r.status().as_u16())
+    };
+    while status("/api/catalog/search", None).is_err() {
+        assert!(Instant::now() < deadline, "serve did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(status("/api/harvest/jobs", None).unwrap(), 401);
+    assert_eq!(
+        status("/api/harvest/jobs", Some("serve-token")).unwrap(),
+        200
+    );
+    assert_eq!(status("/api/catalog/search", None).unwrap(), 200);
+    let said = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        said.contains("/api needs Authorization: Bearer SHEAF_API_TOKEN"),
+        "{said}"
+    );
+}

@@ -16,6 +16,7 @@ fn app(dir: &std::path::Path) -> (axum::Router, common::services::Services) {
     let app = router(AppState {
         services: services.clone(),
         api_token: Some("s3cret-token".into()),
+        read_token: None,
         local_store: None,
     });
     (app, services)
@@ -34,6 +35,14 @@ async fn call(app: &axum::Router, request: Request<Body>) -> (StatusCode, Value)
 
 fn get(path: impl AsRef<str>) -> Request<Body> {
     Request::get(path.as_ref())
+        .body(Body::empty())
+        .expect("request")
+}
+
+/// A reading call with the API token.
+fn read(path: impl AsRef<str>) -> Request<Body> {
+    Request::get(path.as_ref())
+        .header("authorization", "Bearer s3cret-token")
         .body(Body::empty())
         .expect("request")
 }
@@ -75,7 +84,7 @@ async fn changing_calls_need_the_token_and_bad_sources_name_their_field() {
     assert_eq!(status, StatusCode::CONFLICT);
 
     // Reading needs no token.
-    let (status, body) = call(&app, get("/api/harvest/sources")).await;
+    let (status, body) = call(&app, read("/api/harvest/sources")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body[0]["name"], "noaa");
 
@@ -145,9 +154,9 @@ async fn changing_calls_need_the_token_and_bad_sources_name_their_field() {
         assert_eq!(answer["field"], field, "{body} → {answer}");
     }
 
-    let (status, _) = call(&app, get("/api/harvest/sources/nope")).await;
+    let (status, _) = call(&app, read("/api/harvest/sources/nope")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = call(&app, get("/api/harvest/jobs/20200101T000000Z-x")).await;
+    let (status, _) = call(&app, read("/api/harvest/jobs/20200101T000000Z-x")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // One unfinished job per source.
@@ -172,7 +181,7 @@ async fn changing_calls_need_the_token_and_bad_sources_name_their_field() {
     .await;
     assert_eq!(status, StatusCode::CONFLICT);
     let id = job["id"].as_str().expect("id");
-    let (status, shown) = call(&app, get(format!("/api/harvest/jobs/{id}"))).await;
+    let (status, shown) = call(&app, read(format!("/api/harvest/jobs/{id}"))).await;
     assert_eq!(
         (status, shown["status"].clone()),
         (StatusCode::OK, json!("new"))
@@ -284,7 +293,7 @@ async fn the_harvest_log_lists_newest_first_by_level_and_old_days_are_cleaned() 
     )
     .await;
 
-    let (status, all) = call(&app, get("/api/harvest/log")).await;
+    let (status, all) = call(&app, read("/api/harvest/log")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(all["success"], true);
     let result = all["result"].as_array().expect("result");
@@ -305,9 +314,9 @@ async fn the_harvest_log_lists_newest_first_by_level_and_old_days_are_cleaned() 
     for field in ["content", "level", "created"] {
         assert!(result[0].get(field).is_some(), "{field}");
     }
-    let (_, info) = call(&app, get("/api/harvest/log?level=info")).await;
+    let (_, info) = call(&app, read("/api/harvest/log?level=info")).await;
     assert_eq!(info["result"].as_array().map(Vec::len), Some(1));
-    let (_, paged) = call(&app, get("/api/harvest/log?limit=1&offset=1")).await;
+    let (_, paged) = call(&app, read("/api/harvest/log?limit=1&offset=1")).await;
     assert_eq!(paged["result"][0]["level"], "INFO");
 
     // Retention: a day older than the limit goes, today stays.
@@ -332,7 +341,7 @@ async fn the_harvest_log_lists_newest_first_by_level_and_old_days_are_cleaned() 
             .expect("clean"),
         1
     );
-    let (_, after) = call(&app, get("/api/harvest/log")).await;
+    let (_, after) = call(&app, read("/api/harvest/log")).await;
     assert_eq!(after["result"].as_array().map(Vec::len), Some(2));
 }
 
@@ -382,14 +391,14 @@ async fn jobs_are_listed_newest_first_a_page_at_a_time() {
             .map(|j| j["id"].as_str().expect("id").to_string())
             .collect()
     };
-    let (_, all) = call(&app, get("/api/harvest/jobs")).await;
+    let (_, all) = call(&app, read("/api/harvest/jobs")).await;
     assert_eq!(
         listed(&all),
         [&ids[3], &ids[2], &ids[1], &ids[0]].map(String::clone)
     );
-    let (_, page) = call(&app, get("/api/harvest/jobs?source=one&limit=2")).await;
+    let (_, page) = call(&app, read("/api/harvest/jobs?source=one&limit=2")).await;
     assert_eq!(listed(&page), [&ids[2], &ids[1]].map(String::clone));
-    let (_, rest) = call(&app, get("/api/harvest/jobs?source=one&limit=2&offset=2")).await;
+    let (_, rest) = call(&app, read("/api/harvest/jobs?source=one&limit=2&offset=2")).await;
     assert_eq!(listed(&rest), [ids[0].clone()]);
     assert_eq!(rest[0]["source"], "one");
 }
@@ -428,4 +437,140 @@ async fn a_page_far_past_the_end_is_empty() {
             .contains("numberOfRecordsReturned=\"0\""),
         "{body}"
     );
+}
+
+/// Who may call what: every route the router declares (read from `http/mod.rs`, so a new
+/// route without a row here fails), with no token, a wrong one, the read token and the API
+/// token. "public" answers anyone; "read" needs the read or the API token; "api" needs the API
+/// token; "secret" is ckanpackager's, checked by its `secret` parameter, not a bearer token.
+#[tokio::test]
+async fn every_route_answers_only_whom_it_should() {
+    const TABLE: &[(&str, &str, &str)] = &[
+        ("GET", "/api/harvest/sources", "read"),
+        ("POST", "/api/harvest/sources", "api"),
+        ("GET", "/api/harvest/sources/{name}", "read"),
+        ("PATCH", "/api/harvest/sources/{name}", "api"),
+        ("DELETE", "/api/harvest/sources/{name}", "api"),
+        ("POST", "/api/harvest/sources/{name}/clear", "api"),
+        ("POST", "/api/harvest/sources/{name}/jobs", "api"),
+        ("GET", "/api/harvest/jobs", "read"),
+        ("GET", "/api/harvest/jobs/{id}", "read"),
+        ("POST", "/api/harvest/jobs/{id}/abort", "api"),
+        ("GET", "/api/harvest/log", "read"),
+        ("GET", "/api/catalog/search", "public"),
+        ("GET", "/api/catalog/records/{id}", "public"),
+        ("GET", "/api/catalog/queues", "read"),
+        ("GET", "/api/catalog/status", "read"),
+        ("POST", "/api/catalog/rebuild", "api"),
+        ("GET", "/api/catalog/rebuild/result", "read"),
+        ("GET", "/api/catalog/rebuild/report", "read"),
+        ("GET", "/api/catalog/rejected", "read"),
+        ("GET", "/csw", "public"),
+        ("POST", "/csw", "public"),
+        ("GET", "/ogcapi", "public"),
+        ("GET", "/ogcapi/", "public"),
+        ("GET", "/ogcapi/conformance", "public"),
+        ("GET", "/ogcapi/collections", "public"),
+        ("GET", "/ogcapi/collections/{name}", "public"),
+        ("GET", "/ogcapi/collections/{name}/items", "public"),
+        ("GET", "/ogcapi/collections/{name}/items/{*id}", "public"),
+        ("GET", "/waf", "public"),
+        ("GET", "/waf/", "public"),
+        ("GET", "/waf/{*path}", "public"),
+        ("GET", "/downloads/{*key}", "public"),
+        ("GET", "/admin", "public"),
+        ("GET", "/", "public"),
+        ("POST", "/", "secret"),
+        ("POST", "/status", "secret"),
+        ("POST", "/package_datastore", "secret"),
+        ("POST", "/package_dwc_archive", "secret"),
+        ("POST", "/package_url", "secret"),
+        ("POST", "/statistics", "secret"),
+        ("POST", "/statistics/requests", "secret"),
+        ("POST", "/statistics/errors", "secret"),
+        ("POST", "/clear_cache", "secret"),
+        ("POST", "/clear_caches", "secret"),
+    ];
+    // The router's routes, as declared: `.route("PATH", ...)` inside `nest("/api", ...)` or not.
+    let source = std::fs::read_to_string(support::workspace_root().join("common/src/http/mod.rs"))
+        .expect("http/mod.rs");
+    let nested_until = source
+        .find("Router::new()\n        .nest(\"/api\"")
+        .expect("the /api nest");
+    let route = regex::Regex::new(r#"\.route\(\s*"([^"]+)""#).unwrap();
+    let declared: std::collections::BTreeSet<String> = route
+        .captures_iter(&source)
+        .map(|c| {
+            let (at, path) = (c.get(0).unwrap().start(), &c[1]);
+            if at < nested_until {
+                format!("/api{path}")
+            } else {
+                path.to_string()
+            }
+        })
+        .collect();
+    let tabled: std::collections::BTreeSet<String> =
+        TABLE.iter().map(|(_, p, _)| p.to_string()).collect();
+    assert_eq!(
+        declared, tabled,
+        "every route has its rows in the table, and only those"
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let services = support::local_services(dir.path());
+    let app = router(AppState {
+        services,
+        api_token: Some("the-api-token".into()),
+        read_token: Some("the-read-token".into()),
+        local_store: None,
+    });
+    let concrete = |path: &str| {
+        path.replace("{name}", "nope")
+            .replace("{id}", "20200101T000000Z-x")
+            .replace("{*id}", "nope")
+            .replace("{*path}", "nope.xml")
+            .replace("{*key}", "nope")
+    };
+    for (method, path, who) in TABLE {
+        let url = concrete(path);
+        for (token, name) in [
+            (None, "no token"),
+            (Some("wrong-token"), "a wrong token"),
+            (Some("the-api-toke"), "a prefix of the token"),
+            (Some("the-read-token"), "the read token"),
+            (Some("the-api-token"), "the API token"),
+        ] {
+            let mut request = Request::builder().method(*method).uri(&url);
+            if let Some(t) = token {
+                request = request.header("authorization", format!("Bearer {t}"));
+            }
+            let response = app
+                .clone()
+                .oneshot(request.body(Body::from("{}")).unwrap())
+                .await
+                .unwrap();
+            let refused = response.status() == StatusCode::UNAUTHORIZED;
+            let should_refuse = match *who {
+                "public" | "secret" => false,
+                "read" => !matches!(token, Some("the-read-token" | "the-api-token")),
+                "api" => token != Some("the-api-token"),
+                other => panic!("unknown class {other}"),
+            };
+            assert_eq!(
+                refused,
+                should_refuse,
+                "{method} {url} with {name}: {}",
+                response.status()
+            );
+            if refused {
+                assert_eq!(
+                    response
+                        .headers()
+                        .get("www-authenticate")
+                        .map(|v| v.to_str().unwrap()),
+                    Some("Bearer")
+                );
+            }
+        }
+    }
 }

@@ -45,6 +45,7 @@ async fn serve(services: &Services) -> (String, tokio::task::JoinHandle<()>) {
     let app = router(AppState {
         services,
         api_token: None,
+        read_token: None,
         local_store: None,
     });
     let task = tokio::spawn(async move {

@@ -288,6 +288,7 @@ async fn on_aws_the_api_hands_the_rebuild_to_the_rebuild_function() {
     let app = common::http::router(common::http::AppState {
         services: services.clone(),
         api_token: Some("token".into()),
+        read_token: None,
         local_store: None,
     });
     let post = || {

@@ -41,6 +41,7 @@ fn local(dir: &Path, tweak: impl FnOnce(&mut PackagerSettings)) -> (axum::Router
     let app = router(AppState {
         services: services.clone(),
         api_token: None,
+        read_token: None,
         local_store: Some(local_store),
     });
     (app, services)
@@ -819,6 +820,7 @@ async fn on_aws_the_zip_is_a_multipart_s3_object_the_link_redirects_to_and_ses_s
     let app = router(AppState {
         services: services.clone(),
         api_token: None,
+        read_token: None,
         local_store: None,
     });
 

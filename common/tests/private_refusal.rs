@@ -150,6 +150,7 @@ async fn packager_refusals(redirecting_port: u16) {
     let app = router(AppState {
         services: services.clone(),
         api_token: None,
+        read_token: None,
         local_store: None,
     });
     let post = |path: &str, body: String| {

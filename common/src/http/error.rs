@@ -50,10 +50,15 @@ impl IntoResponse for ApiError {
                 StatusCode::BAD_REQUEST,
                 json!({"success": false, "error": f.to_string(), "field": f.field}),
             ),
-            ApiError::Unauthorized => (
-                StatusCode::UNAUTHORIZED,
-                json!({"success": false, "error": self.to_string()}),
-            ),
+            ApiError::Unauthorized => {
+                let body = json!({"success": false, "error": self.to_string()});
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+                    axum::Json(body),
+                )
+                    .into_response();
+            }
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, json!({"success": false, "error": m})),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, json!({"success": false, "error": m})),
             ApiError::Internal(detail) => {

@@ -31,7 +31,10 @@ pub struct TrustedLocal;
 #[derive(Clone)]
 pub struct AppState {
     pub services: Services,
+    /// `SHEAF_API_TOKEN`: every call under `/api`.
     pub api_token: Option<String>,
+    /// `SHEAF_API_READ_TOKEN`: the reading calls under `/api` only (a dashboard's token).
+    pub read_token: Option<String>,
     /// The local store, for signed `/downloads/` links (local mode only).
     pub local_store: Option<LocalStore>,
 }
@@ -51,29 +54,47 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Changing calls under `/api` need the bearer token (or `TrustedLocal`).
+/// Whether a call under `/api` is open to anyone: reading the catalogue (its search and
+/// records; `/csw`, `/ogcapi` and `/waf/` are outside `/api`). Every other call shows people
+/// (owners' emails), operations (jobs, the log, queues, the catalogue's integrity) or changes
+/// something.
+fn is_public(method: &Method, path: &str) -> bool {
+    let path = path.strip_prefix("/api").unwrap_or(path);
+    matches!(*method, Method::GET | Method::HEAD)
+        && (path == "/catalog/search" || path.starts_with("/catalog/records/"))
+}
+
+fn matches_token(expected: &Option<String>, given: Option<&str>) -> bool {
+    match (expected, given) {
+        (Some(token), Some(given)) => constant_time_eq(token.as_bytes(), given.as_bytes()),
+        _ => false,
+    }
+}
+
+/// Calls under `/api` need `Authorization: Bearer SHEAF_API_TOKEN`; reading calls may use the
+/// read token instead; the catalogue's own are public; `serve` marks what it trusts
+/// (`TrustedLocal`).
 async fn require_token(
     State(state): State<Arc<AppState>>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let changing = !matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    );
-    if changing && request.extensions().get::<TrustedLocal>().is_none() {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let ok = match (&state.api_token, given) {
-            (Some(token), Some(given)) => constant_time_eq(token.as_bytes(), given.as_bytes()),
-            _ => false,
-        };
-        if !ok {
-            return Err(ApiError::Unauthorized);
-        }
+    let method = request.method().clone();
+    if is_public(&method, request.uri().path())
+        || request.extensions().get::<TrustedLocal>().is_some()
+    {
+        return Ok(next.run(request).await);
+    }
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let reading = matches!(method, Method::GET | Method::HEAD);
+    let allowed = matches_token(&state.api_token, given)
+        || (reading && matches_token(&state.read_token, given));
+    if !allowed {
+        return Err(ApiError::Unauthorized);
     }
     Ok(next.run(request).await)
 }

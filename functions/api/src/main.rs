@@ -11,6 +11,7 @@ async fn main() -> Result<(), Error> {
     let app = router(AppState {
         services: built.services,
         api_token: config.api_token.clone(),
+        read_token: config.read_token.clone(),
         local_store: built.local_store,
     });
     lambda_http::run(app).await

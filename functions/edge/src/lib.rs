@@ -26,6 +26,8 @@ pub struct Config {
     pub bucket: Option<String>,
     pub listen: String,
     pub api_token: Option<String>,
+    /// `SHEAF_API_READ_TOKEN`: the reading calls of `/api` only.
+    pub read_token: Option<String>,
     pub allow_private_urls: bool,
     pub mail_from: String,
     pub endpoint_url: Option<String>,
@@ -50,6 +52,7 @@ impl Config {
             bucket: var("SHEAF_BUCKET"),
             listen: var("SHEAF_LISTEN").unwrap_or_else(|| "127.0.0.1:8765".into()),
             api_token: var("SHEAF_API_TOKEN"),
+            read_token: var("SHEAF_API_READ_TOKEN"),
             allow_private_urls: var("SHEAF_ALLOW_PRIVATE_URLS")
                 .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1"),
             mail_from: var("SHEAF_MAIL_FROM").unwrap_or_else(|| "sheaf@localhost".into()),

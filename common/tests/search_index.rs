@@ -5,7 +5,9 @@
 
 mod support;
 
-use common::catalog::{Edge, Search, SearchIndex, Sort, TantivyIndex, seconds};
+use common::catalog::{
+    Compare, DateField, Edge, Filter, Search, SearchIndex, Sort, TantivyIndex, seconds,
+};
 use common::domain::record::{BBox, Record, RecordFormat, TimeExtent};
 
 fn record(id: &str, title: &str, abstract_text: &str) -> Record {
@@ -150,6 +152,7 @@ async fn time_extents_overlap_with_partial_and_open_dates() {
             vec![
                 with_time(record("eighties", "a", ""), Some("1982"), Some("1986")),
                 with_time(record("ongoing", "b", ""), Some("2010-05-01"), None),
+                with_time(record("until-1960", "e", ""), None, Some("1960")),
                 with_time(
                     record("may-2014", "c", ""),
                     Some("2014-05"),
@@ -181,6 +184,61 @@ async fn time_extents_overlap_with_partial_and_open_dates() {
     };
     assert_eq!(
         sorted(ids(&index, since).await),
+        ["eighties", "may-2014", "ongoing"]
+    );
+    // The same conditions as a filter tree (CSW's TempExtent_begin/end): an open start is the
+    // beginning of time, an open end the end of it; a record without a time extent has neither.
+    let tree = |field, compare, at: &str, edge| Search {
+        filter: Some(Filter::Date {
+            field,
+            compare,
+            seconds: seconds(at, edge).unwrap(),
+        }),
+        ..Search::default()
+    };
+    assert_eq!(
+        sorted(
+            ids(
+                &index,
+                tree(
+                    DateField::TimeBegin,
+                    Compare::LessOrEqual,
+                    "1970",
+                    Edge::Last
+                )
+            )
+            .await
+        ),
+        ["until-1960"]
+    );
+    assert_eq!(
+        sorted(
+            ids(
+                &index,
+                tree(
+                    DateField::TimeEnd,
+                    Compare::GreaterOrEqual,
+                    "2014",
+                    Edge::First
+                )
+            )
+            .await
+        ),
+        ["may-2014", "ongoing"]
+    );
+    assert_eq!(
+        sorted(
+            ids(
+                &index,
+                tree(
+                    DateField::TimeBegin,
+                    Compare::GreaterOrEqual,
+                    "1900",
+                    Edge::First
+                )
+            )
+            .await
+        ),
         ["eighties", "may-2014", "ongoing"]
     );
 }

@@ -318,7 +318,12 @@ impl Inner {
                 };
                 let term = |s: i64| Term::from_field_i64(field, s);
                 // A record without a modification date holds i64::MIN: it is before nothing.
-                let floor = Bound::Excluded(term(i64::MIN));
+                // An open start holds it too, and is the beginning of time: before everything.
+                let floor = if field == f.modified {
+                    Bound::Excluded(term(i64::MIN))
+                } else {
+                    Bound::Unbounded
+                };
                 let (lower, upper) = match compare {
                     Compare::Less => (floor, Bound::Excluded(term(*seconds))),
                     Compare::LessOrEqual => (floor, Bound::Included(term(*seconds))),

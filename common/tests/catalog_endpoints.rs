@@ -54,7 +54,8 @@ async fn serve(services: &Services) -> (String, tokio::task::JoinHandle<()>) {
     (url, task)
 }
 
-async fn api_ids(services: &Services, query: SearchQuery) -> Vec<String> {
+/// Every record `/api/catalog/search` finds for the query, in its order.
+async fn api_records(services: &Services, query: SearchQuery) -> Vec<Record> {
     let page = search(
         services.index.as_ref(),
         &SearchQuery {
@@ -64,7 +65,12 @@ async fn api_ids(services: &Services, query: SearchQuery) -> Vec<String> {
     )
     .await
     .expect("search");
-    page.records.into_iter().map(|r| r.metadata.id).collect()
+    page.records
+}
+
+async fn api_ids(services: &Services, query: SearchQuery) -> Vec<String> {
+    let records = api_records(services, query).await;
+    records.into_iter().map(|r| r.metadata.id).collect()
 }
 
 fn set(ids: &Value) -> BTreeSet<String> {
@@ -99,16 +105,7 @@ fn run_client(script: &str, plan: Value) -> Value {
 }
 
 async fn every_record(services: &Services) -> Vec<Record> {
-    search(
-        services.index.as_ref(),
-        &SearchQuery {
-            page_size: Some(1000),
-            ..SearchQuery::default()
-        },
-    )
-    .await
-    .expect("search")
-    .records
+    api_records(services, SearchQuery::default()).await
 }
 
 async fn owslib_finds_what_the_api_finds(services: &Services) {

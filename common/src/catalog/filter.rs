@@ -65,21 +65,3 @@ pub enum Compare {
     GreaterOrEqual,
     Greater,
 }
-
-impl Filter {
-    /// And of the two, without nesting an `All`.
-    pub fn and(self, other: Filter) -> Filter {
-        match (self, other) {
-            (Filter::All, f) | (f, Filter::All) => f,
-            (Filter::And(mut a), Filter::And(b)) => {
-                a.extend(b);
-                Filter::And(a)
-            }
-            (Filter::And(mut a), f) | (f, Filter::And(mut a)) => {
-                a.push(f);
-                Filter::And(a)
-            }
-            (a, b) => Filter::And(vec![a, b]),
-        }
-    }
-}

@@ -225,32 +225,9 @@ impl Inner {
         if let Some(text) = search.text.as_deref().filter(|t| !words_only(t).is_empty()) {
             clauses.push((Occur::Must, self.words_query(vec![f.title, f.all], text)));
         }
-        let exact = |field: Field, value: &str| -> Box<dyn Query> {
-            Box::new(TermQuery::new(
-                Term::from_field_text(field, value),
-                IndexRecordOption::Basic,
-            ))
-        };
-        if let Some(source) = &search.source {
-            clauses.push((Occur::Must, exact(f.source, source)));
-        }
-        if let Some(keyword) = &search.keyword {
-            clauses.push((Occur::Must, exact(f.keyword_lc, &keyword.to_lowercase())));
-        }
-        if let Some(format) = &search.format {
-            clauses.push((Occur::Must, exact(f.format, format)));
-        }
-        if let Some(bbox) = &search.bbox {
-            clauses.push((Occur::Must, self.bbox_query(bbox)));
-        }
-        if let Some(start) = search.start {
-            clauses.push((Occur::Must, at_least(Term::from_field_i64(f.t_end, start))));
-        }
-        if let Some(end) = search.end {
-            clauses.push((Occur::Must, at_most(Term::from_field_i64(f.t_start, end))));
-        }
-        if let Some(filter) = &search.filter {
-            clauses.push((Occur::Must, self.filter_query(filter)));
+        let conditions = conditions(search);
+        if !conditions.is_empty() {
+            clauses.push((Occur::Must, self.filter_query(&Filter::And(conditions))));
         }
         if clauses.is_empty() {
             return Box::new(AllQuery);
@@ -459,6 +436,33 @@ impl Inner {
             .ok_or_else(|| index_error("an indexed record without its JSON"))?;
         serde_json::from_str(text).map_err(index_error)
     }
+}
+
+/// The search's own filters as conditions of the filter tree, so one translation serves the
+/// API's parameters and CSW's filters alike.
+fn conditions(search: &Search) -> Vec<Filter> {
+    let exact =
+        |field, value: &Option<String>| value.clone().map(|value| Filter::Equals { field, value });
+    let date = |field, compare, seconds: Option<i64>| {
+        seconds.map(|seconds| Filter::Date {
+            field,
+            compare,
+            seconds,
+        })
+    };
+    [
+        exact(ExactField::Source, &search.source),
+        exact(ExactField::Keyword, &search.keyword),
+        exact(ExactField::Format, &search.format),
+        search.bbox.map(Filter::BBox),
+        // The extent overlaps [start, end]: it ends after the start and starts before the end.
+        date(DateField::TimeEnd, Compare::GreaterOrEqual, search.start),
+        date(DateField::TimeBegin, Compare::LessOrEqual, search.end),
+        search.filter.clone(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// The words of a user's text: a quote, colon or minus is no query syntax here.

@@ -6,6 +6,7 @@
 //! `apiso:TempExtent_begin`, ...); a prefix is not checked, the local name decides.
 
 use super::error::CswError;
+use super::request::text_of;
 use crate::catalog::{
     Compare, DateField, Edge, ExactField, Filter, TextField, parse_bbox, seconds,
 };
@@ -107,7 +108,7 @@ fn condition(e: &Element) -> Result<Filter, CswError> {
         "PropertyIsGreaterThan" => compare_element(e, Compare::Greater),
         "PropertyIsGreaterThanOrEqualTo" => compare_element(e, Compare::GreaterOrEqual),
         "PropertyIsBetween" => {
-            let name = text_of(e, "PropertyName")?;
+            let name = required_text(e, "PropertyName")?;
             let bound = |which: &str| {
                 e.child(which)
                     .map(|b| b.all_text())
@@ -141,15 +142,13 @@ fn condition(e: &Element) -> Result<Filter, CswError> {
     }
 }
 
-fn text_of(e: &Element, name: &str) -> Result<String, CswError> {
-    e.child(name)
-        .map(|c| c.all_text())
-        .filter(|t| !t.is_empty())
+fn required_text(e: &Element, name: &str) -> Result<String, CswError> {
+    text_of(e, name)
         .ok_or_else(|| CswError::invalid("Constraint", format!("{} needs {name}", e.name)))
 }
 
 fn property_and_literal(e: &Element) -> Result<(String, String), CswError> {
-    let name = text_of(e, "PropertyName")?;
+    let name = required_text(e, "PropertyName")?;
     let literal = e
         .child("Literal")
         .map(|c| c.all_text())

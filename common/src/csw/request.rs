@@ -199,7 +199,8 @@ pub fn from_xml(body: &[u8]) -> Result<CswRequest, CswError> {
     })
 }
 
-fn text_of(e: &Element, name: &str) -> Option<String> {
+/// The text of the child `name`, when it has any.
+pub(super) fn text_of(e: &Element, name: &str) -> Option<String> {
     e.child(name)
         .map(|c| c.all_text())
         .filter(|t| !t.is_empty())

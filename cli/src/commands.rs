@@ -28,11 +28,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // Commands run here may reach loopback sources in local mode, as `serve` does.
     let built = edge::build_services(&config, AddressPolicy::AllowLoopback).await?;
     let services = &built.services;
+    let local = built.local_store.is_some();
     let store = services.store.as_ref();
     match cli.command {
         Command::Serve => unreachable!("handled above"),
         Command::Package(command) => return crate::package::run(services, command, cli.json).await,
         Command::Catalog(command) => return crate::catalog::run(services, command, cli.json).await,
+        Command::Notify(command) => {
+            return crate::notify::run(services, local, command, cli.json).await;
+        }
         Command::Source(SourceCommand::Add {
             name,
             url,
@@ -176,6 +180,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run => {
             let report = pipeline::run_scheduled(services).await?;
+            if local {
+                // No worker may be running: the notifications the run queued go now.
+                common::notify::drain(services).await?;
+            }
             if cli.json {
                 output::json(&report)?
             } else {
@@ -230,6 +238,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ..JobOptions::default()
             };
             let job = run_test_with_progress(services, &name, options).await?;
+            if local {
+                common::notify::drain(services).await?;
+            }
             if cli.json {
                 output::json(&job)?
             } else {

@@ -4,6 +4,7 @@
 mod catalog;
 mod commands;
 mod examples;
+mod notify;
 mod output;
 mod package;
 mod serve;
@@ -97,6 +98,38 @@ pub enum Command {
     /// Search and check the catalogue.
     #[command(subcommand)]
     Catalog(CatalogCommand),
+    /// Remote notification targets (GeoNetwork's): partner catalogues told of every change.
+    #[command(subcommand)]
+    Notify(NotifyCommand),
+}
+
+#[derive(Subcommand)]
+pub enum NotifyCommand {
+    /// Add, remove, enable or disable a target.
+    #[command(subcommand)]
+    Target(TargetCommand),
+    /// Every target with its backfill and next retry.
+    Targets,
+    /// Send every enabled target's failed notifications again now.
+    Retry,
+}
+
+#[derive(Subcommand)]
+pub enum TargetCommand {
+    /// Add a target; it receives every existing record (a backfill), then every change.
+    Add {
+        name: String,
+        url: String,
+        /// Keep it disabled (nothing is sent until it is enabled).
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Remove a target with its pending failures.
+    Rm { name: String },
+    /// Enable a target: it receives every existing record again, then every change.
+    Enable { name: String },
+    /// Disable a target: nothing is sent to it until it is enabled.
+    Disable { name: String },
 }
 
 #[derive(Subcommand)]

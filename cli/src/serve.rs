@@ -58,6 +58,7 @@ pub async fn serve(config: edge::Config) -> anyhow::Result<()> {
             QueueName::Fetch,
             QueueName::Import,
             QueueName::Rebuild,
+            QueueName::Notify,
             QueueName::PackageFast,
             QueueName::PackageSlow,
         ] {

@@ -14,6 +14,7 @@ pub mod harvest;
 pub mod harvest_log;
 pub mod http;
 pub mod mail;
+pub mod notify;
 pub mod ogcapi;
 pub mod package;
 pub mod parse;

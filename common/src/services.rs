@@ -30,6 +30,10 @@ pub struct Settings {
     pub stale_expiration_days: Option<u32>,
     /// The ckanpackager settings.
     pub packager: PackagerSettings,
+    /// How often failed remote notifications are tried again (GeoNetwork: every 24 hours).
+    pub notify_retry_interval: Duration,
+    /// How long a notification target may take to answer one POST.
+    pub notify_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -43,6 +47,8 @@ impl Default for Settings {
             log_retention_days: 30,
             stale_expiration_days: None,
             packager: PackagerSettings::default(),
+            notify_retry_interval: Duration::from_secs(24 * 3600),
+            notify_timeout: Duration::from_secs(10),
         }
     }
 }

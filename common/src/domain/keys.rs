@@ -116,6 +116,33 @@ pub fn rejected_of(source: &str) -> String {
     format!("catalog/rejected/{source}/")
 }
 
+/// A remote notification target (GeoNetwork's "remote notification destination").
+pub fn notify_target(name: &str) -> String {
+    format!("{NOTIFY_TARGETS}{name}.json")
+}
+pub const NOTIFY_TARGETS: &str = "notify/targets/";
+/// What a target last received of a record (the SHA-256 of the XML sent), per generation of
+/// the target: a target created again or re-enabled starts a generation that has received
+/// nothing, so its backfill sends everything.
+pub fn notify_delivered(target: &str, generation: &str, id_key: &str) -> String {
+    format!("notify/delivered/{target}/{generation}/{id_key}")
+}
+pub fn notify_delivered_of(target: &str) -> String {
+    format!("notify/delivered/{target}/")
+}
+/// A delivery to a target that failed, to be retried (one per target and record: the record's
+/// latest state is what a retry sends).
+pub fn notify_failure(target: &str, id_key: &str) -> String {
+    format!("{}{id_key}.json", notify_failures_of(target))
+}
+pub fn notify_failures_of(target: &str) -> String {
+    format!("notify/failures/{target}/")
+}
+/// Held while one delivery sends a record's changes, so they reach every target in order.
+pub fn notify_lease(id_key: &str) -> String {
+    format!("notify/leases/{id_key}")
+}
+
 /// A stable short id for a GUID (a URL, an identifier), safe as a key segment.
 pub fn object_id(guid: &str) -> String {
     hex::encode(object_id_bytes(guid))

@@ -101,15 +101,32 @@ pub struct PostJson {
     pub max_bytes: u64,
 }
 
+/// A POST of form fields (`application/x-www-form-urlencoded`), as GeoNetwork's remote
+/// notifications are sent.
+#[derive(Debug, Clone)]
+pub struct PostForm {
+    pub url: String,
+    pub fields: Vec<(String, String)>,
+    /// The whole exchange's limit: a target that hangs fails in this time.
+    pub timeout: std::time::Duration,
+    /// Of the answer's body (kept only to explain a refusal).
+    pub max_bytes: u64,
+}
+
 /// A response body as it arrives, for files too large to hold.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, FetchError>> + Send>>;
 
 #[async_trait]
 pub trait HttpFetcher: Send + Sync {
+    /// The addresses this fetcher may reach, for checking a URL when it is configured.
+    fn address_policy(&self) -> AddressPolicy;
     async fn get(&self, request: &FetchRequest) -> Result<FetchResponse, FetchError>;
     /// Answers with the body whatever the status (CKAN explains a refusal in a 409's body);
     /// only the size limit and the address policy are errors here.
     async fn post_json(&self, request: &PostJson) -> Result<FetchResponse, FetchError>;
+    /// Answers with the body whatever the status; only transport failures, the size limit
+    /// and the address policy are errors.
+    async fn post_form(&self, request: &PostForm) -> Result<FetchResponse, FetchError>;
     /// The same POST, its body streamed as it arrives (whatever the status, which comes first).
     async fn post_json_stream(&self, request: &PostJson) -> Result<(u16, ByteStream), FetchError>;
     /// A GET whose 2xx body is streamed; other statuses are errors.

@@ -20,7 +20,7 @@ use reqwest::header::{
 };
 
 use super::guard::{AddressPolicy, check_ip, check_url};
-use super::{ByteStream, FetchError, FetchRequest, FetchResponse, HttpFetcher, PostJson};
+use super::{ByteStream, FetchError, FetchRequest, FetchResponse, HttpFetcher, PostForm, PostJson};
 
 /// Resolves with the system resolver, then drops refused addresses; none left is an error.
 struct GuardedResolver {
@@ -203,6 +203,10 @@ fn header(resp: &reqwest::Response, name: reqwest::header::HeaderName) -> Option
 
 #[async_trait]
 impl HttpFetcher for ReqwestFetcher {
+    fn address_policy(&self) -> AddressPolicy {
+        self.policy
+    }
+
     async fn get(&self, request: &FetchRequest) -> Result<FetchResponse, FetchError> {
         let url = check_url(&request.url, self.policy)?;
         let mut req = self.client.get(url);
@@ -247,6 +251,34 @@ impl HttpFetcher for ReqwestFetcher {
 
     async fn post_json(&self, request: &PostJson) -> Result<FetchResponse, FetchError> {
         let resp = self.send_post(&self.client, request).await?;
+        let status = resp.status().as_u16();
+        let final_url = resp.url().to_string();
+        let content_type = header(&resp, CONTENT_TYPE);
+        let body = read_limited(&request.url, resp, request.max_bytes).await?;
+        Ok(FetchResponse {
+            status,
+            final_url,
+            body,
+            etag: None,
+            last_modified: None,
+            content_type,
+        })
+    }
+
+    async fn post_form(&self, request: &PostForm) -> Result<FetchResponse, FetchError> {
+        let url = check_url(&request.url, self.policy)?;
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&request.fields)
+            .finish();
+        let resp = self
+            .client
+            .post(url)
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .timeout(request.timeout)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| transport_error(&request.url, &e))?;
         let status = resp.status().as_u16();
         let final_url = resp.url().to_string();
         let content_type = header(&resp, CONTENT_TYPE);

@@ -33,6 +33,18 @@ impl From<PipelineError> for ApiError {
     }
 }
 
+impl From<crate::notify::NotifyError> for ApiError {
+    fn from(e: crate::notify::NotifyError) -> Self {
+        use crate::notify::NotifyError;
+        match e {
+            NotifyError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
+            NotifyError::Conflict(m) => ApiError::Conflict(m),
+            NotifyError::Invalid(f) => ApiError::BadRequest(f),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
 impl From<CatalogError> for ApiError {
     fn from(e: CatalogError) -> Self {
         match e {

@@ -18,7 +18,7 @@ use crate::pipeline;
 use crate::sources::{self, NewSource, SourcePatch, field_of_json_error};
 
 /// A JSON body read with the failing field named (`serde_path_to_error`).
-fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

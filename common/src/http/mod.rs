@@ -5,6 +5,7 @@ mod catalog;
 mod csw;
 mod error;
 mod harvest;
+mod notifications;
 mod ogcapi;
 mod packager;
 mod waf;
@@ -126,6 +127,16 @@ pub fn router(state: AppState) -> Router {
         .route("/catalog/rebuild/result", get(catalog::rebuild_result))
         .route("/catalog/rebuild/report", get(catalog::rebuild_report))
         .route("/catalog/rejected", get(catalog::rejected))
+        .route(
+            "/notifications/targets",
+            get(notifications::list_targets).post(notifications::add_target),
+        )
+        .route(
+            "/notifications/targets/{name}",
+            axum::routing::patch(notifications::patch_target).delete(notifications::remove_target),
+        )
+        .route("/notifications/failures", get(notifications::failures))
+        .route("/notifications/retry", post(notifications::retry))
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .nest("/api", api)

@@ -27,4 +27,6 @@ pub enum PipelineError {
     Package(#[from] crate::package::PackageError),
     #[error(transparent)]
     Index(#[from] crate::catalog::IndexError),
+    #[error(transparent)]
+    Notify(#[from] crate::notify::NotifyError),
 }

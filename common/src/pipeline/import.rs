@@ -173,7 +173,7 @@ pub(super) async fn import(
         release_record(services, source_name, old_id, &tracked.object.guid).await?;
     }
     put_json(store, &state_key, &new_state, PutMode::Overwrite).await?;
-    super::index::send_changes(services, std::slice::from_ref(&id_key), Duration::ZERO).await?;
+    super::changes::announce(services, std::slice::from_ref(&id_key), Duration::ZERO).await?;
     tracked.object.record_id = Some(record.metadata.id.clone());
     finish_object(services, source_name, job_id, tracked, planned, None).await
 }

@@ -5,6 +5,7 @@
 //! writes its outcome last, so a message delivered twice or a handler killed at any line and
 //! run again leaves the same state.
 
+mod changes;
 mod check;
 mod clear;
 mod error;
@@ -101,6 +102,9 @@ pub async fn handle_body(
         && message.kind == index::MESSAGE_KIND
     {
         return index::handle_message(services, &message).await;
+    }
+    if let Some(result) = crate::notify::handle_body(services, body).await {
+        return Ok(result?);
     }
     if let Ok(message) = serde_json::from_str::<rebuild::RebuildMessage>(body)
         && message.kind == rebuild::MESSAGE_KIND

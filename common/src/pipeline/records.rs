@@ -191,9 +191,9 @@ pub(super) async fn delete_record(
 ) -> Result<(), PipelineError> {
     let store = services.store.as_ref();
     // Told before (delayed past the removal) and after: a crash between the two still leaves
-    // one message, and the index looks at the store when it arrives.
+    // one message, and the index and the notifications look at the store when it arrives.
     let changed = [id_key.to_string()];
-    super::index::send_changes(services, &changed, INDEX_AFTER_REMOVAL).await?;
+    super::changes::announce(services, &changed, FIRST_WORD_OF_REMOVAL).await?;
     store.delete(&keys::record_json(id_key)).await?;
     store.delete(&keys::record_xml(id_key)).await?;
     if let Ok(owner) = store.get(&keys::record_owner(id_key)).await
@@ -202,9 +202,9 @@ pub(super) async fn delete_record(
         store.delete(&keys::record_owner(id_key)).await?;
     }
     store.delete(&keys::record_marker(source, id_key)).await?;
-    super::index::send_changes(services, &changed, std::time::Duration::ZERO).await?;
+    super::changes::announce(services, &changed, std::time::Duration::ZERO).await?;
     Ok(())
 }
 
-/// How long the index's first word of a removal waits: past the removal's few writes.
-const INDEX_AFTER_REMOVAL: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long the first announcement of a removal waits: past the removal's few writes.
+const FIRST_WORD_OF_REMOVAL: std::time::Duration = std::time::Duration::from_secs(30);

@@ -24,6 +24,8 @@ pub struct RunReport {
     pub dead_lettered: Vec<String>,
     /// Sources whose stale records were removed, with how many (`SOURCE: N`).
     pub expired: Vec<String>,
+    /// Failed notifications sent again, and targets whose stalled backfill was resumed.
+    pub notifications: crate::notify::ScheduleReport,
     pub errors: Vec<String>,
 }
 
@@ -172,6 +174,10 @@ pub async fn run_scheduled(services: &Services) -> Result<RunReport, PipelineErr
                 Err(e) => report.errors.push(format!("{}: {e}", source.name)),
             }
         }
+    }
+    match crate::notify::on_schedule(services).await {
+        Ok(notifications) => report.notifications = notifications,
+        Err(e) => report.errors.push(format!("notifications: {e}")),
     }
     report.log_entries_removed =
         crate::harvest_log::clean(store, services.settings.log_retention_days).await?;

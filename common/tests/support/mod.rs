@@ -3,6 +3,7 @@
 //! them with `tests/run.sh`.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -273,6 +274,7 @@ pub async fn aws_services(moto: &Moto, dir: &Path) -> Services {
         QueueName::Import,
         QueueName::Index,
         QueueName::Rebuild,
+        QueueName::Notify,
     ] {
         queues = queues.with(
             name,
@@ -519,6 +521,72 @@ impl MockCkan {
             .expect("an answer");
         let answer: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
         answer["result"].clone()
+    }
+}
+
+/// A partner catalogue's notification endpoint (tests/notify_receiver.py): records every POST
+/// it receives, read by Python's own form and XML parsers, and answers as it is told.
+pub struct NotifyReceiver {
+    pub port: u16,
+    _child: KillOnDrop,
+    dir: tempfile::TempDir,
+}
+
+/// One POST the receiver got.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Notification {
+    pub path: String,
+    pub content_type: Option<String>,
+    pub fields: BTreeMap<String, Vec<String>>,
+    pub xml_parses: Option<bool>,
+    pub answered: String,
+}
+
+impl Notification {
+    /// The one value of a field (the test fails on none or several).
+    pub fn field(&self, name: &str) -> &str {
+        match self.fields.get(name).map(Vec::as_slice) {
+            Some([one]) => one,
+            other => panic!("field {name}: {other:?} in {self:?}"),
+        }
+    }
+}
+
+impl NotifyReceiver {
+    pub fn start() -> NotifyReceiver {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port_file = dir.path().join("port");
+        let log = dir.path().join("received.jsonl");
+        let mode = dir.path().join("mode");
+        let (port, child) = start_python_server(
+            "tests/notify_receiver.py",
+            &[port_file.as_os_str(), log.as_os_str(), mode.as_os_str()],
+            &port_file,
+            "the notification receiver",
+        );
+        NotifyReceiver {
+            port,
+            _child: child,
+            dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// "ok", "fail" (HTTP 500) or "hang" (no answer for 30 s).
+    pub fn answer(&self, mode: &str) {
+        std::fs::write(self.dir.path().join("mode"), mode).expect("mode");
+    }
+
+    /// Every POST so far, in order.
+    pub fn received(&self) -> Vec<Notification> {
+        std::fs::read_to_string(self.dir.path().join("received.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a logged notification"))
+            .collect()
     }
 }
 

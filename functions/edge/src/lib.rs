@@ -36,6 +36,8 @@ pub struct Config {
     /// `SHEAF_STALE_EXPIRATION_DAYS`: records not seen by a completed harvest for this long
     /// are removed; unset, never.
     pub stale_expiration_days: Option<u32>,
+    /// `SHEAF_NOTIFY_RETRY_HOURS`: hours between retries of failed notifications (24).
+    pub notify_retry_hours: u64,
     pub packager: PackagerSettings,
 }
 
@@ -66,6 +68,10 @@ impl Config {
                     None
                 })
             }),
+            notify_retry_hours: var("SHEAF_NOTIFY_RETRY_HOURS")
+                .and_then(|v| v.trim().parse().ok())
+                .filter(|h| *h > 0)
+                .unwrap_or(24),
             packager: packager_from_env(),
         }
     }
@@ -140,6 +146,7 @@ pub async fn build_services(config: &Config, local_policy: AddressPolicy) -> any
         mail_from: config.mail_from.clone(),
         public_url: config.public_url(),
         stale_expiration_days: config.stale_expiration_days,
+        notify_retry_interval: Duration::from_secs(config.notify_retry_hours * 3600),
         packager: config.packager.clone(),
         ..Settings::default()
     };

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use common::domain::job::Job;
-use common::fetch::AddressPolicy;
 use common::pipeline::{self, JobOptions, run_test_with};
 use common::sources::{self, NewSource};
 
@@ -25,8 +24,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if matches!(cli.command, Command::Serve) {
         return crate::serve::serve(config).await.map(|_| ExitCode::SUCCESS);
     }
-    // Commands run here may reach loopback sources in local mode, as `serve` does.
-    let built = edge::build_services(&config, AddressPolicy::AllowLoopback).await?;
+    // In local mode the commands may reach `serve`'s example WAF, as `serve` does.
+    let built = edge::build_services(&config).await?;
     let services = &built.services;
     let local = built.local_store.is_some();
     let store = services.store.as_ref();

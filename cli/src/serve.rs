@@ -9,7 +9,6 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use common::fetch::AddressPolicy;
 use common::http::{AppState, TrustedLocal, router};
 use common::pipeline;
 use common::queue::QueueName;
@@ -23,7 +22,7 @@ const INITIALISED: &str = "meta/initialised";
 const EXAMPLE_SOURCE: &str = "example";
 
 pub async fn serve(config: edge::Config) -> anyhow::Result<()> {
-    let built = edge::build_services(&config, AddressPolicy::AllowLoopback).await?;
+    let built = edge::build_services(&config).await?;
     let services = built.services.clone();
     let local = built.local_store.is_some();
     // Without a token, loopback is trusted only when nothing else can connect.
@@ -94,7 +93,11 @@ pub async fn serve(config: edge::Config) -> anyhow::Result<()> {
             ),
         }
     );
-    let first = tokio::spawn(first_start(services.clone(), config.public_url()));
+    // The example WAF is this process's: its URL is the one address the fetcher allows.
+    let example_url = config
+        .example_waf_addr()
+        .map_or_else(|| config.public_url(), |a| format!("http://{a}"));
+    let first = tokio::spawn(first_start(services.clone(), example_url));
     let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -134,7 +137,7 @@ async fn scheduler(services: Services, stop: tokio::sync::watch::Receiver<bool>)
 }
 
 /// On an empty store: register the example WAF and harvest it, once.
-async fn first_start(services: Services, public_url: String) {
+async fn first_start(services: Services, base_url: String) {
     let store = services.store.as_ref();
     let created = store
         .put(
@@ -157,7 +160,7 @@ async fn first_start(services: Services, public_url: String) {
     }
     let new = NewSource {
         name: EXAMPLE_SOURCE.into(),
-        url: format!("{public_url}/examples/waf/"),
+        url: format!("{base_url}/examples/waf/"),
         source_type: common::domain::source::SourceType::Waf,
         title: Some("Example WAF (records written for Sheaf)".into()),
         active: Some(true),

@@ -6,16 +6,24 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// `sheaf` as a user runs it: private and loopback addresses refused but `serve`'s example WAF.
 fn sheaf(data: &std::path::Path, args: &[&str]) -> Output {
+    sheaf_with(data, args, &[("SHEAF_ALLOW_PRIVATE_URLS", "false")])
+}
+
+/// `sheaf` with `env` set (a test's servers listen on loopback: SHEAF_ALLOW_PRIVATE_URLS).
+fn sheaf_with(data: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sheaf"))
         .arg("--data-dir")
         .arg(data)
         .args(args)
         .env_remove("SHEAF_BUCKET")
-        .env("SHEAF_ALLOW_PRIVATE_URLS", "false")
+        .envs(env.iter().copied())
         .output()
         .expect("run sheaf")
 }
+
+const ALLOW_PRIVATE: &[(&str, &str)] = &[("SHEAF_ALLOW_PRIVATE_URLS", "true")];
 
 fn json(output: &Output) -> Value {
     assert!(
@@ -175,7 +183,11 @@ fn serve_harvests_its_example_and_the_commands_manage_sources_and_jobs() {
     }
     assert_eq!(job["stats"]["added"], 4);
 
-    let run = json(&sheaf(&data, &["run-test", "example", "--json"]));
+    // The command reaches the example WAF at serve's address (and no other loopback one).
+    let run = json(&sheaf(
+        &data,
+        &["--listen", &listen, "run-test", "example", "--json"],
+    ));
     assert_eq!(run["status"], "finished");
     assert_eq!(run["stats"]["unchanged"], 4, "{run}");
 
@@ -218,7 +230,19 @@ fn run_test_exits_1_when_the_gather_fails_and_usage_errors_exit_2() {
     let source = json(&added);
     assert_eq!(source["type"], "waf");
     assert_eq!(source["active"], true);
-    let run = sheaf(dir.path(), &["run-test", "closed", "--json"]);
+    // Without SHEAF_ALLOW_PRIVATE_URLS a loopback source is refused before any connection,
+    // saying why. Run without a network (`unshare -n`): a connection attempt would fail
+    // otherwise ("unreachable"), so only the policy's refusal passes.
+    let run = Command::new("unshare")
+        .args(["-n", "--"])
+        .arg(env!("CARGO_BIN_EXE_sheaf"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["run-test", "closed", "--json"])
+        .env_remove("SHEAF_BUCKET")
+        .env("SHEAF_ALLOW_PRIVATE_URLS", "false")
+        .output()
+        .expect("unshare -n (util-linux) runs sheaf without network");
     assert_eq!(
         run.status.code(),
         Some(1),
@@ -226,11 +250,22 @@ fn run_test_exits_1_when_the_gather_fails_and_usage_errors_exit_2() {
         String::from_utf8_lossy(&run.stderr)
     );
     let job: Value = serde_json::from_slice(&run.stdout).expect("job JSON");
-    assert_eq!(
-        job["gather_errors"].as_array().map(Vec::len),
-        Some(1),
-        "{job}"
+    let errors = job["gather_errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{job}");
+    let message = errors[0]["message"].as_str().expect("message");
+    assert!(
+        message.contains("127.0.0.1 is a loopback address")
+            && message.contains("SHEAF_ALLOW_PRIVATE_URLS=true"),
+        "{message}"
     );
+    // Allowed, it connects (nothing listens there: a transport error, not a refusal).
+    let run = sheaf_with(dir.path(), &["run-test", "closed", "--json"], ALLOW_PRIVATE);
+    assert_eq!(run.status.code(), Some(1));
+    let job: Value = serde_json::from_slice(&run.stdout).expect("job JSON");
+    let message = job["gather_errors"][0]["message"]
+        .as_str()
+        .expect("message");
+    assert!(!message.contains("loopback address"), "{message}");
 
     let usage = sheaf(
         dir.path(),
@@ -396,7 +431,7 @@ fn package_datastore_writes_a_zip_file_or_a_stored_package_with_its_link() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let out = dir.path().join("rows.zip");
-    let file = json(&sheaf(
+    let file = json(&sheaf_with(
         &data,
         &[
             "--json",
@@ -409,6 +444,7 @@ fn package_datastore_writes_a_zip_file_or_a_stored_package_with_its_link() {
             "--out",
             out.to_str().expect("path"),
         ],
+        ALLOW_PRIVATE,
     ));
     assert_eq!(file["rows"], 1234, "{file}");
     let tested = Command::new("unzip")
@@ -423,7 +459,7 @@ fn package_datastore_writes_a_zip_file_or_a_stored_package_with_its_link() {
     );
     assert_eq!(csv_rows(&out, "resource.csv"), 1234);
 
-    let stored = json(&sheaf(
+    let stored = json(&sheaf_with(
         &data,
         &[
             "--json",
@@ -438,6 +474,7 @@ fn package_datastore_writes_a_zip_file_or_a_stored_package_with_its_link() {
             "--email",
             "cli@example.org",
         ],
+        ALLOW_PRIVATE,
     ));
     assert_eq!(stored["package"]["rows"], 50, "{stored}");
     assert!(
@@ -452,7 +489,7 @@ fn package_datastore_writes_a_zip_file_or_a_stored_package_with_its_link() {
     assert_eq!(mails, 1);
 
     // Bad input: the parameter is named and the exit status is 1.
-    let bad = sheaf(
+    let bad = sheaf_with(
         &data,
         &[
             "package",
@@ -464,6 +501,7 @@ fn package_datastore_writes_a_zip_file_or_a_stored_package_with_its_link() {
             "--filters",
             "{nope",
         ],
+        ALLOW_PRIVATE,
     );
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("filters"));
@@ -479,6 +517,7 @@ fn serve_packages_a_request_and_serves_the_emailed_link() {
         &[
             ("SHEAF_PACKAGER_SECRET", "cli-secret"),
             ("SHEAF_PACKAGER_PAGE_SIZE", "400"),
+            ("SHEAF_ALLOW_PRIVATE_URLS", "true"),
         ],
     );
     let base = format!("http://{listen}");

@@ -27,7 +27,7 @@ fn settings(tweak: impl FnOnce(&mut PackagerSettings)) -> PackagerSettings {
     let mut p = PackagerSettings {
         secret: Some(SECRET.into()),
         page_size: 700,
-        address_policy: common::fetch::AddressPolicy::AllowLoopback,
+        address_policy: common::fetch::AddressPolicy::AllowPrivate,
         ..PackagerSettings::default()
     };
     tweak(&mut p);
@@ -1024,7 +1024,7 @@ async fn an_identical_request_waits_for_the_build_in_progress_instead_of_reading
     let request = PackageRequest::from_params(
         PackageKind::Datastore,
         &params,
-        common::fetch::AddressPolicy::AllowLoopback,
+        common::fetch::AddressPolicy::AllowPrivate,
     )
     .expect("request");
     let building = format!("packages/{}.building", request.cache_key());
@@ -1105,7 +1105,7 @@ async fn a_package_that_would_outlast_the_function_ends_cleanly_before_its_deadl
     let request = PackageRequest::from_params(
         PackageKind::Datastore,
         &params,
-        common::fetch::AddressPolicy::AllowLoopback,
+        common::fetch::AddressPolicy::AllowPrivate,
     )
     .expect("request");
     let message = PackageMessage::new(request, "http://127.0.0.1:8765");

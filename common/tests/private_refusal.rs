@@ -72,8 +72,8 @@ async fn checks() {
         );
     }
 
-    // A loopback server (allowed in local mode) that redirects to the metadata address: the
-    // redirect is refused too.
+    // A loopback server allowed as the one exception (local mode's example WAF) that redirects
+    // to the metadata address: the redirect is refused too.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -88,8 +88,8 @@ async fn checks() {
                 .await;
         }
     });
-    let loopback =
-        ReqwestFetcher::new(AddressPolicy::AllowLoopback, Duration::from_secs(5)).expect("fetcher");
+    let exception = AddressPolicy::PublicAnd(([127, 0, 0, 1], port).into());
+    let loopback = ReqwestFetcher::new(exception, Duration::from_secs(5)).expect("fetcher");
     let redirected = loopback
         .get(&FetchRequest::new(
             format!("http://127.0.0.1:{port}/waf/"),
@@ -131,6 +131,7 @@ async fn checks() {
 /// resolves to one, or a redirect to one, fails the package with the refusal, recorded in the
 /// statistics, and no zip.
 async fn packager_refusals(redirecting_port: u16) {
+    let redirector = AddressPolicy::PublicAnd(([127, 0, 0, 1], redirecting_port).into());
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
     use common::http::{AppState, router};
@@ -186,19 +187,25 @@ async fn packager_refusals(redirecting_port: u16) {
         assert_eq!(answer["param"], "api_url", "{answer}");
     }
 
-    // A file whose name resolves to loopback, and one that redirects to the metadata address.
+    // A file whose name resolves to loopback (accepted when the request was made, where private
+    // addresses were allowed: the fetch checks again), and one that redirects to the metadata
+    // address.
     let allow_loopback = Services {
         fetcher: Arc::new(
-            ReqwestFetcher::new(AddressPolicy::AllowLoopback, Duration::from_secs(5))
-                .expect("fetcher"),
+            ReqwestFetcher::new(redirector, Duration::from_secs(5)).expect("fetcher"),
         ),
         ..services.clone()
     };
-    for (services, url) in [
-        (&services, "http://localhost:9/data.csv".to_string()),
+    for (services, url, accepted_under) in [
+        (
+            &services,
+            "http://localhost:9/data.csv".to_string(),
+            AddressPolicy::AllowPrivate,
+        ),
         (
             &allow_loopback,
             format!("http://127.0.0.1:{redirecting_port}/data.csv"),
+            redirector,
         ),
     ] {
         let mut params = common::package::Params::new();
@@ -208,7 +215,7 @@ async fn packager_refusals(redirecting_port: u16) {
         let request = common::package::PackageRequest::from_params(
             common::package::PackageKind::Url,
             &params,
-            AddressPolicy::AllowLoopback,
+            accepted_under,
         )
         .expect("a well-formed request");
         let message = common::package::PackageMessage::new(request, "http://sheaf.test");

@@ -2,7 +2,7 @@
 //! address a host name resolves to, before a socket is opened, so a refused request never
 //! sends a packet.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::FetchError;
 
@@ -12,11 +12,16 @@ pub enum AddressPolicy {
     /// Public addresses only (the default).
     #[default]
     PublicOnly,
-    /// Public addresses and loopback (`serve` in local mode: its own example WAF).
-    AllowLoopback,
+    /// Public addresses and exactly this one address and port, written as a literal address in
+    /// the URL (local mode: `serve`'s own example WAF). A host name never gets the exception:
+    /// the resolver sees no port.
+    PublicAnd(SocketAddr),
     /// Everything, private ranges included (`SHEAF_ALLOW_PRIVATE_URLS=true`).
     AllowPrivate,
 }
+
+/// What a refusal tells the person who configured the URL.
+const HOW_TO_ALLOW: &str = "SHEAF_ALLOW_PRIVATE_URLS=true allows private and loopback addresses";
 
 fn v4_is_loopback(ip: Ipv4Addr) -> bool {
     ip.is_loopback()
@@ -62,16 +67,23 @@ pub fn check_ip(ip: IpAddr, policy: AddressPolicy) -> Result<(), String> {
     };
     let allowed = match policy {
         AddressPolicy::AllowPrivate => true,
-        AddressPolicy::AllowLoopback => !private,
-        AddressPolicy::PublicOnly => !private && !loopback,
+        // The one exception is decided by `check_url`, which knows the port.
+        AddressPolicy::PublicOnly | AddressPolicy::PublicAnd(_) => !private && !loopback,
     };
     if allowed {
         Ok(())
     } else if loopback {
-        Err(format!("{ip} is a loopback address"))
+        Err(format!("{ip} is a loopback address ({HOW_TO_ALLOW})"))
     } else {
-        Err(format!("{ip} is a private or link-local address"))
+        Err(format!(
+            "{ip} is a private or link-local address ({HOW_TO_ALLOW})"
+        ))
     }
+}
+
+/// The policy's one allowed address, when `ip` and `port` are it.
+fn is_the_exception(ip: IpAddr, port: Option<u16>, policy: AddressPolicy) -> bool {
+    matches!(policy, AddressPolicy::PublicAnd(allowed) if allowed.ip() == ip && Some(allowed.port()) == port)
 }
 
 /// Parses `url` and refuses other schemes and literal addresses the policy forbids. Host names
@@ -91,22 +103,28 @@ pub fn check_url(url: &str, policy: AddressPolicy) -> Result<url::Url, FetchErro
         url: url.to_string(),
         reason,
     };
+    let port = parsed.port_or_known_default();
+    let literal = |ip: IpAddr| {
+        if is_the_exception(ip, port, policy) {
+            Ok(())
+        } else {
+            check_ip(ip, policy).map_err(refuse)
+        }
+    };
     match parsed.host() {
         None => Err(FetchError::InvalidUrl {
             url: url.to_string(),
             reason: "no host".into(),
         }),
-        Some(url::Host::Ipv4(ip)) => check_ip(IpAddr::V4(ip), policy)
-            .map_err(refuse)
-            .map(|_| parsed),
-        Some(url::Host::Ipv6(ip)) => check_ip(IpAddr::V6(ip), policy)
-            .map_err(refuse)
-            .map(|_| parsed),
+        Some(url::Host::Ipv4(ip)) => literal(IpAddr::V4(ip)).map(|_| parsed),
+        Some(url::Host::Ipv6(ip)) => literal(IpAddr::V6(ip)).map(|_| parsed),
         Some(url::Host::Domain(name)) => {
             let name = name.trim_end_matches('.').to_ascii_lowercase();
             let local_name = name == "localhost" || name.ends_with(".localhost");
-            if local_name && policy == AddressPolicy::PublicOnly {
-                Err(refuse(format!("{name} is a loopback name")))
+            if local_name && policy != AddressPolicy::AllowPrivate {
+                Err(refuse(format!(
+                    "{name} is a loopback name ({HOW_TO_ALLOW})"
+                )))
             } else {
                 Ok(parsed)
             }
@@ -147,10 +165,27 @@ mod tests {
     }
 
     #[test]
-    fn loopback_policy_allows_only_loopback() {
-        assert!(check_url("http://127.0.0.1:8765/", AddressPolicy::AllowLoopback).is_ok());
-        assert!(check_url("http://169.254.169.254/", AddressPolicy::AllowLoopback).is_err());
+    fn the_one_exception_is_exactly_its_address_and_port() {
+        let example = AddressPolicy::PublicAnd("127.0.0.1:8765".parse().unwrap());
+        assert!(check_url("http://127.0.0.1:8765/examples/waf/", example).is_ok());
+        for url in [
+            "http://127.0.0.1:8766/",
+            "http://127.0.0.1/",
+            "http://127.0.0.2:8765/",
+            "http://localhost:8765/",
+            "http://[::1]:8765/",
+            "http://169.254.169.254/",
+            "http://10.1.2.3:8765/",
+        ] {
+            let refused = check_url(url, example);
+            assert!(
+                matches!(&refused, Err(FetchError::Refused { reason, .. }) if reason.contains("SHEAF_ALLOW_PRIVATE_URLS")),
+                "{url}: {refused:?}"
+            );
+        }
+        assert!(check_url("https://example.org/waf/", example).is_ok());
         assert!(check_url("http://10.1.2.3/", AddressPolicy::AllowPrivate).is_ok());
+        assert!(check_url("http://localhost:5432/", AddressPolicy::AllowPrivate).is_ok());
     }
 
     #[test]

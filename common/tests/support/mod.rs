@@ -239,8 +239,7 @@ pub fn test_settings() -> Settings {
 
 pub fn fetcher() -> Arc<ReqwestFetcher> {
     Arc::new(
-        ReqwestFetcher::new(AddressPolicy::AllowLoopback, Duration::from_secs(20))
-            .expect("fetcher"),
+        ReqwestFetcher::new(AddressPolicy::AllowPrivate, Duration::from_secs(20)).expect("fetcher"),
     )
 }
 

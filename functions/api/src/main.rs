@@ -7,7 +7,7 @@ use lambda_http::Error;
 async fn main() -> Result<(), Error> {
     edge::init_tracing();
     let config = edge::Config::from_env();
-    let built = edge::build_services(&config, Default::default()).await?;
+    let built = edge::build_services(&config).await?;
     let app = router(AppState {
         services: built.services,
         api_token: config.api_token.clone(),

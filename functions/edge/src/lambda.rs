@@ -10,7 +10,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 pub async fn run_sqs_function() -> Result<(), Error> {
     crate::init_tracing();
     let config = crate::Config::from_env();
-    let built = crate::build_services(&config, Default::default()).await?;
+    let built = crate::build_services(&config).await?;
     let services = &built.services;
     lambda_runtime::run(service_fn(|event| handle_sqs(services, event))).await
 }

@@ -76,6 +76,20 @@ impl Config {
         }
     }
 
+    /// Where `serve` offers its example WAF (`/examples/waf/`): its listen address, with an
+    /// unspecified one (`0.0.0.0`) reached on loopback. The local-mode fetcher allows exactly
+    /// this address, and nothing else private, without `SHEAF_ALLOW_PRIVATE_URLS`.
+    pub fn example_waf_addr(&self) -> Option<std::net::SocketAddr> {
+        let mut addr: std::net::SocketAddr = self.listen.parse().ok()?;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        Some(addr)
+    }
+
     /// Where people reach this Sheaf: SHEAF_PUBLIC_URL, else the address `serve` listens on.
     pub fn public_url(&self) -> String {
         self.public_url
@@ -140,8 +154,9 @@ pub struct Built {
 }
 
 /// Builds every adapter: S3, SQS and SES when a bucket is configured, else the data folder.
-/// `local_policy` is the address policy of local mode when private URLs are not allowed.
-pub async fn build_services(config: &Config, local_policy: AddressPolicy) -> anyhow::Result<Built> {
+/// Private addresses are refused unless `SHEAF_ALLOW_PRIVATE_URLS` allows them, in every mode;
+/// local mode allows exactly `serve`'s example WAF besides.
+pub async fn build_services(config: &Config) -> anyhow::Result<Built> {
     let settings = Settings {
         mail_from: config.mail_from.clone(),
         public_url: config.public_url(),
@@ -208,7 +223,9 @@ pub async fn build_services(config: &Config, local_policy: AddressPolicy) -> any
             let policy = if config.allow_private_urls {
                 AddressPolicy::AllowPrivate
             } else {
-                local_policy
+                config
+                    .example_waf_addr()
+                    .map_or(AddressPolicy::PublicOnly, AddressPolicy::PublicAnd)
             };
             let index = TantivyIndex::open(&dir.join("index"))
                 .with_context(|| format!("opening the search index in {}", dir.display()))?;

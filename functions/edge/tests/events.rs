@@ -89,9 +89,7 @@ async fn a_failing_message_is_reported_as_a_partial_batch_failure() {
     let mut config = edge::Config::from_env();
     config.bucket = None;
     config.data_dir = dir.path().to_path_buf();
-    let built = edge::build_services(&config, Default::default())
-        .await
-        .expect("services");
+    let built = edge::build_services(&config).await.expect("services");
     let event: SqsEvent =
         serde_json::from_slice(include_bytes!("../../../infra/events/gather.json")).expect("event");
     let ids: Vec<String> = event

@@ -7,7 +7,7 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     edge::init_tracing();
     let config = edge::Config::from_env();
-    let built = edge::build_services(&config, Default::default()).await?;
+    let built = edge::build_services(&config).await?;
     let services = &built.services;
     lambda_runtime::run(service_fn(|_: LambdaEvent<Value>| async move {
         let report = common::pipeline::run_scheduled(services).await?;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::http::{AppState, router};
+use common::http::{AppState, DeployedOrigin, router};
 use common::package::PackagerSettings;
 use common::pipeline::handle_body;
 use common::queue::QueueName;
@@ -1141,4 +1141,58 @@ fn temp_files(root: &std::path::Path) -> usize {
             }
         })
         .sum()
+}
+
+/// An emailed link points where the deployment says, never where a request header does: a
+/// client sending `Host` or `X-Forwarded-Host` would otherwise send the requester's link (and
+/// the download) to a host of its choosing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emailed_links_never_take_their_host_from_the_request() {
+    let ckan = CkanDatastore::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (app, services) = local(dir.path(), |_| {});
+    let request = |resource: &str| {
+        let mut request = form(
+            "/package_url",
+            &[
+                ("secret", SECRET),
+                ("resource_id", resource),
+                (
+                    "resource_url",
+                    &ckan.url("/files/observations.csv?size=1000"),
+                ),
+                ("email", "links@example.org"),
+            ],
+        );
+        let headers = request.headers_mut();
+        headers.insert("host", "attacker.example".parse().unwrap());
+        headers.insert("x-forwarded-host", "attacker.example".parse().unwrap());
+        headers.insert("x-forwarded-proto", "https".parse().unwrap());
+        request
+    };
+    // Local mode: the address serve listens on.
+    let (status, answer, _) = send(&app, request("one")).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    drain(&services).await;
+    let (_, bodies) = email_parts(&outbox(dir.path())[0]);
+    let link = link_in(&bodies[0]);
+    assert!(
+        link.starts_with(&format!("{}/downloads/", services.settings.public_url)),
+        "{link}"
+    );
+    // On AWS: API Gateway's domain, as the API function puts it in the request.
+    let mut deployed = request("two");
+    deployed.extensions_mut().insert(DeployedOrigin(
+        "https://abc123.execute-api.eu-west-1.amazonaws.com".into(),
+    ));
+    let (status, answer, _) = send(&app, deployed).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    drain(&services).await;
+    let (_, bodies) = email_parts(&outbox(dir.path())[1]);
+    let link = link_in(&bodies[0]);
+    assert!(
+        link.starts_with("https://abc123.execute-api.eu-west-1.amazonaws.com/downloads/"),
+        "{link}"
+    );
+    assert!(outbox(dir.path()).iter().all(|m| !m.contains("attacker")));
 }

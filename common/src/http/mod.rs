@@ -29,6 +29,12 @@ use crate::store::LocalStore;
 #[derive(Debug, Clone, Copy)]
 pub struct TrustedLocal;
 
+/// The origin (`https://DOMAIN`) the deployment serves this API at, as API Gateway's request
+/// context names it; only the API function inserts it. Emailed links use it when no
+/// `SHEAF_PUBLIC_URL` is set, never a header the client sent.
+#[derive(Debug, Clone)]
+pub struct DeployedOrigin(pub String);
+
 #[derive(Clone)]
 pub struct AppState {
     pub services: Services,

@@ -4,14 +4,14 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde_json::{Value, json};
 
-use super::{AppState, constant_time_eq};
+use super::{AppState, DeployedOrigin, constant_time_eq};
 use crate::package::{
     self, PackageError, PackageKind, PackageRequest, Params, SUCCESS_MESSAGE, number_param,
     optional_param, parse_params, refusal_email, stats,
@@ -75,23 +75,16 @@ fn authorise(state: &AppState, body: &[u8]) -> Result<Params, Refusal> {
     }
 }
 
-/// Where links point: SHEAF_PUBLIC_URL when set, else the address this call came in on.
-fn public_url(services: &Services, headers: &HeaderMap) -> String {
+/// Where emailed links point: SHEAF_PUBLIC_URL when set, else the API's own origin as the
+/// deployment gives it (API Gateway's domain), else the address `serve` listens on. Never a
+/// request's `Host` or `X-Forwarded-Host`: whoever sends the request would choose where the
+/// requester's link leads.
+fn public_url(services: &Services, origin: Option<&DeployedOrigin>) -> String {
     if let Some(url) = &services.settings.packager.public_url {
         return url.clone();
     }
-    let host = headers
-        .get("x-forwarded-host")
-        .or_else(|| headers.get(header::HOST))
-        .and_then(|v| v.to_str().ok());
-    match host {
-        Some(host) => {
-            let scheme = headers
-                .get("x-forwarded-proto")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("http");
-            format!("{scheme}://{host}")
-        }
+    match origin {
+        Some(DeployedOrigin(url)) => url.clone(),
         None => services.settings.public_url.clone(),
     }
 }
@@ -122,7 +115,7 @@ pub async fn status(State(state): State<Arc<AppState>>, body: Bytes) -> Result<R
 
 async fn package(
     state: &AppState,
-    headers: &HeaderMap,
+    origin: Option<&DeployedOrigin>,
     body: &[u8],
     kind: PackageKind,
 ) -> Result<Response, Refusal> {
@@ -130,7 +123,7 @@ async fn package(
     let services = &state.services;
     let policy = services.settings.packager.address_policy;
     let accepted = match PackageRequest::from_params(kind, &params, policy) {
-        Ok(request) => package::accept(services, request, &public_url(services, headers)).await,
+        Ok(request) => package::accept(services, request, &public_url(services, origin)).await,
         Err(e) => Err(e),
     };
     match accepted {
@@ -170,26 +163,29 @@ async fn record_refusal(services: &Services, params: &Params, error: &PackageErr
 
 pub async fn package_datastore(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    origin: Option<Extension<DeployedOrigin>>,
     body: Bytes,
 ) -> Result<Response, Refusal> {
-    package(&state, &headers, &body, PackageKind::Datastore).await
+    let origin = origin.as_ref().map(|Extension(o)| o);
+    package(&state, origin, &body, PackageKind::Datastore).await
 }
 
 pub async fn package_dwc_archive(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    origin: Option<Extension<DeployedOrigin>>,
     body: Bytes,
 ) -> Result<Response, Refusal> {
-    package(&state, &headers, &body, PackageKind::DwcArchive).await
+    let origin = origin.as_ref().map(|Extension(o)| o);
+    package(&state, origin, &body, PackageKind::DwcArchive).await
 }
 
 pub async fn package_url(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    origin: Option<Extension<DeployedOrigin>>,
     body: Bytes,
 ) -> Result<Response, Refusal> {
-    package(&state, &headers, &body, PackageKind::Url).await
+    let origin = origin.as_ref().map(|Extension(o)| o);
+    package(&state, origin, &body, PackageKind::Url).await
 }
 
 fn filter(params: &Params) -> stats::Filter {

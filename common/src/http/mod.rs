@@ -106,6 +106,10 @@ async fn require_token(
     Ok(next.run(request).await)
 }
 
+/// The largest request body any route takes (a source, a CSW request, a package request are a
+/// few KiB): a larger one is answered 413 before it is read.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
 pub fn router(state: AppState) -> Router {
     let state = Arc::new(state);
     let api = Router::new()
@@ -169,5 +173,6 @@ pub fn router(state: AppState) -> Router {
         .route("/statistics/errors", post(packager::statistics_errors))
         .route("/clear_cache", post(packager::clear_cache))
         .route("/clear_caches", post(packager::clear_cache))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

@@ -139,6 +139,28 @@ mod tests {
     }
 
     #[test]
+    fn a_subject_cannot_add_headers() {
+        // A resource id or a title in the subject template, with a line break in it.
+        let email = Email {
+            from: "sheaf@example.org".into(),
+            to: vec!["owner@example.org".into()],
+            subject: "Resource x\r\nBcc: everyone@example.org\r\n\r\nbody".into(),
+            text: "plain".into(),
+            html: None,
+        };
+        let raw = String::from_utf8(email.to_rfc5322().unwrap()).unwrap();
+        let headers = raw.split("\r\n\r\n").next().unwrap();
+        assert!(headers.lines().all(|l| !l.starts_with("Bcc:")), "{headers}");
+        assert_eq!(
+            headers
+                .lines()
+                .filter(|l| l.starts_with("Subject:"))
+                .count(),
+            1
+        );
+    }
+
+    #[test]
     fn message_carries_both_bodies_and_encoded_subject() {
         let email = Email {
             from: "sheaf@example.org".into(),

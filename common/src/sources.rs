@@ -9,6 +9,9 @@ use crate::harvest::validate_source;
 use crate::pipeline::PipelineError;
 use crate::store::{ObjectStore, PutMode, StoreError, get_json, put_json};
 
+/// What the API shows instead of a secret in a source's config (a CKAN `api_key`).
+pub const SECRET_MASK: &str = "********";
+
 /// A new source as the API and the command line take it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -108,7 +111,14 @@ pub async fn patch_source(
             source.frequency = frequency;
         }
         if let Some(config) = &patch.config {
+            let kept_key = source.config.get("api_key").cloned();
             source.config = config.clone();
+            // The masked key a client read and sent back is the key it had.
+            if source.config.get("api_key").and_then(|k| k.as_str()) == Some(SECRET_MASK)
+                && let (Some(object), Some(key)) = (source.config.as_object_mut(), kept_key)
+            {
+                object.insert("api_key".into(), key);
+            }
         }
         source.modified = now();
         validate_source(&source)?;

@@ -621,3 +621,62 @@ async fn bodies_over_the_limit_are_refused() {
     let response = app.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
 }
+
+/// A CKAN source's API key is never in an answer: masked wherever a source is shown, and a
+/// PATCH that sends the masked config back keeps the key.
+#[tokio::test]
+async fn a_sources_api_key_never_leaves_in_an_answer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (app, services) = app(dir.path());
+    let auth = "Bearer s3cret-token";
+    let secret = "0d5a3b6e-real-ckan-api-key";
+    let source = json!({
+        "name": "portal", "url": "https://ckan.example.org/", "type": "ckan",
+        "config": {"api_key": secret, "force_all": false}
+    });
+    let request = |method: &str, path: &str, body: Option<&Value>| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", auth)
+            .header("content-type", "application/json")
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+            .unwrap()
+    };
+    let mut answers = Vec::new();
+    let (status, added) = call(&app, request("POST", "/api/harvest/sources", Some(&source))).await;
+    assert_eq!(status, StatusCode::CREATED, "{added}");
+    answers.push(added.clone());
+    answers.push(
+        call(&app, request("GET", "/api/harvest/sources", None))
+            .await
+            .1,
+    );
+    answers.push(
+        call(&app, request("GET", "/api/harvest/sources/portal", None))
+            .await
+            .1,
+    );
+    let mut config = added["config"].clone();
+    assert_eq!(config["api_key"], common::sources::SECRET_MASK);
+    config["force_all"] = json!(true);
+    let (status, patched) = call(
+        &app,
+        request(
+            "PATCH",
+            "/api/harvest/sources/portal",
+            Some(&json!({ "config": config })),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    answers.push(patched);
+    for answer in &answers {
+        assert!(!answer.to_string().contains(secret), "{answer}");
+    }
+    let stored = common::pipeline::load_source(services.store.as_ref(), "portal")
+        .await
+        .expect("source");
+    assert_eq!(stored.config["api_key"], secret);
+    assert_eq!(stored.config["force_all"], true);
+}

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::{ApiError, AppState};
 use crate::catalog::{self, SearchQuery};
 use crate::domain::source::FieldError;
+use crate::domain::source::Source;
 use crate::pipeline;
 use crate::sources::{self, NewSource, SourcePatch, field_of_json_error};
 
@@ -24,6 +25,19 @@ pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result
         let path = e.path().to_string();
         ApiError::BadRequest(field_of_json_error(&path, &e.inner().to_string()))
     })
+}
+
+/// A source as the API shows it: a CKAN API key in its config is masked (a PATCH that sends
+/// the mask back keeps the key).
+fn shown(source: Source) -> Value {
+    let mut value = json!(source);
+    if let Some(key) = value
+        .pointer_mut("/config/api_key")
+        .filter(|k| k.is_string())
+    {
+        *key = json!(sources::SECRET_MASK);
+    }
+    value
 }
 
 #[derive(Deserialize)]
@@ -38,7 +52,7 @@ pub async fn list_sources(
 ) -> Result<Json<Value>, ApiError> {
     let all = matches!(q.all.as_deref(), Some("true" | "1" | "yes"));
     let list = sources::list_sources(state.services.store.as_ref(), all).await?;
-    Ok(Json(json!(list)))
+    Ok(Json(Value::Array(list.into_iter().map(shown).collect())))
 }
 
 pub async fn add_source(
@@ -47,7 +61,7 @@ pub async fn add_source(
 ) -> Result<Response, ApiError> {
     let new: NewSource = parse_body(&body)?;
     let source = sources::add_source(state.services.store.as_ref(), new).await?;
-    Ok((StatusCode::CREATED, Json(source)).into_response())
+    Ok((StatusCode::CREATED, Json(shown(source))).into_response())
 }
 
 pub async fn show_source(
@@ -55,7 +69,7 @@ pub async fn show_source(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let source = pipeline::load_source(state.services.store.as_ref(), &name).await?;
-    Ok(Json(json!(source)))
+    Ok(Json(shown(source)))
 }
 
 pub async fn patch_source(
@@ -65,7 +79,7 @@ pub async fn patch_source(
 ) -> Result<Json<Value>, ApiError> {
     let patch: SourcePatch = parse_body(&body)?;
     let source = sources::patch_source(state.services.store.as_ref(), &name, patch).await?;
-    Ok(Json(json!(source)))
+    Ok(Json(shown(source)))
 }
 
 pub async fn deactivate_source(
@@ -73,7 +87,7 @@ pub async fn deactivate_source(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let source = sources::deactivate_source(state.services.store.as_ref(), &name).await?;
-    Ok(Json(json!(source)))
+    Ok(Json(shown(source)))
 }
 
 pub async fn clear_source(

@@ -13,7 +13,9 @@ pub use ses::SesMailer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
-    #[error("invalid email address {0:?}")]
+    /// The address is kept for the caller but never shown: errors are logged, and emails are
+    /// anonymised in the statistics when asked.
+    #[error("an invalid email address (refused, so that no header can be injected)")]
     InvalidAddress(String),
     #[error("sending email failed: {0}")]
     Send(String),

@@ -3,7 +3,8 @@
 #  - a Python virtualenv in .venv from the pinned tests/requirements.txt (moto, cfn-lint, SAM CLI,
 #    pycsw)
 #  - nginx, unzip and a JDK (two of the three readers every test zip must pass), util-linux's
-#    unshare and iproute2's ip, through apt-get when missing and running as root
+#    unshare and iproute2's ip, Chromium and its WebDriver (the admin page's test), through
+#    apt-get when missing and running as root
 # With SHEAF_EXTRA_FIXTURES=DIR it also harvests the real third-party records in DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +30,8 @@ command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missi
 command -v gzip >/dev/null 2>&1 || missing+=(gzip)
 command -v unzip >/dev/null 2>&1 || missing+=(unzip)
 command -v javac >/dev/null 2>&1 || missing+=(default-jdk-headless)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     say "installing ${missing[*]} with apt-get"

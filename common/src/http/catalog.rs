@@ -45,10 +45,12 @@ pub async fn rebuild(State(state): State<Arc<AppState>>) -> Result<Response, Api
     Ok((StatusCode::ACCEPTED, Json(json!(started))).into_response())
 }
 
+/// The rebuild running or last run; `{"status": "none"}` before the first (a page that polls
+/// it meets no error).
 pub async fn rebuild_result(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     match pipeline::rebuild_state(&state.services).await? {
         Some(s) => Ok(Json(json!(s))),
-        None => Err(ApiError::NotFound("no rebuild has run".into())),
+        None => Ok(Json(json!({"status": "none"}))),
     }
 }
 

@@ -68,10 +68,10 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 fn is_public(method: &Method, path: &str) -> bool {
     let path = path.strip_prefix("/api").unwrap_or(path);
     matches!(*method, Method::GET | Method::HEAD)
-        && (path == "/catalog/search" || path.starts_with("/catalog/records/"))
+        && (path == "/catalog/search" || path.starts_with("/catalog/records/") || path == "/auth")
 }
 
-fn matches_token(expected: &Option<String>, given: Option<&str>) -> bool {
+pub(crate) fn matches_token(expected: &Option<String>, given: Option<&str>) -> bool {
     match (expected, given) {
         (Some(token), Some(given)) => constant_time_eq(token.as_bytes(), given.as_bytes()),
         _ => false,
@@ -147,6 +147,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/notifications/failures", get(notifications::failures))
         .route("/notifications/retry", post(notifications::retry))
+        .route("/packager/statistics", get(packager::api_statistics))
+        .route("/auth", get(admin::auth))
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .nest("/api", api)
@@ -163,6 +165,8 @@ pub fn router(state: AppState) -> Router {
         .route("/waf/{*path}", get(waf::path))
         .route("/downloads/{*key}", get(waf::download))
         .route("/admin", get(admin::page))
+        .route("/admin/admin.js", get(admin::script))
+        .route("/admin/admin.css", get(admin::style))
         .route("/", post(packager::status).get(admin::to_admin))
         .route("/status", post(packager::status))
         .route("/package_datastore", post(packager::package_datastore))

@@ -206,6 +206,20 @@ pub async fn statistics(
     Ok(Json(json!({"success": true, "totals": totals})).into_response())
 }
 
+/// The statistics for the admin page (`GET /api/packager/statistics`, behind the API's read
+/// token instead of ckanpackager's secret): totals, and the latest errors.
+pub async fn api_statistics(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<Value>, super::ApiError> {
+    let internal = |e: crate::package::PackageError| super::ApiError::Internal(e.to_string());
+    let services = &state.services;
+    let totals = stats::totals(services, None).await.map_err(internal)?;
+    let errors = stats::errors(services, stats::Filter::default(), 0, 20)
+        .await
+        .map_err(internal)?;
+    Ok(Json(json!({"totals": totals, "errors": errors})))
+}
+
 /// `/statistics/requests` and `/statistics/errors`: a page of entries, newest first.
 async fn statistics_list(state: &AppState, body: &[u8], errors: bool) -> Result<Response, Refusal> {
     let params = authorise(state, body)?;

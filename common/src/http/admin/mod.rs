@@ -1,0 +1,76 @@
+//! `/admin`: the operator's page. Plain HTML, CSS and a little JavaScript over the JSON API, no
+//! build step and nothing from the internet; the files are compiled in. The page asks
+//! `/api/auth` what its token opens before it calls anything else, so a missing or wrong token
+//! is a message on the page, not a failed request.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::{AppState, TrustedLocal, matches_token};
+
+const PAGE: &str = include_str!("index.html");
+const SCRIPT: &str = include_str!("admin.js");
+const STYLE: &str = include_str!("admin.css");
+
+/// Only this origin's own files and API: no inline script, no framing.
+const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; \
+frame-ancestors 'none'";
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(POLICY),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+pub async fn page() -> Response {
+    asset(PAGE, "text/html; charset=utf-8")
+}
+
+pub async fn script() -> Response {
+    asset(SCRIPT, "text/javascript; charset=utf-8")
+}
+
+pub async fn style() -> Response {
+    asset(STYLE, "text/css; charset=utf-8")
+}
+
+/// What the caller's credentials open: `api` (everything), `read` (the reading calls) or
+/// `none`. Always 200, so a page can ask without a failed request.
+pub async fn auth(State(state): State<Arc<AppState>>, request: Request) -> Json<Value> {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let access = if request.extensions().get::<TrustedLocal>().is_some()
+        || matches_token(&state.api_token, given)
+    {
+        "api"
+    } else if matches_token(&state.read_token, given) {
+        "read"
+    } else {
+        "none"
+    };
+    Json(json!({ "access": access, "token_given": given.is_some() }))
+}
+
+/// `GET /` (the packager's `POST /` is its status): people land on the admin page.
+pub async fn to_admin() -> axum::response::Redirect {
+    axum::response::Redirect::to("/admin")
+}

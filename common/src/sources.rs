@@ -13,7 +13,7 @@ use crate::store::{ObjectStore, PutMode, StoreError, get_json, put_json};
 pub const SECRET_MASK: &str = "********";
 
 /// A new source as the API and the command line take it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSource {
     pub name: String,
@@ -29,11 +29,12 @@ pub struct NewSource {
     #[serde(default)]
     pub frequency: Option<Frequency>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub config: Option<serde_json::Value>,
 }
 
 /// The fields a PATCH may change.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourcePatch {
     pub url: Option<String>,
@@ -41,6 +42,7 @@ pub struct SourcePatch {
     pub active: Option<bool>,
     pub owner: Option<String>,
     pub frequency: Option<Frequency>,
+    #[schema(value_type = Option<Object>)]
     pub config: Option<serde_json::Value>,
 }
 

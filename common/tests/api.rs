@@ -439,68 +439,71 @@ async fn a_page_far_past_the_end_is_empty() {
     );
 }
 
+/// Every route the router declares and who may call it (see the test below).
+const ROUTES: &[(&str, &str, &str)] = &[
+    ("GET", "/api/harvest/sources", "read"),
+    ("POST", "/api/harvest/sources", "api"),
+    ("GET", "/api/harvest/sources/{name}", "read"),
+    ("PATCH", "/api/harvest/sources/{name}", "api"),
+    ("DELETE", "/api/harvest/sources/{name}", "api"),
+    ("POST", "/api/harvest/sources/{name}/clear", "api"),
+    ("POST", "/api/harvest/sources/{name}/jobs", "api"),
+    ("GET", "/api/harvest/jobs", "read"),
+    ("GET", "/api/harvest/jobs/{id}", "read"),
+    ("POST", "/api/harvest/jobs/{id}/abort", "api"),
+    ("GET", "/api/harvest/log", "read"),
+    ("GET", "/api/catalog/search", "public"),
+    ("GET", "/api/catalog/records/{id}", "public"),
+    ("GET", "/api/catalog/queues", "read"),
+    ("GET", "/api/catalog/status", "read"),
+    ("POST", "/api/catalog/rebuild", "api"),
+    ("GET", "/api/catalog/rebuild/result", "read"),
+    ("GET", "/api/catalog/rebuild/report", "read"),
+    ("GET", "/api/catalog/rejected", "read"),
+    ("GET", "/api/notifications/targets", "read"),
+    ("POST", "/api/notifications/targets", "api"),
+    ("PATCH", "/api/notifications/targets/{name}", "api"),
+    ("DELETE", "/api/notifications/targets/{name}", "api"),
+    ("GET", "/api/notifications/failures", "read"),
+    ("POST", "/api/notifications/retry", "api"),
+    ("GET", "/api/packager/statistics", "read"),
+    ("GET", "/api/auth", "public"),
+    ("GET", "/api/openapi.json", "public"),
+    ("GET", "/csw", "public"),
+    ("POST", "/csw", "public"),
+    ("GET", "/ogcapi", "public"),
+    ("GET", "/ogcapi/", "public"),
+    ("GET", "/ogcapi/conformance", "public"),
+    ("GET", "/ogcapi/collections", "public"),
+    ("GET", "/ogcapi/collections/{name}", "public"),
+    ("GET", "/ogcapi/collections/{name}/items", "public"),
+    ("GET", "/ogcapi/collections/{name}/items/{*id}", "public"),
+    ("GET", "/waf", "public"),
+    ("GET", "/waf/", "public"),
+    ("GET", "/waf/{*path}", "public"),
+    ("GET", "/downloads/{*key}", "public"),
+    ("GET", "/admin", "public"),
+    ("GET", "/admin/admin.js", "public"),
+    ("GET", "/admin/admin.css", "public"),
+    ("GET", "/", "public"),
+    ("POST", "/", "secret"),
+    ("POST", "/status", "secret"),
+    ("POST", "/package_datastore", "secret"),
+    ("POST", "/package_dwc_archive", "secret"),
+    ("POST", "/package_url", "secret"),
+    ("POST", "/statistics", "secret"),
+    ("POST", "/statistics/requests", "secret"),
+    ("POST", "/statistics/errors", "secret"),
+    ("POST", "/clear_cache", "secret"),
+    ("POST", "/clear_caches", "secret"),
+];
+
 /// Who may call what: every route the router declares (read from `http/mod.rs`, so a new
 /// route without a row here fails), with no token, a wrong one, the read token and the API
 /// token. "public" answers anyone; "read" needs the read or the API token; "api" needs the API
 /// token; "secret" is ckanpackager's, checked by its `secret` parameter, not a bearer token.
 #[tokio::test]
 async fn every_route_answers_only_whom_it_should() {
-    const TABLE: &[(&str, &str, &str)] = &[
-        ("GET", "/api/harvest/sources", "read"),
-        ("POST", "/api/harvest/sources", "api"),
-        ("GET", "/api/harvest/sources/{name}", "read"),
-        ("PATCH", "/api/harvest/sources/{name}", "api"),
-        ("DELETE", "/api/harvest/sources/{name}", "api"),
-        ("POST", "/api/harvest/sources/{name}/clear", "api"),
-        ("POST", "/api/harvest/sources/{name}/jobs", "api"),
-        ("GET", "/api/harvest/jobs", "read"),
-        ("GET", "/api/harvest/jobs/{id}", "read"),
-        ("POST", "/api/harvest/jobs/{id}/abort", "api"),
-        ("GET", "/api/harvest/log", "read"),
-        ("GET", "/api/catalog/search", "public"),
-        ("GET", "/api/catalog/records/{id}", "public"),
-        ("GET", "/api/catalog/queues", "read"),
-        ("GET", "/api/catalog/status", "read"),
-        ("POST", "/api/catalog/rebuild", "api"),
-        ("GET", "/api/catalog/rebuild/result", "read"),
-        ("GET", "/api/catalog/rebuild/report", "read"),
-        ("GET", "/api/catalog/rejected", "read"),
-        ("GET", "/api/notifications/targets", "read"),
-        ("POST", "/api/notifications/targets", "api"),
-        ("PATCH", "/api/notifications/targets/{name}", "api"),
-        ("DELETE", "/api/notifications/targets/{name}", "api"),
-        ("GET", "/api/notifications/failures", "read"),
-        ("POST", "/api/notifications/retry", "api"),
-        ("GET", "/api/packager/statistics", "read"),
-        ("GET", "/api/auth", "public"),
-        ("GET", "/csw", "public"),
-        ("POST", "/csw", "public"),
-        ("GET", "/ogcapi", "public"),
-        ("GET", "/ogcapi/", "public"),
-        ("GET", "/ogcapi/conformance", "public"),
-        ("GET", "/ogcapi/collections", "public"),
-        ("GET", "/ogcapi/collections/{name}", "public"),
-        ("GET", "/ogcapi/collections/{name}/items", "public"),
-        ("GET", "/ogcapi/collections/{name}/items/{*id}", "public"),
-        ("GET", "/waf", "public"),
-        ("GET", "/waf/", "public"),
-        ("GET", "/waf/{*path}", "public"),
-        ("GET", "/downloads/{*key}", "public"),
-        ("GET", "/admin", "public"),
-        ("GET", "/admin/admin.js", "public"),
-        ("GET", "/admin/admin.css", "public"),
-        ("GET", "/", "public"),
-        ("POST", "/", "secret"),
-        ("POST", "/status", "secret"),
-        ("POST", "/package_datastore", "secret"),
-        ("POST", "/package_dwc_archive", "secret"),
-        ("POST", "/package_url", "secret"),
-        ("POST", "/statistics", "secret"),
-        ("POST", "/statistics/requests", "secret"),
-        ("POST", "/statistics/errors", "secret"),
-        ("POST", "/clear_cache", "secret"),
-        ("POST", "/clear_caches", "secret"),
-    ];
     // The router's routes, as declared: `.route("PATH", ...)` inside `nest("/api", ...)` or not.
     let source = std::fs::read_to_string(support::workspace_root().join("common/src/http/mod.rs"))
         .expect("http/mod.rs");
@@ -520,7 +523,7 @@ async fn every_route_answers_only_whom_it_should() {
         })
         .collect();
     let tabled: std::collections::BTreeSet<String> =
-        TABLE.iter().map(|(_, p, _)| p.to_string()).collect();
+        ROUTES.iter().map(|(_, p, _)| p.to_string()).collect();
     assert_eq!(
         declared, tabled,
         "every route has its rows in the table, and only those"
@@ -541,7 +544,7 @@ async fn every_route_answers_only_whom_it_should() {
             .replace("{*path}", "nope.xml")
             .replace("{*key}", "nope")
     };
-    for (method, path, who) in TABLE {
+    for (method, path, who) in ROUTES {
         let url = concrete(path);
         for (token, name) in [
             (None, "no token"),
@@ -683,4 +686,55 @@ async fn a_sources_api_key_never_leaves_in_an_answer() {
         .expect("source");
     assert_eq!(stored.config["api_key"], secret);
     assert_eq!(stored.config["force_all"], true);
+}
+
+/// `/api/openapi.json` describes exactly the routes the router declares (the table above, which
+/// the route test checks against the router), each protected route with the bearer scheme and
+/// the public ones without; and it is a valid OpenAPI 3 document (openapi-spec-validator).
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (app, _) = app(dir.path());
+    let (status, doc) = call(&app, get("/api/openapi.json")).await;
+    assert_eq!(status, StatusCode::OK, "public, like the catalogue");
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "{}",
+        doc["openapi"]
+    );
+    let mut described = std::collections::BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("item") {
+            if !["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                continue;
+            }
+            let secured = operation["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+            described.insert((method.to_uppercase(), path.clone(), secured));
+        }
+    }
+    let declared: std::collections::BTreeSet<(String, String, bool)> = ROUTES
+        .iter()
+        .map(|(method, path, who)| {
+            let path = path.replace("{*", "{");
+            (method.to_string(), path, matches!(*who, "read" | "api"))
+        })
+        .collect();
+    assert_eq!(described, declared);
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, doc.to_string()).expect("write");
+    let checked = std::process::Command::new(support::python())
+        .args([
+            "-c",
+            "import json, sys; from openapi_spec_validator import validate; validate(json.load(open(sys.argv[1])))",
+        ])
+        .arg(&file)
+        .output()
+        .expect("python");
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum SourceType {
     Waf,
@@ -30,7 +30,7 @@ impl std::str::FromStr for SourceType {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Frequency {
     #[default]
@@ -63,7 +63,7 @@ impl std::str::FromStr for Frequency {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Source {
     pub name: String,
     pub url: String,
@@ -78,6 +78,7 @@ pub struct Source {
     #[serde(default)]
     pub frequency: Frequency,
     #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
     pub config: serde_json::Value,
     #[serde(default)]
     pub created: String,

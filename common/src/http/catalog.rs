@@ -15,6 +15,14 @@ use crate::domain::source::FieldError;
 use crate::pipeline;
 use crate::queue::QueueName;
 
+#[utoipa::path(
+    get,
+    path = "/api/catalog/status",
+    tag = "catalogue",
+    description = "The catalogue's integrity: per source documents, records, rejected, missing and orphans; records against the index.",
+    responses((status = 200, description = "the integrity"), (status = 401, description = "no token, or a wrong one (WWW-Authenticate: Bearer)")),
+    security(("bearer" = []))
+)]
 pub async fn status(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let integrity = pipeline::catalog_integrity(&state.services).await?;
     Ok(Json(json!(integrity)))
@@ -23,6 +31,14 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Result<Json<Value>, A
 /// Starts a rebuild (202 with its state); 409 names the one running. The rebuild queue's
 /// worker runs it (`serve`'s, or the rebuild function); a process without that queue runs it
 /// itself in local mode, and on AWS says to deploy it.
+#[utoipa::path(
+    post,
+    path = "/api/catalog/rebuild",
+    tag = "catalogue",
+    description = "Starts a rebuild from the central WAF.",
+    responses((status = 202, description = "the rebuild's state"), (status = 401, description = "no token, or a wrong one (WWW-Authenticate: Bearer)"), (status = 409, description = "a rebuild is running")),
+    security(("bearer" = []))
+)]
 pub async fn rebuild(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let services = &state.services;
     if services.queues.get(QueueName::Rebuild).is_err() && state.local_store.is_none() {
@@ -47,6 +63,14 @@ pub async fn rebuild(State(state): State<Arc<AppState>>) -> Result<Response, Api
 
 /// The rebuild running or last run; `{"status": "none"}` before the first (a page that polls
 /// it meets no error).
+#[utoipa::path(
+    get,
+    path = "/api/catalog/rebuild/result",
+    tag = "catalogue",
+    description = "The rebuild running or last run (`{status: none}` before the first).",
+    responses((status = 200, description = "its state"), (status = 401, description = "no token, or a wrong one (WWW-Authenticate: Bearer)")),
+    security(("bearer" = []))
+)]
 pub async fn rebuild_result(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     match pipeline::rebuild_state(&state.services).await? {
         Some(s) => Ok(Json(json!(s))),
@@ -54,6 +78,14 @@ pub async fn rebuild_result(State(state): State<Arc<AppState>>) -> Result<Json<V
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/catalog/rebuild/report",
+    tag = "catalogue",
+    description = "The last rebuild's report: each document, its outcome and reason.",
+    responses((status = 200, description = "the report (a JSON attachment)"), (status = 401, description = "no token, or a wrong one (WWW-Authenticate: Bearer)"), (status = 404, description = "no such thing")),
+    security(("bearer" = []))
+)]
 pub async fn rebuild_report(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let report = pipeline::rebuild_report(&state.services).await?;
     Ok((
@@ -69,6 +101,15 @@ pub async fn rebuild_report(State(state): State<Arc<AppState>>) -> Result<Respon
         .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/catalog/rejected",
+    tag = "catalogue",
+    description = "Rejected documents with their reasons.",
+    params(("source" = Option<String>, Query, description = "one source's"), ("limit" = Option<usize>, Query, description = "at most (100, up to 1000)"), ("offset" = Option<usize>, Query, description = "skipped first")),
+    responses((status = 200, description = "`{success, result}`"), (status = 400, description = "a field is wrong: `field` names it"), (status = 401, description = "no token, or a wrong one (WWW-Authenticate: Bearer)")),
+    security(("bearer" = []))
+)]
 pub async fn rejected(
     State(state): State<Arc<AppState>>,
     Query(q): Query<BTreeMap<String, String>>,

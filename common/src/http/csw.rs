@@ -29,11 +29,25 @@ async fn respond(state: &AppState, request: Result<CswRequest, CswError>) -> Res
         .into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/csw",
+    tag = "standards",
+    description = "CSW 2.0.2 by KVP: GetCapabilities, DescribeRecord, GetRecords, GetRecordById.",
+    responses((status = 200, description = "the answer", body = String, content_type = "application/xml"), (status = 400, description = "an ows:ExceptionReport naming the parameter", body = String, content_type = "application/xml"))
+)]
 pub async fn get(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Response {
     let request = csw::from_kvp(&query_pairs(query.as_deref().unwrap_or("")));
     respond(&state, request).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/csw",
+    tag = "standards",
+    description = "CSW 2.0.2 by a POSTed XML request (or KVP form-encoded).",
+    responses((status = 200, description = "the answer", body = String, content_type = "application/xml"), (status = 400, description = "an ows:ExceptionReport", body = String, content_type = "application/xml"))
+)]
 pub async fn post(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     let starts_xml = body
         .iter()

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
 use crate::catalog::{self, SearchQuery};
+use crate::domain::job::Job;
 use crate::domain::source::FieldError;
 use crate::domain::source::Source;
 use crate::pipeline;
@@ -46,6 +47,15 @@ pub struct AllQuery {
     all: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/harvest/sources",
+    tag = "harvest",
+    description = "Active sources (all with `all=true`); a CKAN `api_key` in a config is masked.",
+    params(("all" = Option<bool>, Query, description = "inactive ones too")),
+    responses((status = 200, description = "the sources", body = Vec<Source>), (status = 401, description = "no token, or a wrong one (WWW-Authenticate: Bearer)")),
+    security(("bearer" = []))
+)]
 pub async fn list_sources(
     State(state): State<Arc<AppState>>,
     Query(q): Query<AllQuery>,
@@ -55,6 +65,15 @@ pub async fn list_sources(
     Ok(Json(Value::Array(list.into_iter().map(shown).collect())))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/harvest/sources",
+    tag = "harvest",
+    description = "Registers a source.",
+    request_body = NewSource,
+    responses((status = 201, description = "the source", body = Source), (status = 400, description = "a field is wrong: `field` names it"), (status = 401, description = "no token, or a wrong one (WWW-Authenticate: Bearer)"), (status = 409, description = "a source of that name exists")),
+    security(("bearer" = []))
+)]
 pub async fn add_source(
     State(state): State<Arc<AppState>>,
     body: Bytes,
@@ -64,6 +83,15 @@ pub async fn add_source(
     Ok((StatusCode::CREATED, Json(shown(source))).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/harvest/sources/{name}",
+    tag = "harvest",
+    description = "One source.",
+    params(("name" = String, Path, description = "the source")),
+    responses((status = 200, description = "the source", body = Source), (status = 401, description = "no token, or a wrong one (WWW-Authenticate: Bearer)"), (status = 404, description = "no such thing")),
+    security(("bearer" = []))
+)]
 pub async fn show_source(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -72,6 +100,16 @@ pub async fn show_source(
     Ok(Json(shown(source)))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/harvest/sources/{name}",
+    tag = "harvest",
+    description = "Changes a source (the fields given).",
+    params(("name" = String, Path, description = "the source")),
+    request_body = SourcePatch,
+    responses((status = 200, description = "the source", body = Source), (status = 400, description = "a field is wrong: `field` names it"), (status = 401, description = "no token, or a wrong one (WWW-Authenticate: Bearer)"), (status = 404, description = "no such thing")),
+    security(("bearer" = []))
+)]
 pub async fn patch_source(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -82,6 +120,15 @@ pub async fn patch_source(
     Ok(Json(shown(source)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/harvest/sources/{name}",
+    tag = "harvest",
+    description = "Deactivates a source; its records stay.",
+    params(("name" = String, Path, description = "the source")),
+    responses((status = 200, description = "the source", body = Source), (status = 401, description = "no token, or a wrong one (WWW-Authenticate: Bearer)"), (status = 404, description = "no such thing")),
+    security(("bearer" = []))
+)]
 pub async fn deactivate_source(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -90,6 +137,15 @@ pub async fn deactivate_source(
     Ok(Json(shown(source)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/harvest/sources/{name}/clear",
+    tag = "harvest",
+    description = "Removes a source's records, jobs and documents; the source stays.",
+    params(("name" = String, Path, description = "the source")),
+    responses((status = 200, description = "how many records went"), (status = 401, description = "no token, or a wrong one (WWW-Authenticate: Bearer)"), (status = 404, description = "no such thing")),
+    security(("bearer" = []))
+)]
 pub async fn clear_source(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -98,6 +154,15 @@ pub async fn clear_source(
     Ok(Json(json!({"success": true, "records_removed": removed})))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/harvest/sources/{name}/jobs",
+    tag = "harvest",
+    description = "Starts a harvest job (409 while one is unfinished).",
+    params(("name" = String, Path, description = "the source")),
+    responses((status = 201, description = "the job", body = Job), (status = 401, description = "no token, or a wrong one (WWW-Authenticate: Bearer)"), (status = 404, description = "no such thing"), (status = 409, description = "a job is unfinished")),
+    security(("bearer" = []))
+)]
 pub async fn start_job(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -114,6 +179,15 @@ pub struct JobsQuery {
     offset: Option<usize>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/harvest/jobs",
+    tag = "harvest",
+    description = "Jobs, newest first.",
+    params(("source" = Option<String>, Query, description = "one source's"), ("limit" = Option<usize>, Query, description = "at most (100, up to 1000)"), ("offset" = Option<usize>, Query, description = "skipped first")),
+    responses((status = 200, description = "the jobs", body = Vec<Job>), (status = 401, description = "no token, or a wrong one (WWW-Authenticate: Bearer)")),
+    security(("bearer" = []))
+)]
 pub async fn list_jobs(
     State(state): State<Arc<AppState>>,
     Query(q): Query<JobsQuery>,
@@ -129,6 +203,15 @@ pub async fn list_jobs(
     Ok(Json(json!(jobs)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/harvest/jobs/{id}",
+    tag = "harvest",
+    description = "One job.",
+    params(("id" = String, Path, description = "the job")),
+    responses((status = 200, description = "the job", body = Job), (status = 401, description = "no token, or a wrong one (WWW-Authenticate: Bearer)"), (status = 404, description = "no such thing")),
+    security(("bearer" = []))
+)]
 pub async fn show_job(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -137,6 +220,15 @@ pub async fn show_job(
     Ok(Json(json!(job)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/harvest/jobs/{id}/abort",
+    tag = "harvest",
+    description = "Aborts an unfinished job.",
+    params(("id" = String, Path, description = "the job")),
+    responses((status = 200, description = "the job", body = Job), (status = 401, description = "no token, or a wrong one (WWW-Authenticate: Bearer)"), (status = 404, description = "no such thing")),
+    security(("bearer" = []))
+)]
 pub async fn abort_job(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -146,6 +238,14 @@ pub async fn abort_job(
     Ok(Json(json!(job)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/catalog/search",
+    tag = "catalogue",
+    description = "Searches the catalogue: `{total, page, page_size, records, facets}`.",
+    params(("q" = Option<String>, Query, description = "words, all of which match (stemmed)"), ("bbox" = Option<String>, Query, description = "W,S,E,N"), ("start" = Option<String>, Query, description = "time extent overlapping from (a year, month, day or RFC 3339)"), ("end" = Option<String>, Query, description = "time extent overlapping until"), ("source" = Option<String>, Query, description = "one source's"), ("keyword" = Option<String>, Query, description = "a keyword"), ("format" = Option<String>, Query, description = "iso19139, iso19115-3, dublin-core or ckan"), ("sort" = Option<String>, Query, description = "relevance, date or title"), ("page" = Option<u64>, Query, description = "from 1"), ("page_size" = Option<u64>, Query, description = "records a page")),
+    responses((status = 200, description = "a page of records"), (status = 400, description = "a field is wrong: `field` names it"))
+)]
 pub async fn search(
     State(state): State<Arc<AppState>>,
     Query(q): Query<BTreeMap<String, String>>,
@@ -176,6 +276,14 @@ pub async fn search(
 }
 
 /// `/api/catalog/records/ID` (JSON), `ID.xml` (the original) and `ID.jsonld` (schema.org).
+#[utoipa::path(
+    get,
+    path = "/api/catalog/records/{id}",
+    tag = "catalogue",
+    description = "A record as JSON; `ID.xml` its original document, `ID.jsonld` schema.org Dataset.",
+    params(("id" = String, Path, description = "the identifier, with .xml or .jsonld for those")),
+    responses((status = 200, description = "the record"), (status = 404, description = "no such thing"))
+)]
 pub async fn show_record(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -201,6 +309,14 @@ pub async fn show_record(
     Ok(Json(record).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/catalog/queues",
+    tag = "catalogue",
+    description = "Depth of every queue and its dead-letter queue.",
+    responses((status = 200, description = "`{queue: {visible, in_flight, dead_letters}}`"), (status = 401, description = "no token, or a wrong one (WWW-Authenticate: Bearer)")),
+    security(("bearer" = []))
+)]
 pub async fn queues(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let mut out = serde_json::Map::new();
     for (name, queue) in state.services.queues.iter() {
@@ -221,6 +337,15 @@ pub struct LogQuery {
 }
 
 /// ckanext-harvest's `harvest_log_list`: `{"success": true, "result": [{content, level, created}]}`.
+#[utoipa::path(
+    get,
+    path = "/api/harvest/log",
+    tag = "harvest",
+    description = "The harvest log, newest first (ckanext-harvest's harvest_log_list).",
+    params(("level" = Option<String>, Query, description = "DEBUG, INFO, WARNING or ERROR"), ("limit" = Option<usize>, Query, description = "at most (100, up to 1000)"), ("offset" = Option<usize>, Query, description = "skipped first")),
+    responses((status = 200, description = "`{success, result: [{content, level, created}]}`"), (status = 401, description = "no token, or a wrong one (WWW-Authenticate: Bearer)")),
+    security(("bearer" = []))
+)]
 pub async fn log(
     State(state): State<Arc<AppState>>,
     Query(q): Query<LogQuery>,

@@ -7,6 +7,7 @@ mod error;
 mod harvest;
 mod notifications;
 mod ogcapi;
+mod openapi;
 mod packager;
 mod waf;
 
@@ -68,7 +69,10 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 fn is_public(method: &Method, path: &str) -> bool {
     let path = path.strip_prefix("/api").unwrap_or(path);
     matches!(*method, Method::GET | Method::HEAD)
-        && (path == "/catalog/search" || path.starts_with("/catalog/records/") || path == "/auth")
+        && (path == "/catalog/search"
+            || path.starts_with("/catalog/records/")
+            || path == "/auth"
+            || path == "/openapi.json")
 }
 
 pub(crate) fn matches_token(expected: &Option<String>, given: Option<&str>) -> bool {
@@ -149,6 +153,7 @@ pub fn router(state: AppState) -> Router {
         .route("/notifications/retry", post(notifications::retry))
         .route("/packager/statistics", get(packager::api_statistics))
         .route("/auth", get(admin::auth))
+        .route("/openapi.json", get(openapi::document))
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .nest("/api", api)

@@ -59,6 +59,13 @@ fn document(doc: Value, html: bool, kind: &'static str) -> Response {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/ogcapi",
+    tag = "standards",
+    description = "OGC API – Records: the landing page (`/ogcapi/` too); `f=html` or a browser's Accept for HTML.",
+    responses((status = 200, description = "the landing page"))
+)]
 pub async fn landing(
     State(state): State<Arc<AppState>>,
     RawQuery(query): RawQuery,
@@ -68,6 +75,13 @@ pub async fn landing(
     document(ogcapi::landing(&bases(&state).0), html, "application/json")
 }
 
+#[utoipa::path(
+    get,
+    path = "/ogcapi/conformance",
+    tag = "standards",
+    description = "The conformance classes.",
+    responses((status = 200, description = "conformance"))
+)]
 pub async fn conformance(RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
     let doc = ogcapi::conformance();
     if wants_html(&query_pairs(query.as_deref().unwrap_or("")), &headers) {
@@ -85,6 +99,13 @@ pub async fn conformance(RawQuery(query): RawQuery, headers: HeaderMap) -> Respo
     Json(doc).into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/ogcapi/collections",
+    tag = "standards",
+    description = "The collections (one: `metadata`).",
+    responses((status = 200, description = "collections"))
+)]
 pub async fn collections(
     State(state): State<Arc<AppState>>,
     RawQuery(query): RawQuery,
@@ -106,6 +127,14 @@ fn no_such_collection(name: &str) -> Response {
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/ogcapi/collections/{name}",
+    tag = "standards",
+    description = "One collection.",
+    params(("name" = String, Path, description = "metadata")),
+    responses((status = 200, description = "the collection"), (status = 404, description = "no such thing"))
+)]
 pub async fn collection(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -123,6 +152,14 @@ pub async fn collection(
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/ogcapi/collections/{name}/items",
+    tag = "standards",
+    description = "Records as GeoJSON features, with next/prev links.",
+    params(("name" = String, Path, description = "metadata"), ("q" = Option<String>, Query, description = "words"), ("bbox" = Option<String>, Query, description = "W,S,E,N"), ("datetime" = Option<String>, Query, description = "an instant or an interval (`..` an open end)"), ("filter" = Option<String>, Query, description = "CQL"), ("sortby" = Option<String>, Query, description = "a field, `-` for descending"), ("limit" = Option<u64>, Query, description = "features a page"), ("offset" = Option<u64>, Query, description = "skipped first")),
+    responses((status = 200, description = "a page of features", content_type = "application/geo+json"), (status = 400, description = "a field is wrong: `field` names it"), (status = 404, description = "no such thing"))
+)]
 pub async fn items(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -155,6 +192,14 @@ pub async fn items(
     ([(header::CONTENT_TYPE, GEOJSON)], Json(doc)).into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/ogcapi/collections/{name}/items/{id}",
+    tag = "standards",
+    description = "One record as a GeoJSON feature.",
+    params(("name" = String, Path, description = "metadata"), ("id" = String, Path, description = "the record's identifier")),
+    responses((status = 200, description = "the feature", content_type = "application/geo+json"), (status = 404, description = "no such thing"))
+)]
 pub async fn item(
     State(state): State<Arc<AppState>>,
     Path((name, id)): Path<(String, String)>,

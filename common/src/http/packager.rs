@@ -89,6 +89,13 @@ fn public_url(services: &Services, origin: Option<&DeployedOrigin>) -> String {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/status",
+    tag = "packaging",
+    description = "ckanpackager's status (`POST /` too); form, JSON or URL-quoted JSON body with `secret`.",
+    responses((status = 200, description = "`{success, worker_count, queue_length, processed_requests}`"), (status = 403, description = "wrong or missing secret"))
+)]
 pub async fn status(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Response, Refusal> {
     authorise(&state, &body)?;
     let services = &state.services;
@@ -161,6 +168,13 @@ async fn record_refusal(services: &Services, params: &Params, error: &PackageErr
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/package_datastore",
+    tag = "packaging",
+    description = "ckanpackager: packs datastore rows into a zip whose link is emailed (`secret`, `api_url`, `resource_id`, `email`, `filters`, `q`, `limit`, `offset`, `format`, `key`, `doi`).",
+    responses((status = 200, description = "accepted"), (status = 400, description = "a parameter is wrong: `param` names it"), (status = 403, description = "wrong or missing secret"), (status = 413, description = "a body over 1 MiB"))
+)]
 pub async fn package_datastore(
     State(state): State<Arc<AppState>>,
     origin: Option<Extension<DeployedOrigin>>,
@@ -170,6 +184,13 @@ pub async fn package_datastore(
     package(&state, origin, &body, PackageKind::Datastore).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/package_dwc_archive",
+    tag = "packaging",
+    description = "ckanpackager: the same as a Darwin Core Archive.",
+    responses((status = 200, description = "accepted"), (status = 400, description = "a parameter is wrong"), (status = 403, description = "wrong or missing secret"))
+)]
 pub async fn package_dwc_archive(
     State(state): State<Arc<AppState>>,
     origin: Option<Extension<DeployedOrigin>>,
@@ -179,6 +200,13 @@ pub async fn package_dwc_archive(
     package(&state, origin, &body, PackageKind::DwcArchive).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/package_url",
+    tag = "packaging",
+    description = "ckanpackager: a resource's file (`resource_url`) into a zip.",
+    responses((status = 200, description = "accepted"), (status = 400, description = "a parameter is wrong"), (status = 403, description = "wrong or missing secret"))
+)]
 pub async fn package_url(
     State(state): State<Arc<AppState>>,
     origin: Option<Extension<DeployedOrigin>>,
@@ -196,6 +224,13 @@ fn filter(params: &Params) -> stats::Filter {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/statistics",
+    tag = "packaging",
+    description = "ckanpackager's totals (`secret`, optional `resource_id`).",
+    responses((status = 200, description = "`{success, totals}`"), (status = 403, description = "wrong or missing secret"))
+)]
 pub async fn statistics(
     State(state): State<Arc<AppState>>,
     body: Bytes,
@@ -208,6 +243,14 @@ pub async fn statistics(
 
 /// The statistics for the admin page (`GET /api/packager/statistics`, behind the API's read
 /// token instead of ckanpackager's secret): totals, and the latest errors.
+#[utoipa::path(
+    get,
+    path = "/api/packager/statistics",
+    tag = "packaging",
+    description = "Packaging totals by resource and the latest errors (the admin page; ckanpackager clients use POST /statistics).",
+    responses((status = 200, description = "`{totals, errors}`"), (status = 401, description = "no token, or a wrong one (WWW-Authenticate: Bearer)")),
+    security(("bearer" = []))
+)]
 pub async fn api_statistics(
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<Value>, super::ApiError> {
@@ -237,6 +280,13 @@ async fn statistics_list(state: &AppState, body: &[u8], errors: bool) -> Result<
     Ok(Json(json!({"success": true, field: list})).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/statistics/requests",
+    tag = "packaging",
+    description = "ckanpackager's requests, newest first (`offset`, `limit`, `resource_id`, `email`).",
+    responses((status = 200, description = "`{success, requests}`"), (status = 403, description = "wrong or missing secret"))
+)]
 pub async fn statistics_requests(
     State(state): State<Arc<AppState>>,
     body: Bytes,
@@ -244,6 +294,13 @@ pub async fn statistics_requests(
     statistics_list(&state, &body, false).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/statistics/errors",
+    tag = "packaging",
+    description = "ckanpackager's errors, newest first.",
+    responses((status = 200, description = "`{success, errors}`"), (status = 403, description = "wrong or missing secret"))
+)]
 pub async fn statistics_errors(
     State(state): State<Arc<AppState>>,
     body: Bytes,
@@ -251,6 +308,13 @@ pub async fn statistics_errors(
     statistics_list(&state, &body, true).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/clear_cache",
+    tag = "packaging",
+    description = "ckanpackager's cache cleared (`/clear_caches` too).",
+    responses((status = 200, description = "cleared"), (status = 403, description = "wrong or missing secret"))
+)]
 pub async fn clear_cache(
     State(state): State<Arc<AppState>>,
     body: Bytes,

@@ -29,6 +29,13 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
+#[utoipa::path(
+    get,
+    path = "/waf/",
+    tag = "waf",
+    description = "The central WAF: one folder per source (`/waf` too); JSON with Accept: application/json.",
+    responses((status = 200, description = "the listing"))
+)]
 pub async fn root(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -36,6 +43,14 @@ pub async fn root(
     listing(&state, "", &headers).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/waf/{path}",
+    tag = "waf",
+    description = "A folder listing or a document of the central WAF.",
+    params(("path" = String, Path, description = "a source's folder or a document in it")),
+    responses((status = 200, description = "the listing or the document"), (status = 404, description = "no such thing"))
+)]
 pub async fn path(
     State(state): State<Arc<AppState>>,
     Path(path): Path<String>,
@@ -141,6 +156,14 @@ pub struct Signature {
 /// A download link (a package's emailed link, or a local presigned link): while its signature
 /// and expiry hold, local mode streams the file and AWS mode redirects to a short-lived S3
 /// presigned URL made now, with the credentials this function has now.
+#[utoipa::path(
+    get,
+    path = "/downloads/{key}",
+    tag = "packaging",
+    description = "A package's zip through its emailed, signed link (`expires`, `signature`): served locally, a redirect to S3 on AWS.",
+    params(("key" = String, Path, description = "the zip's key"), ("expires" = u64, Query, description = "Unix time the link ends"), ("signature" = String, Query, description = "the link's HMAC")),
+    responses((status = 200, description = "the zip", content_type = "application/zip"), (status = 303, description = "to a short-lived S3 link"), (status = 403, description = "a wrong or expired link"), (status = 404, description = "no such thing"))
+)]
 pub async fn download(
     State(state): State<Arc<AppState>>,
     Path(key): Path<String>,

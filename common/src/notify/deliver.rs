@@ -35,7 +35,7 @@ struct Delivered {
 }
 
 /// A delivery that failed and waits for the retry.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Failure {
     pub target: String,
     pub uuid: String,

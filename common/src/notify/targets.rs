@@ -12,7 +12,7 @@ use crate::services::Services;
 use crate::store::{ObjectStore, Pages, PutMode, StoreError, get_json, put_json};
 
 /// A partner catalogue that receives every change.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Target {
     pub name: String,
     pub url: String,
@@ -31,7 +31,7 @@ pub struct Target {
 }
 
 /// Where a backfill is in the catalogue's listing.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Backfill {
     /// The last record key sent on; none, the backfill has not sent a page yet.
     pub after: Option<String>,
@@ -43,7 +43,7 @@ pub struct Backfill {
 }
 
 /// A new target as the API and the command line take it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTarget {
     pub name: String,
@@ -53,7 +53,7 @@ pub struct NewTarget {
 }
 
 /// The fields a PATCH may change.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetPatch {
     pub url: Option<String>,

@@ -38,20 +38,48 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
     response
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin",
+    tag = "admin",
+    description = "The admin page.",
+    responses((status = 200, description = "the page", body = String, content_type = "text/html"))
+)]
 pub async fn page() -> Response {
     asset(PAGE, "text/html; charset=utf-8")
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/admin.js",
+    tag = "admin",
+    description = "The admin page's script.",
+    responses((status = 200, description = "the script", body = String, content_type = "text/javascript"))
+)]
 pub async fn script() -> Response {
     asset(SCRIPT, "text/javascript; charset=utf-8")
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/admin.css",
+    tag = "admin",
+    description = "The admin page's style.",
+    responses((status = 200, description = "the style", body = String, content_type = "text/css"))
+)]
 pub async fn style() -> Response {
     asset(STYLE, "text/css; charset=utf-8")
 }
 
 /// What the caller's credentials open: `api` (everything), `read` (the reading calls) or
 /// `none`. Always 200, so a page can ask without a failed request.
+#[utoipa::path(
+    get,
+    path = "/api/auth",
+    tag = "admin",
+    description = "What the given token opens: `{access: api|read|none, token_given}`; always 200.",
+    responses((status = 200, description = "the access"))
+)]
 pub async fn auth(State(state): State<Arc<AppState>>, request: Request) -> Json<Value> {
     let given = request
         .headers()
@@ -71,6 +99,13 @@ pub async fn auth(State(state): State<Arc<AppState>>, request: Request) -> Json<
 }
 
 /// `GET /` (the packager's `POST /` is its status): people land on the admin page.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "admin",
+    description = "People land on the admin page (`POST /` is the packager status).",
+    responses((status = 303, description = "to /admin"))
+)]
 pub async fn to_admin() -> axum::response::Redirect {
     axum::response::Redirect::to("/admin")
 }

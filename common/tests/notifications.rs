@@ -479,3 +479,115 @@ async fn racing_deliveries_send_each_change_once_on_moto() {
     let dir = tempfile::tempdir().expect("tempdir");
     racing_deliveries_send_each_change_once(aws_services(&moto, dir.path()).await).await;
 }
+
+/// A backfill whose chain of messages was lost (the queue purged, a process killed between
+/// two pages) is resumed by the schedule once it has not moved for a while, and the target
+/// still receives every record once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_that_lost_its_message_is_resumed_by_the_schedule() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let services = local_services(dir.path());
+    let mut expected = BTreeMap::new();
+    for i in 0..12 {
+        let id = format!("kept-{i:02}");
+        let xml = write_record(&services, &id, i).await;
+        expected.insert(id, xml);
+    }
+    let receiver = NotifyReceiver::start();
+    notify::add_target(
+        &services,
+        NewTarget {
+            name: "partner".into(),
+            url: receiver.url("/partner"),
+            enabled: None,
+        },
+    )
+    .await
+    .expect("target");
+    // The backfill's message is lost before anything is delivered.
+    let queue = services
+        .queues
+        .get(common::queue::QueueName::Notify)
+        .expect("queue");
+    queue.purge().await.expect("purge");
+    deliver(&services).await;
+    assert!(receiver.received().is_empty());
+    // Not yet stalled: the schedule leaves it.
+    let report = pipeline::run_scheduled(&services).await.expect("schedule");
+    assert!(report.notifications.backfills_resumed.is_empty());
+    // Stalled (its last move long ago): resumed.
+    let key = keys::notify_target("partner");
+    let (mut target, etag) = get_json::<notify::Target>(services.store.as_ref(), &key)
+        .await
+        .unwrap()
+        .unwrap();
+    target.backfill.as_mut().unwrap().updated = "2026-01-01T00:00:00Z".into();
+    put_json(
+        services.store.as_ref(),
+        &key,
+        &target,
+        PutMode::Update(etag),
+    )
+    .await
+    .unwrap();
+    let report = pipeline::run_scheduled(&services).await.expect("schedule");
+    assert_eq!(report.notifications.backfills_resumed, ["partner"]);
+    deliver(&services).await;
+    let got = receiver.received();
+    assert_eq!(got.len(), expected.len(), "{got:#?}");
+    for n in &got {
+        let uuid = n.field("uuid");
+        assert_update(n, uuid, &expected[uuid]);
+    }
+    let target = notify::list_targets(services.store.as_ref()).await.unwrap();
+    assert!(target[0].backfill.as_ref().unwrap().done, "{target:?}");
+}
+
+/// A target obeys the sources' address policy: with private addresses not allowed, a loopback
+/// or link-local target is refused when it is added, saying why, before any connection.
+#[tokio::test]
+async fn a_private_target_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let services = Services {
+        fetcher: std::sync::Arc::new(
+            common::fetch::ReqwestFetcher::new(
+                common::fetch::AddressPolicy::PublicOnly,
+                Duration::from_secs(5),
+            )
+            .expect("fetcher"),
+        ),
+        ..local_services(dir.path())
+    };
+    for url in [
+        "http://127.0.0.1:9/notify",
+        "http://169.254.169.254/latest/",
+        "http://localhost:8080/",
+        "ftp://partner.example.org/",
+    ] {
+        let refused = notify::add_target(
+            &services,
+            NewTarget {
+                name: "partner".into(),
+                url: url.into(),
+                enabled: None,
+            },
+        )
+        .await;
+        match refused {
+            Err(notify::NotifyError::Invalid(field)) => {
+                assert_eq!(field.field, "url", "{url}");
+                assert!(
+                    url.starts_with("ftp") || field.message.contains("SHEAF_ALLOW_PRIVATE_URLS"),
+                    "{url}: {field}"
+                );
+            }
+            other => panic!("{url}: {other:?}"),
+        }
+    }
+    assert!(
+        notify::list_targets(services.store.as_ref())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -383,6 +383,20 @@ async fn a_partner_follows_the_catalogue_on_moto() {
     a_partner_follows_the_catalogue(aws_services(&moto, dir.path()).await).await;
 }
 
+/// Adds the target "partner" at the receiver's `/partner`.
+async fn add_partner(services: &Services, receiver: &NotifyReceiver) {
+    notify::add_target(
+        services,
+        NewTarget {
+            name: "partner".into(),
+            url: receiver.url("/partner"),
+            enabled: None,
+        },
+    )
+    .await
+    .expect("target");
+}
+
 /// Writes a record as import does (its XML, then its JSON).
 async fn write_record(services: &Services, id: &str, version: usize) -> String {
     let key = keys::id_key(id);
@@ -412,16 +426,7 @@ async fn write_record(services: &Services, id: &str, version: usize) -> String {
 /// latest state.
 async fn racing_deliveries_send_each_change_once(services: Services) {
     let receiver = NotifyReceiver::start();
-    notify::add_target(
-        &services,
-        NewTarget {
-            name: "partner".into(),
-            url: receiver.url("/partner"),
-            enabled: None,
-        },
-    )
-    .await
-    .expect("target");
+    add_partner(&services, &receiver).await;
     deliver(&services).await;
     let ids = ["race-a", "race-b"];
     let mut expected = Vec::new();
@@ -494,16 +499,7 @@ async fn a_backfill_that_lost_its_message_is_resumed_by_the_schedule() {
         expected.insert(id, xml);
     }
     let receiver = NotifyReceiver::start();
-    notify::add_target(
-        &services,
-        NewTarget {
-            name: "partner".into(),
-            url: receiver.url("/partner"),
-            enabled: None,
-        },
-    )
-    .await
-    .expect("target");
+    add_partner(&services, &receiver).await;
     // The backfill's message is lost before anything is delivered.
     let queue = services
         .queues

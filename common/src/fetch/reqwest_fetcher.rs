@@ -194,6 +194,26 @@ async fn read_limited(
     Ok(body.freeze())
 }
 
+/// A POST's answer, whatever its status, its body read up to `max_bytes`.
+async fn post_answer(
+    url: &str,
+    resp: reqwest::Response,
+    max_bytes: u64,
+) -> Result<FetchResponse, FetchError> {
+    let status = resp.status().as_u16();
+    let final_url = resp.url().to_string();
+    let content_type = header(&resp, CONTENT_TYPE);
+    let body = read_limited(url, resp, max_bytes).await?;
+    Ok(FetchResponse {
+        status,
+        final_url,
+        body,
+        etag: None,
+        last_modified: None,
+        content_type,
+    })
+}
+
 fn header(resp: &reqwest::Response, name: reqwest::header::HeaderName) -> Option<String> {
     resp.headers()
         .get(name)
@@ -251,18 +271,7 @@ impl HttpFetcher for ReqwestFetcher {
 
     async fn post_json(&self, request: &PostJson) -> Result<FetchResponse, FetchError> {
         let resp = self.send_post(&self.client, request).await?;
-        let status = resp.status().as_u16();
-        let final_url = resp.url().to_string();
-        let content_type = header(&resp, CONTENT_TYPE);
-        let body = read_limited(&request.url, resp, request.max_bytes).await?;
-        Ok(FetchResponse {
-            status,
-            final_url,
-            body,
-            etag: None,
-            last_modified: None,
-            content_type,
-        })
+        post_answer(&request.url, resp, request.max_bytes).await
     }
 
     async fn post_form(&self, request: &PostForm) -> Result<FetchResponse, FetchError> {
@@ -279,18 +288,7 @@ impl HttpFetcher for ReqwestFetcher {
             .send()
             .await
             .map_err(|e| transport_error(&request.url, &e))?;
-        let status = resp.status().as_u16();
-        let final_url = resp.url().to_string();
-        let content_type = header(&resp, CONTENT_TYPE);
-        let body = read_limited(&request.url, resp, request.max_bytes).await?;
-        Ok(FetchResponse {
-            status,
-            final_url,
-            body,
-            etag: None,
-            last_modified: None,
-            content_type,
-        })
+        post_answer(&request.url, resp, request.max_bytes).await
     }
 
     async fn post_json_stream(&self, request: &PostJson) -> Result<(u16, ByteStream), FetchError> {

@@ -32,7 +32,11 @@ impl Mailer for SesMailer {
             .raw_message(raw)
             .send()
             .await
-            .map_err(|e| MailError::Send(DisplayErrorContext(e).to_string()))?;
+            .map_err(|e| {
+                MailError::Send(super::without_addresses(
+                    &DisplayErrorContext(e).to_string(),
+                ))
+            })?;
         Ok(())
     }
 }

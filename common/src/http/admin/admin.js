@@ -99,9 +99,23 @@ function statusText(job) {
   return h("span", { class: cls }, job.status);
 }
 
-function renderSources(sources, jobs) {
+function latestFrom(jobs) {
   const latest = {};
   for (const job of jobs) if (!latest[job.source]) latest[job.source] = job;
+  return latest;
+}
+
+/** Each source's latest job: from the recent jobs, or asked for when it is older than them. */
+async function latestJobs(sources, jobs) {
+  const latest = latestFrom(jobs);
+  const missing = sources.filter((s) => !latest[s.name]);
+  const older = await Promise.all(missing.map((s) =>
+    api("GET", `/api/harvest/jobs?source=${encodeURIComponent(s.name)}&limit=1`)));
+  missing.forEach((s, i) => { if (older[i][0]) latest[s.name] = older[i][0]; });
+  return latest;
+}
+
+function renderSources(sources, latest) {
   const body = $("sources-body");
   body.replaceChildren(...sources.map((s) => {
     const job = latest[s.name];
@@ -292,7 +306,7 @@ async function refresh() {
       api("GET", "/api/harvest/sources?all=true"),
       api("GET", "/api/harvest/jobs?limit=100"),
     ]);
-    renderSources(sources, jobs);
+    renderSources(sources, jobs.length < 100 ? latestFrom(jobs) : await latestJobs(sources, jobs));
     renderJobs(jobs);
     busy = jobs.some((j) => j.status === "new" || j.status === "running");
     const level = $("log-level").value;

@@ -48,6 +48,19 @@ fn the_index_event_carries_record_keys() {
 }
 
 #[test]
+fn the_notify_event_carries_record_keys() {
+    let event: SqsEvent =
+        serde_json::from_slice(include_bytes!("../../../infra/events/notify.json"))
+            .expect("an SQS event");
+    let body = event.records[0].body.as_deref().expect("body");
+    let message: common::notify::NotifyMessage =
+        serde_json::from_str(body).expect("notify message");
+    assert_eq!(message.kind, common::notify::MESSAGE_KIND);
+    assert_eq!(message.keys, ["sheaf-example-land-cover"]);
+    assert_eq!(message.target, None, "every enabled target");
+}
+
+#[test]
 fn the_rebuild_event_names_a_rebuild() {
     let event: SqsEvent =
         serde_json::from_slice(include_bytes!("../../../infra/events/rebuild.json"))

@@ -27,7 +27,8 @@ pub struct BackfillMessage {
     pub after: Option<String>,
 }
 
-/// Sends the backfill's next step for `target`; without a notify queue runs it to its end here.
+/// Sends the step `target`'s backfill is at (its first, or where a stalled one stopped);
+/// without a notify queue runs it to its end here.
 pub(super) async fn start(services: &Services, target: &Target) -> Result<(), NotifyError> {
     let Some(backfill) = target.backfill.as_ref().filter(|b| !b.done) else {
         return Ok(());
@@ -39,10 +40,7 @@ pub(super) async fn start(services: &Services, target: &Target) -> Result<(), No
         after: backfill.after.clone(),
     };
     match services.queues.get(QueueName::Notify) {
-        Ok(queue) => {
-            let body = serde_json::to_string(&message).expect("a message always serialises");
-            queue.send(body, Duration::ZERO).await?;
-        }
+        Ok(_) => send(services, &message).await?,
         Err(_) => {
             let mut next = Some(message);
             while let Some(message) = next {
@@ -58,11 +56,15 @@ pub(super) async fn handle_message(
     message: &BackfillMessage,
 ) -> Result<(), NotifyError> {
     if let Some(next) = step(services, message).await? {
-        let queue = services.queues.get(QueueName::Notify)?;
-        let body = serde_json::to_string(&next).expect("a message always serialises");
-        queue.send(body, Duration::ZERO).await?;
+        send(services, &next).await?;
     }
     Ok(())
+}
+
+async fn send(services: &Services, message: &BackfillMessage) -> Result<(), NotifyError> {
+    let queue = services.queues.get(QueueName::Notify)?;
+    let body = serde_json::to_string(message).expect("a message always serialises");
+    Ok(queue.send(body, Duration::ZERO).await?)
 }
 
 /// Sends on one page of records after `message.after`; returns the next step, if any.
@@ -122,9 +124,4 @@ async fn step(
         after,
         ..message.clone()
     }))
-}
-
-/// Sends the step a backfill that stopped moving is at (its message was lost).
-pub(super) async fn resume(services: &Services, target: &Target) -> Result<(), NotifyError> {
-    start(services, target).await
 }

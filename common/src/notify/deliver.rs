@@ -15,7 +15,7 @@ use crate::domain::record::Record;
 use crate::fetch::{FetchError, PostForm};
 use crate::parse::xml::decode;
 use crate::services::Services;
-use crate::store::{ObjectStore, Pages, PutMode, StoreError, get_json, put_json};
+use crate::store::{ObjectStore, Pages, PutMode, StoreError, claim, get_json, put_json};
 
 /// How long a delivery holds a record: far beyond a round of POSTs (each bounded by the
 /// notify timeout), so only a delivery that died loses it.
@@ -76,56 +76,6 @@ async fn current_state(store: &dyn ObjectStore, id_key: &str) -> Result<State, N
     })
 }
 
-#[derive(Serialize, Deserialize)]
-struct Lease {
-    /// Unix seconds after which the lease may be taken over.
-    until: i64,
-}
-
-/// Takes the record's lease; `None` while another delivery holds it.
-async fn take_lease(store: &dyn ObjectStore, id_key: &str) -> Result<Option<String>, NotifyError> {
-    let key = keys::notify_lease(id_key);
-    let now = chrono::Utc::now().timestamp();
-    let lease = Lease {
-        until: now + LEASE.as_secs() as i64,
-    };
-    match put_json(store, &key, &lease, PutMode::Create).await {
-        Ok(etag) => return Ok(Some(etag)),
-        Err(StoreError::Precondition(_)) => {}
-        Err(e) => return Err(e.into()),
-    }
-    // A lease is released by ending it, never by deleting it: a delete could remove the
-    // lease a newer delivery has just taken over.
-    let Some((held, etag)) = get_json::<Lease>(store, &key).await? else {
-        return Ok(None);
-    };
-    if held.until > now {
-        return Ok(None);
-    }
-    match put_json(store, &key, &lease, PutMode::Update(etag)).await {
-        Ok(etag) => Ok(Some(etag)),
-        Err(StoreError::Precondition(_)) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
-async fn release_lease(store: &dyn ObjectStore, id_key: &str, etag: String) {
-    let ended = Lease { until: 0 };
-    match put_json(
-        store,
-        &keys::notify_lease(id_key),
-        &ended,
-        PutMode::Update(etag),
-    )
-    .await
-    {
-        // Taken over (this delivery outlived its lease): the newer holder keeps it.
-        Ok(_) | Err(StoreError::Precondition(_)) => {}
-        // It ends by itself when its time is up.
-        Err(e) => tracing::warn!(error = %e, "could not release a notification lease"),
-    }
-}
-
 /// The targets a message is for: the one it names, or every enabled one.
 async fn targets_of(
     store: &dyn ObjectStore,
@@ -148,17 +98,14 @@ pub(super) async fn handle_message(
     message: &NotifyMessage,
 ) -> Result<(), NotifyError> {
     let busy = deliver(services, message).await?;
-    if !busy.is_empty() {
-        let queue = services.queues.get(crate::queue::QueueName::Notify)?;
-        let again = NotifyMessage {
-            keys: busy,
-            ..message.clone()
-        };
-        let body = serde_json::to_string(&again).expect("a message always serialises");
-        // Looked at again after the check delay, as a job's check looks again.
-        queue.send(body, services.settings.check_delay).await?;
-    }
-    Ok(())
+    // Looked at again after the check delay, as a job's check looks again.
+    super::send_keys(
+        services,
+        &busy,
+        message.target.as_deref(),
+        services.settings.check_delay,
+    )
+    .await
 }
 
 /// Delivers a message in this process, waiting for records another delivery holds.
@@ -192,12 +139,16 @@ async fn deliver(services: &Services, message: &NotifyMessage) -> Result<Vec<Str
     let mut unreachable: HashMap<String, String> = HashMap::new();
     let mut busy = Vec::new();
     for id_key in &message.keys {
-        let Some(lease) = take_lease(store, id_key).await? else {
+        let lease = keys::notify_lease(id_key);
+        let Some(held) = claim::claim(store, &lease, LEASE).await? else {
             busy.push(id_key.clone());
             continue;
         };
         let result = deliver_record(services, &targets, id_key, &mut unreachable).await;
-        release_lease(store, id_key, lease).await;
+        if let Err(e) = claim::end(store, &lease, held).await {
+            // It ends by itself when its time is up.
+            tracing::warn!(error = %e, "could not end a notification lease");
+        }
         result?;
     }
     Ok(busy)

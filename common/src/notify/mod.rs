@@ -74,7 +74,7 @@ pub async fn send_changes(
 
 /// Puts `id_keys` on the notify queue for `target` (or every target); without a notify queue
 /// (the command line against a bucket without the stack's queues) delivers them here.
-async fn send_keys(
+pub(super) async fn send_keys(
     services: &Services,
     id_keys: &[String],
     target: Option<&str>,

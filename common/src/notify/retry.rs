@@ -44,25 +44,30 @@ pub async fn on_schedule(services: &Services) -> Result<ScheduleReport, NotifyEr
             && !b.done
             && parse_time(&b.updated).is_none_or(|t| now - t > BACKFILL_STALLED)
         {
-            super::backfill::resume(services, &target).await?;
+            // Its message was lost: sent again from where it stopped.
+            super::backfill::start(services, &target).await?;
             report.backfills_resumed.push(target.name.clone());
+        }
+        let next_round = target.next_retry.as_deref().and_then(parse_time);
+        if next_round.is_some_and(|due| due > now) {
+            // Not due: the failures are not even looked at.
+            continue;
         }
         let has_failures = !store
             .list_page(&keys::notify_failures_of(&target.name), None, 1)
             .await?
             .is_empty();
-        match target.next_retry.as_deref().and_then(parse_time) {
+        match next_round {
             _ if !has_failures => {}
             // The first failures since the last round: their round is an interval away.
             None => {
                 set_next_retry(services, &target.name, false).await?;
             }
-            Some(due) if due <= now => {
+            Some(_) => {
                 if set_next_retry(services, &target.name, true).await? {
                     report.retried += retry_target(services, &target).await?;
                 }
             }
-            Some(_) => {}
         }
     }
     Ok(report)

@@ -86,38 +86,16 @@ fn building_key(cache_key: &str) -> String {
     format!("packages/{cache_key}.building")
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Building {
-    started: DateTime<Utc>,
-}
-
 /// Claims the build of `cache_key`: created once, or taken over when its builder has been
 /// silent past `build_stale_after` (a Lambda that died). `false`: another delivery builds it.
 async fn claim_build(services: &Services, cache_key: &str) -> Result<bool, PackageError> {
-    let store = services.store.as_ref();
-    let key = building_key(cache_key);
-    let mine = Building {
-        started: Utc::now(),
-    };
-    match put_json(store, &key, &mine, PutMode::Create).await {
-        Ok(_) => return Ok(true),
-        Err(StoreError::Precondition(_)) => {}
-        Err(e) => return Err(e.into()),
-    }
-    let Some((theirs, etag)) = get_json::<Building>(store, &key).await? else {
-        // Just finished: build only if its zip is not there (the caller looked before).
-        return Ok(put_json(store, &key, &mine, PutMode::Create).await.is_ok());
-    };
-    let silent = Utc::now()
-        .signed_duration_since(theirs.started)
-        .to_std()
-        .unwrap_or(Duration::ZERO);
-    if silent < services.settings.packager.build_stale_after {
-        return Ok(false);
-    }
-    Ok(put_json(store, &key, &mine, PutMode::Update(etag))
-        .await
-        .is_ok())
+    let claimed = crate::store::claim::claim(
+        services.store.as_ref(),
+        &building_key(cache_key),
+        services.settings.packager.build_stale_after,
+    )
+    .await?;
+    Ok(claimed.is_some())
 }
 
 fn outcome_key(request_id: &str) -> String {

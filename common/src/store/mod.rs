@@ -7,6 +7,7 @@
 //! the handful of calls the pipeline needs, so both adapters implement exactly the same
 //! semantics and one contract suite (`tests/store_contract.rs`) runs against both.
 
+pub mod claim;
 mod local;
 mod s3;
 

@@ -75,10 +75,42 @@ fn is_public(method: &Method, path: &str) -> bool {
             || path == "/openapi.json")
 }
 
-pub(crate) fn matches_token(expected: &Option<String>, given: Option<&str>) -> bool {
+fn matches_token(expected: &Option<String>, given: Option<&str>) -> bool {
     match (expected, given) {
         (Some(token), Some(given)) => constant_time_eq(token.as_bytes(), given.as_bytes()),
         _ => false,
+    }
+}
+
+/// The bearer token a request carries.
+fn bearer(request: &Request) -> Option<&str> {
+    request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+/// What a request's credentials open under `/api`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Every call: the API token, or what `serve` trusts (`TrustedLocal`).
+    Api,
+    /// The reading calls: the read token.
+    Read,
+    None,
+}
+
+fn access_of(state: &AppState, request: &Request) -> Access {
+    let given = bearer(request);
+    if request.extensions().get::<TrustedLocal>().is_some()
+        || matches_token(&state.api_token, given)
+    {
+        Access::Api
+    } else if matches_token(&state.read_token, given) {
+        Access::Read
+    } else {
+        Access::None
     }
 }
 
@@ -90,20 +122,14 @@ async fn require_token(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let method = request.method().clone();
-    if is_public(&method, request.uri().path())
-        || request.extensions().get::<TrustedLocal>().is_some()
-    {
-        return Ok(next.run(request).await);
-    }
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let reading = matches!(method, Method::GET | Method::HEAD);
-    let allowed = matches_token(&state.api_token, given)
-        || (reading && matches_token(&state.read_token, given));
+    let method = request.method();
+    let reading = matches!(*method, Method::GET | Method::HEAD);
+    let allowed = is_public(method, request.uri().path())
+        || match access_of(&state, &request) {
+            Access::Api => true,
+            Access::Read => reading,
+            Access::None => false,
+        };
     if !allowed {
         return Err(ApiError::Unauthorized);
     }

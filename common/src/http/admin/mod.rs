@@ -11,7 +11,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{AppState, TrustedLocal, matches_token};
+use super::{Access, AppState, access_of, bearer};
 
 const PAGE: &str = include_str!("index.html");
 const SCRIPT: &str = include_str!("admin.js");
@@ -81,21 +81,12 @@ pub async fn style() -> Response {
     responses((status = 200, description = "the access"))
 )]
 pub async fn auth(State(state): State<Arc<AppState>>, request: Request) -> Json<Value> {
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let access = if request.extensions().get::<TrustedLocal>().is_some()
-        || matches_token(&state.api_token, given)
-    {
-        "api"
-    } else if matches_token(&state.read_token, given) {
-        "read"
-    } else {
-        "none"
+    let access = match access_of(&state, &request) {
+        Access::Api => "api",
+        Access::Read => "read",
+        Access::None => "none",
     };
-    Json(json!({ "access": access, "token_given": given.is_some() }))
+    Json(json!({ "access": access, "token_given": bearer(&request).is_some() }))
 }
 
 /// `GET /` (the packager's `POST /` is its status): people land on the admin page.

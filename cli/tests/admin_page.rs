@@ -4,40 +4,18 @@
 //! screenshot it takes is kept outside the repository (its path is printed).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
+use support::{KillOnDrop, free_port, wait_for_port};
+
+mod support;
 
 const TOKEN: &str = "admin-page-token";
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn wait_for(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn copy_tree(from: &Path, to: &Path) -> usize {
@@ -69,7 +47,7 @@ fn the_admin_page_adds_a_source_and_shows_its_harvest_in_chromium() {
     let waf = dir.path().join("waf");
     let documents = copy_tree(&root().join("tests/records/waf/iso19139"), &waf);
     let waf_port = free_port();
-    let _waf = Killed(
+    let _waf = KillOnDrop(
         Command::new(&python)
             .args(["-m", "http.server", "--bind", "127.0.0.1"])
             .arg(waf_port.to_string())
@@ -80,11 +58,11 @@ fn the_admin_page_adds_a_source_and_shows_its_harvest_in_chromium() {
             .spawn()
             .expect("python http.server"),
     );
-    wait_for(waf_port, "the WAF");
+    wait_for_port(waf_port, "the WAF", Duration::from_secs(30));
 
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let _serve = Killed(
+    let _serve = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_sheaf"))
             .args(["serve", "--listen", &listen, "--data-dir"])
             .arg(dir.path().join("data"))
@@ -97,7 +75,7 @@ fn the_admin_page_adds_a_source_and_shows_its_harvest_in_chromium() {
             .spawn()
             .expect("sheaf serve"),
     );
-    wait_for(port, "sheaf serve");
+    wait_for_port(port, "sheaf serve", Duration::from_secs(30));
 
     let screenshot = std::env::temp_dir().join("sheaf-admin-page.png");
     let _ = std::fs::remove_file(&screenshot);

@@ -5,6 +5,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::{KillOnDrop, free_port, wait_for_port};
+
+mod support;
 
 /// `sheaf` as a user runs it: private and loopback addresses refused but `serve`'s example WAF.
 fn sheaf(data: &std::path::Path, args: &[&str]) -> Output {
@@ -34,25 +37,8 @@ fn json(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout).expect("JSON on stdout")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-struct Serve(std::process::Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `sheaf serve` on a free port over `data`, with `env` set; returns it and its address.
-fn serve(data: &std::path::Path, env: &[(&str, &str)]) -> (Serve, String) {
+fn serve(data: &std::path::Path, env: &[(&str, &str)]) -> (KillOnDrop, String) {
     let listen = format!("127.0.0.1:{}", free_port());
     let mut command = Command::new(env!("CARGO_BIN_EXE_sheaf"));
     command
@@ -63,7 +49,7 @@ fn serve(data: &std::path::Path, env: &[(&str, &str)]) -> (Serve, String) {
         .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    (Serve(command.spawn().expect("serve")), listen)
+    (KillOnDrop(command.spawn().expect("serve")), listen)
 }
 
 #[test]
@@ -285,7 +271,10 @@ fn run_test_exits_1_when_the_gather_fails_and_usage_errors_exit_2() {
 }
 
 /// moto's server on a free port (tests/run.sh installs it in .venv).
-struct Moto(std::process::Child, u16);
+struct Moto {
+    _process: KillOnDrop,
+    port: u16,
+}
 
 impl Moto {
     fn start() -> Moto {
@@ -299,19 +288,12 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("{program}: {e} (run tests/run.sh, which installs moto)"));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start");
-            std::thread::sleep(Duration::from_millis(50));
+        let child = KillOnDrop(child);
+        wait_for_port(port, "moto_server", Duration::from_secs(30));
+        Moto {
+            _process: child,
+            port,
         }
-        Moto(child, port)
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -321,7 +303,7 @@ fn the_same_binary_harvests_into_s3_on_an_aws_compatible_endpoint() {
     // The example WAF, served by a local `serve`.
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let _serve = Serve(
+    let _serve = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_sheaf"))
             .args(["serve", "--listen", &listen, "--data-dir"])
             .arg(dir.path().join("local"))
@@ -332,7 +314,7 @@ fn the_same_binary_harvests_into_s3_on_an_aws_compatible_endpoint() {
             .expect("serve"),
     );
     let moto = Moto::start();
-    let endpoint = format!("http://127.0.0.1:{}", moto.1);
+    let endpoint = format!("http://127.0.0.1:{}", moto.port);
     let client = reqwest::blocking::Client::new();
     let created = client
         .put(format!("{endpoint}/sheaf-cli"))
@@ -383,7 +365,7 @@ fn the_same_binary_harvests_into_s3_on_an_aws_compatible_endpoint() {
 }
 
 /// tests/ckan_datastore.py on a free port (a CKAN datastore_search endpoint).
-fn ckan_datastore() -> (Serve, String) {
+fn ckan_datastore() -> (KillOnDrop, String) {
     let port = free_port();
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let child = Command::new("python3")
@@ -392,13 +374,10 @@ fn ckan_datastore() -> (Serve, String) {
         .stdout(Stdio::null())
         .spawn()
         .expect("python3 tests/ckan_datastore.py");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the datastore did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let child = KillOnDrop(child);
+    wait_for_port(port, "the datastore", Duration::from_secs(20));
     (
-        Serve(child),
+        child,
         format!("http://127.0.0.1:{port}/api/3/action/datastore_search"),
     )
 }
@@ -658,7 +637,7 @@ fn serve_with_a_token_trusts_nobody_without_it() {
         .stderr(std::fs::File::create(&log).expect("log"))
         .spawn()
         .expect("serve");
-    let _serve = Serve(child);
+    let _serve = KillOnDrop(child);
     let base = format!("http://{listen}");
     let client = reqwest::blocking::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -188,59 +188,44 @@ async fn time_extents_overlap_with_partial_and_open_dates() {
     );
     // The same conditions as a filter tree (CSW's TempExtent_begin/end): an open start is the
     // beginning of time, an open end the end of it; a record without a time extent has neither.
-    let tree = |field, compare, at: &str, edge| Search {
-        filter: Some(Filter::Date {
-            field,
-            compare,
-            seconds: seconds(at, edge).unwrap(),
-        }),
-        ..Search::default()
-    };
-    assert_eq!(
-        sorted(
-            ids(
-                &index,
-                tree(
-                    DateField::TimeBegin,
-                    Compare::LessOrEqual,
-                    "1970",
-                    Edge::Last
-                )
-            )
-            .await
+    let cases: [(DateField, Compare, &str, Edge, &[&str]); 3] = [
+        (
+            DateField::TimeBegin,
+            Compare::LessOrEqual,
+            "1970",
+            Edge::Last,
+            &["until-1960"],
         ),
-        ["until-1960"]
-    );
-    assert_eq!(
-        sorted(
-            ids(
-                &index,
-                tree(
-                    DateField::TimeEnd,
-                    Compare::GreaterOrEqual,
-                    "2014",
-                    Edge::First
-                )
-            )
-            .await
+        (
+            DateField::TimeEnd,
+            Compare::GreaterOrEqual,
+            "2014",
+            Edge::First,
+            &["may-2014", "ongoing"],
         ),
-        ["may-2014", "ongoing"]
-    );
-    assert_eq!(
-        sorted(
-            ids(
-                &index,
-                tree(
-                    DateField::TimeBegin,
-                    Compare::GreaterOrEqual,
-                    "1900",
-                    Edge::First
-                )
-            )
-            .await
+        (
+            DateField::TimeBegin,
+            Compare::GreaterOrEqual,
+            "1900",
+            Edge::First,
+            &["eighties", "may-2014", "ongoing"],
         ),
-        ["eighties", "may-2014", "ongoing"]
-    );
+    ];
+    for (field, compare, at, edge, expected) in cases {
+        let tree = Search {
+            filter: Some(Filter::Date {
+                field,
+                compare,
+                seconds: seconds(at, edge).unwrap(),
+            }),
+            ..Search::default()
+        };
+        assert_eq!(
+            sorted(ids(&index, tree).await),
+            expected,
+            "{field:?} {compare:?} {at}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -3,8 +3,11 @@
 #  - a Python virtualenv in .venv from the pinned tests/requirements.txt (moto, cfn-lint, SAM CLI,
 #    pycsw)
 #  - nginx, unzip and a JDK (two of the three readers every test zip must pass), util-linux's
-#    unshare and iproute2's ip, Chromium and its WebDriver (the admin page's test), through
-#    apt-get when missing and running as root
+#    unshare and iproute2's ip, Chromium and its WebDriver (the admin page's test), docker.io,
+#    busybox-static and binutils (the Lambda runtime's test), through apt-get when missing and
+#    running as root
+#  - a docker daemon of its own (data in /tmp/sheaf-docker, stopped at the end) unless one
+#    answers already, for `sam local invoke`
 # With SHEAF_EXTRA_FIXTURES=DIR it also harvests the real third-party records in DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +35,9 @@ command -v unzip >/dev/null 2>&1 || missing+=(unzip)
 command -v javac >/dev/null 2>&1 || missing+=(default-jdk-headless)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+[ -x /usr/sbin/dockerd ] || command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+[ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || missing+=(busybox-static)
+command -v objdump >/dev/null 2>&1 || missing+=(binutils)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     say "installing ${missing[*]} with apt-get"
@@ -45,6 +51,22 @@ fi
 export SHEAF_NGINX=${SHEAF_NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 export SHEAF_MOTO_SERVER=$root/.venv/bin/moto_server
 export PATH=$PATH:/usr/sbin:/sbin
+
+# --- A docker daemon, for sam local invoke (common/tests/lambda_runtime.rs) -------------------
+if ! docker version >/dev/null 2>&1; then
+  docker_dir=/tmp/sheaf-docker
+  export DOCKER_HOST=unix://$docker_dir/docker.sock
+  if ! docker version >/dev/null 2>&1; then
+    say "starting dockerd (data in $docker_dir)"
+    mkdir -p "$docker_dir"
+    dockerd --data-root "$docker_dir/root" --exec-root "$docker_dir/exec" -p "$docker_dir/pid" \
+      -H "$DOCKER_HOST" --storage-driver vfs > "$docker_dir/log" 2>&1 &
+    dockerd_pid=$!
+    trap 'kill $dockerd_pid 2>/dev/null || true' EXIT
+    for _ in $(seq 60); do docker version >/dev/null 2>&1 && break; sleep 0.5; done
+    docker version >/dev/null || { tail -20 "$docker_dir/log" >&2; exit 1; }
+  fi
+fi
 
 # --- The SAM template ------------------------------------------------------------------------
 say "linting template.yaml"

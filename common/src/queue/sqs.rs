@@ -28,6 +28,14 @@ impl SqsQueue {
         }
     }
 
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn dead_letter_url(&self) -> Option<&str> {
+        self.dead_letter_url.as_deref()
+    }
+
     fn err(&self, e: impl std::error::Error) -> QueueError {
         QueueError::backend(&self.url, DisplayErrorContext(e))
     }

@@ -1,17 +1,107 @@
-//! The SQS-triggered functions' shared handler: every record through the pipeline, failures
-//! reported as partial batch failures (the trigger sets `ReportBatchItemFailures`).
+//! The one Lambda bootstrap's wiring. Every function of the template runs the same binary;
+//! its `Handler` (Lambda's `_HANDLER`) says which function it is: `api` serves the HTTP router,
+//! `scheduler` the schedule's tick, and every stage (`gather`, `fetch`, `import`, `index`,
+//! `notify`, `rebuild`, `package`) the shared SQS handler, whose messages say what to do.
+//! SQS failures are reported as partial batch failures (the trigger sets
+//! `ReportBatchItemFailures`).
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use axum::extract::Request;
+use common::http::{AppState, DeployedOrigin, router};
 use common::services::Services;
 use common::worker::{BatchMessage, process_batch};
+use lambda_http::request::RequestContext;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
-/// The whole main of an SQS-triggered stage function: logging, the adapters, the handler.
-pub async fn run_sqs_function() -> Result<(), Error> {
+/// What a function's `Handler` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handler {
+    Api,
+    Scheduler,
+    /// A stage fed by an SQS queue.
+    Queue,
+}
+
+/// The stages fed by a queue, as the template's handlers name them.
+pub const QUEUE_HANDLERS: [&str; 7] = [
+    "gather", "fetch", "import", "index", "notify", "rebuild", "package",
+];
+
+impl Handler {
+    pub fn parse(name: &str) -> Option<Handler> {
+        match name {
+            "api" => Some(Handler::Api),
+            "scheduler" => Some(Handler::Scheduler),
+            other if QUEUE_HANDLERS.contains(&other) => Some(Handler::Queue),
+            _ => None,
+        }
+    }
+}
+
+/// The bootstrap's whole main: logging, the adapters, then the function named by `_HANDLER`,
+/// which Lambda (and the emulator) set from the template's `Handler`. The time to get ready
+/// is logged (`init_ms`): the emulator's own `Init Duration` does not measure it.
+pub async fn run_function() -> Result<(), Error> {
+    let started = std::time::Instant::now();
+    let name = std::env::var("_HANDLER").unwrap_or_default();
+    let Some(handler) = Handler::parse(&name) else {
+        return Err(format!(
+            "unknown handler {name:?}: the template's Handler must be api, scheduler or one of {}",
+            QUEUE_HANDLERS.join(", ")
+        )
+        .into());
+    };
     crate::init_tracing();
     let config = crate::Config::from_env();
     let built = crate::build_services(&config).await?;
-    let services = &built.services;
+    let init_ms = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(handler = %name, init_ms, "ready");
+    match handler {
+        Handler::Api => serve_api(built, &config).await,
+        Handler::Scheduler => serve_schedule(&built.services).await,
+        Handler::Queue => serve_queue(&built.services).await,
+    }
+}
+
+/// The HTTP API: the router `sheaf serve` runs, behind API Gateway.
+async fn serve_api(built: crate::Built, config: &crate::Config) -> Result<(), Error> {
+    let app = router(AppState {
+        services: built.services,
+        api_token: config.api_token.clone(),
+        read_token: config.read_token.clone(),
+        local_store: built.local_store,
+    })
+    .layer(axum::middleware::map_request(deployed_origin));
+    lambda_http::run(app).await
+}
+
+/// Emailed links point at the API's own domain, taken from API Gateway's request context
+/// (never from a request header).
+async fn deployed_origin(mut request: Request) -> Request {
+    let domain = match request.extensions().get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV2(c)) => c.domain_name.clone(),
+        Some(RequestContext::ApiGatewayV1(c)) => c.domain_name.clone(),
+        _ => None,
+    };
+    if let Some(domain) = domain {
+        request
+            .extensions_mut()
+            .insert(DeployedOrigin(format!("https://{domain}")));
+    }
+    request
+}
+
+/// The schedule's tick (EventBridge): start due jobs, move running ones, retry, expire.
+async fn serve_schedule(services: &Services) -> Result<(), Error> {
+    lambda_runtime::run(service_fn(|_: LambdaEvent<serde_json::Value>| async move {
+        let report = common::pipeline::run_scheduled(services).await?;
+        Ok::<_, Error>(serde_json::to_value(report)?)
+    }))
+    .await
+}
+
+/// A stage fed by a queue: every message of a batch through the shared handler.
+async fn serve_queue(services: &Services) -> Result<(), Error> {
     lambda_runtime::run(service_fn(|event| handle_sqs(services, event))).await
 }
 

@@ -125,3 +125,28 @@ async fn a_failing_message_is_reported_as_a_partial_batch_failure() {
         .collect();
     assert_eq!(failed, [ids[0].as_str()]);
 }
+
+/// Every function of the template names a handler the one bootstrap runs (a typo would be a
+/// function that fails at every start, found only on AWS).
+#[test]
+fn every_handler_of_the_template_is_one_the_bootstrap_runs() {
+    let template = include_str!("../../../template.yaml");
+    let handlers: Vec<&str> = template
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Handler: "))
+        .collect();
+    assert_eq!(handlers.len(), 10, "one Handler a function: {handlers:?}");
+    for handler in &handlers {
+        assert!(
+            edge::lambda::Handler::parse(handler).is_some(),
+            "the bootstrap runs no {handler:?}"
+        );
+    }
+    for wanted in ["api", "scheduler"]
+        .iter()
+        .chain(edge::lambda::QUEUE_HANDLERS.iter())
+    {
+        assert!(handlers.contains(wanted), "no function runs {wanted}");
+    }
+    assert_eq!(edge::lambda::Handler::parse("bootstrap"), None);
+}

@@ -6,7 +6,8 @@
 #    the URL list, downloading every document to /dev/null (files/s);
 #  - a first harvest by a release `sheaf run-test` into a fresh data folder (records/s, peak RSS);
 #  - the unchanged re-harvest (records/s, peak RSS);
-#  - with SHEAF_BENCH_S3=1 the same two harvests into S3 and SQS on moto (from .venv).
+#  - with SHEAF_BENCH_S3=1 the same two harvests into S3 and SQS on moto (from .venv), and the
+#    requests each made a document (read from moto's request log), priced at S3's list prices.
 # Usage: tests/bench_harvest.sh [N ...]   (default: 10000 100000)
 # SHEAF_BENCH_CSW=N adds a CSW source: pycsw (tests/pycsw_server.py, 100 records a page) loaded
 # with N of the same generated records, harvested first and unchanged, beside the WAF figures.
@@ -39,7 +40,7 @@ mkdir -p "$work/site"
 
 if [ "${SHEAF_BENCH_S3:-0}" = 1 ]; then
   moto_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  "$root/.venv/bin/moto_server" -p "$moto_port" >/dev/null 2>&1 &
+  "$root/.venv/bin/moto_server" -p "$moto_port" > "$work/moto.log" 2>&1 &
   moto_pid=$!
   export AWS_ENDPOINT_URL=http://127.0.0.1:$moto_port AWS_ACCESS_KEY_ID=testing \
     AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
@@ -57,6 +58,36 @@ s = json.load(open(jfile))["stats"]
 print(f"{label:<28} {n:>7} records {secs:8.2f} s {n / secs:9.0f} records/s  peak RSS {kib / 1024:6.1f} MiB "
       f"(added {s['added']}, unchanged {s['unchanged']}, errored {s['errored']})", flush=True)
 PY
+}
+
+# Counts the requests of moto's log lines on stdin by S3's price classes and prices them (S3
+# Standard, us-east-1 list prices: PUT, COPY, POST and LIST $0.005 a 1,000, GET and HEAD
+# $0.0004 a 1,000, DELETE free; SQS $0.40 a million).
+requests() { # documents bucket
+  python3 -c '
+import re, sys
+n, bucket = int(sys.argv[1]), sys.argv[2]
+counts = {"PUT/POST": 0, "LIST": 0, "GET/HEAD": 0, "DELETE": 0, "SQS": 0}
+for line in sys.stdin:
+    m = re.search(r"\"([A-Z]+) (\S+) HTTP", line)
+    if not m:
+        continue
+    method, path = m.groups()
+    if path.startswith("/" + bucket):
+        if method == "GET" and ("list-type" in path or "prefix=" in path):
+            counts["LIST"] += 1
+        elif method in ("GET", "HEAD"):
+            counts["GET/HEAD"] += 1
+        elif method == "DELETE":
+            counts["DELETE"] += 1
+        else:
+            counts["PUT/POST"] += 1
+    elif method == "POST" and path == "/":
+        counts["SQS"] += 1
+cost = (counts["PUT/POST"] + counts["LIST"]) * 0.005 / 1000 + counts["GET/HEAD"] * 0.0004 / 1000 + counts["SQS"] * 0.4e-6
+print("  requests a document: " + ", ".join(f"{k} {v / n:.2f}" for k, v in counts.items())
+      + f"; ${cost / n * 1e6:.2f} a million documents", flush=True)
+' "$@"
 }
 
 for n in "${sizes[@]}"; do
@@ -106,9 +137,11 @@ PY
     fi
     $sheaf source add "bench$n" "$base" --type waf >/dev/null
     for run in first unchanged; do
+      logged=$(wc -l < "$work/moto.log" 2>/dev/null || echo 0)
       /usr/bin/time -f '%e %M' -o "$work/time" ${SHEAF_BENCH_WRAP:-} $sheaf run-test "bench$n" --json > "$work/job.json" 2>"$work/stderr" \
         || { cat "$work/stderr" "$work/job.json" >&2; exit 1; }
       report "$mode $run harvest" "$n" "$work/time" "$work/job.json"
+      [ "$mode" = s3 ] && tail -n +"$((logged + 1))" "$work/moto.log" | requests "$n" "bench$n"
     done
     [ "$mode" = local ] && rm -rf "$work/data$n"
   done

@@ -226,6 +226,8 @@ struct Stack {
     dir: PathBuf,
     /// Each invocation's time to get ready, in ms, as the bootstrap logs it.
     init_ms: Vec<(String, f64)>,
+    /// Each function's highest peak resident memory, in MiB, as the bootstrap logs it.
+    peak_rss_mb: std::collections::BTreeMap<String, f64>,
     /// Each function's IAM user: (access key, secret).
     users: std::collections::BTreeMap<String, (String, String)>,
 }
@@ -275,6 +277,14 @@ impl Stack {
             .find_map(|l| l["fields"]["init_ms"].as_f64())
         {
             self.init_ms.push((function.to_string(), ms));
+        }
+        for peak in logs
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|l| l["fields"]["peak_rss_mb"].as_f64())
+        {
+            let highest = self.peak_rss_mb.entry(function.to_string()).or_default();
+            *highest = highest.max(peak);
         }
         Invocation { payload, logs }
     }
@@ -581,6 +591,7 @@ async fn every_function_runs_under_the_lambda_runtime_against_moto() {
         env_vars,
         dir: dir.clone(),
         init_ms: Vec::new(),
+        peak_rss_mb: Default::default(),
         users,
     };
 
@@ -821,6 +832,19 @@ async fn every_function_runs_under_the_lambda_runtime_against_moto() {
         !stack.init_ms.is_empty(),
         "no invocation logged its init time"
     );
+    eprintln!("peak resident memory (MiB): {:?}", stack.peak_rss_mb);
+    for function in [
+        "ApiFunction",
+        "GatherFunction",
+        "FetchFunction",
+        "SchedulerFunction",
+        "PackageFastFunction",
+    ] {
+        assert!(
+            stack.peak_rss_mb.contains_key(function),
+            "{function} logged no peak memory"
+        );
+    }
 }
 
 async fn receive(

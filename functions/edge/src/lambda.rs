@@ -71,8 +71,25 @@ async fn serve_api(built: crate::Built, config: &crate::Config) -> Result<(), Er
         read_token: config.read_token.clone(),
         local_store: built.local_store,
     })
-    .layer(axum::middleware::map_request(deployed_origin));
+    .layer(axum::middleware::map_request(deployed_origin))
+    .layer(axum::middleware::map_response(|response| async {
+        log_peak_memory();
+        response
+    }));
     lambda_http::run(app).await
+}
+
+/// Logs the process's peak resident memory (`peak_rss_mb`, Linux's VmHWM) after each
+/// invocation: what a function's MemorySize must hold (the emulator reports the size itself).
+fn log_peak_memory() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let peak_kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
+    if let Some(kb) = peak_kb {
+        tracing::info!(peak_rss_mb = kb / 1024.0, "invocation done");
+    }
 }
 
 /// Emailed links point at the API's own domain, taken from API Gateway's request context
@@ -95,6 +112,7 @@ async fn deployed_origin(mut request: Request) -> Request {
 async fn serve_schedule(services: &Services) -> Result<(), Error> {
     lambda_runtime::run(service_fn(|_: LambdaEvent<serde_json::Value>| async move {
         let report = common::pipeline::run_scheduled(services).await?;
+        log_peak_memory();
         Ok::<_, Error>(serde_json::to_value(report)?)
     }))
     .await
@@ -130,6 +148,7 @@ pub async fn handle_sqs(
     let left = std::time::Duration::from_millis(event.context.deadline.saturating_sub(now_ms));
     let deadline = (event.context.deadline > 0).then(|| std::time::Instant::now() + left);
     let failed = common::deadline::scope(deadline, process_batch(services, batch)).await;
+    log_peak_memory();
     for id in failed {
         if id.is_empty() {
             // A failed message SQS gave no id cannot be reported alone: fail the whole batch,

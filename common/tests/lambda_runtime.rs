@@ -330,6 +330,28 @@ impl Stack {
     }
 }
 
+/// Hands `messages` of `queue` (its short name) to `function` as the event source mapping
+/// would, requires that none failed (`context` says what a failure means), and deletes them.
+async fn deliver(
+    stack: &mut Stack,
+    sqs: &aws_sdk_sqs::Client,
+    function: &str,
+    (queue, url): (&str, &str),
+    messages: &[aws_sdk_sqs::types::Message],
+    context: &str,
+) {
+    let answer = stack.invoke(function, &sqs_event(messages, &format!("sheaf-{queue}")));
+    assert_eq!(
+        answer.payload["batchItemFailures"],
+        json!([]),
+        "{function}: {context}\n{}",
+        answer.logs
+    );
+    for message in messages {
+        delete(sqs, url, message).await;
+    }
+}
+
 /// An SQS event of the messages received, as Lambda's event source mapping builds it.
 fn sqs_event(messages: &[aws_sdk_sqs::types::Message], queue: &str) -> Value {
     let records: Vec<Value> = messages
@@ -437,6 +459,9 @@ async fn every_function_runs_under_the_lambda_runtime_against_moto() {
     moto.bucket(bucket).await;
     let mut env = serde_json::Map::new();
     let mut queue_urls = std::collections::BTreeMap::new();
+    // The queues by the template's logical ids (package-fast: PackageFastQueue), for the IAM
+    // policies' resources.
+    let mut logical_queues = serde_json::Map::new();
     for queue in [
         "gather",
         "fetch",
@@ -448,6 +473,15 @@ async fn every_function_runs_under_the_lambda_runtime_against_moto() {
         "package-slow",
     ] {
         let q = moto.queue(&format!("sheaf-{queue}"), 5).await;
+        let logical: String = queue
+            .split('-')
+            .map(|word| word[..1].to_uppercase() + &word[1..])
+            .collect();
+        logical_queues.insert(format!("{logical}Queue"), json!(format!("sheaf-{queue}")));
+        logical_queues.insert(
+            format!("{logical}DeadLetterQueue"),
+            json!(format!("sheaf-{queue}-dlq")),
+        );
         let var = queue.replace('-', "_").to_uppercase();
         env.insert(format!("SHEAF_{var}_QUEUE_URL"), json!(q.url()));
         env.insert(
@@ -491,25 +525,6 @@ async fn every_function_runs_under_the_lambda_runtime_against_moto() {
     .expect("write the template copy");
 
     // --- IAM: a user a function, holding its role's policies; enforced from here on --------
-    let logical_queues: serde_json::Map<String, Value> = [
-        ("GatherQueue", "gather"),
-        ("FetchQueue", "fetch"),
-        ("ImportQueue", "import"),
-        ("IndexQueue", "index"),
-        ("NotifyQueue", "notify"),
-        ("RebuildQueue", "rebuild"),
-        ("PackageFastQueue", "package-fast"),
-        ("PackageSlowQueue", "package-slow"),
-    ]
-    .into_iter()
-    .flat_map(|(logical, queue)| {
-        let dead = logical.replace("Queue", "DeadLetterQueue");
-        [
-            (logical.to_string(), json!(format!("sheaf-{queue}"))),
-            (dead, json!(format!("sheaf-{queue}-dlq"))),
-        ]
-    })
-    .collect();
     let request = json!({
         "endpoint": moto.endpoint(),
         "template": root.join("template.yaml"),
@@ -663,19 +678,15 @@ async fn every_function_runs_under_the_lambda_runtime_against_moto() {
                     continue;
                 }
             }
-            let answer = stack.invoke(function, &sqs_event(&messages, queue));
-            let failures = answer.payload["batchItemFailures"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            assert!(
-                failures.is_empty(),
-                "{function} failed messages {failures:?}:\n{}",
-                answer.logs
-            );
-            for message in &messages {
-                delete(&sqs, url, message).await;
-            }
+            deliver(
+                &mut stack,
+                &sqs,
+                function,
+                (queue, url),
+                &messages,
+                "a message of the harvest failed",
+            )
+            .await;
         }
         if !moved {
             let job = stack.http("GET", &format!("/api/harvest/jobs/{job_id}"), "", None);
@@ -771,17 +782,15 @@ async fn every_function_runs_under_the_lambda_runtime_against_moto() {
         .send()
         .await
         .expect("a build under way");
-    let answer = stack.invoke(
+    deliver(
+        &mut stack,
+        &sqs,
         "PackageFastFunction",
-        &sqs_event(&messages, "sheaf-package-fast"),
-    );
-    assert_eq!(
-        answer.payload["batchItemFailures"],
-        json!([]),
-        "the package function could not wait for the build:\n{}",
-        answer.logs
-    );
-    delete(&sqs, fast, &messages[0]).await;
+        ("package-fast", fast),
+        &messages,
+        "the package function could not wait for the build",
+    )
+    .await;
     s3.delete_object()
         .bucket(bucket)
         .key(&building)
@@ -795,17 +804,15 @@ async fn every_function_runs_under_the_lambda_runtime_against_moto() {
         waited = receive(&sqs, fast, 20).await;
     }
     assert_eq!(waited.len(), 1, "the wait message came back");
-    let answer = stack.invoke(
+    deliver(
+        &mut stack,
+        &sqs,
         "PackageFastFunction",
-        &sqs_event(&waited, "sheaf-package-fast"),
-    );
-    assert_eq!(
-        answer.payload["batchItemFailures"],
-        json!([]),
-        "{}",
-        answer.logs
-    );
-    delete(&sqs, fast, &waited[0]).await;
+        ("package-fast", fast),
+        &waited,
+        "the package was not built",
+    )
+    .await;
     let zips = s3
         .list_objects_v2()
         .bucket(bucket)

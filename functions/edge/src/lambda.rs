@@ -79,19 +79,6 @@ async fn serve_api(built: crate::Built, config: &crate::Config) -> Result<(), Er
     lambda_http::run(app).await
 }
 
-/// Logs the process's peak resident memory (`peak_rss_mb`, Linux's VmHWM) after each
-/// invocation: what a function's MemorySize must hold (the emulator reports the size itself).
-fn log_peak_memory() {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let peak_kb = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
-    if let Some(kb) = peak_kb {
-        tracing::info!(peak_rss_mb = kb / 1024.0, "invocation done");
-    }
-}
-
 /// Emailed links point at the API's own domain, taken from API Gateway's request context
 /// (never from a request header).
 async fn deployed_origin(mut request: Request) -> Request {
@@ -106,6 +93,19 @@ async fn deployed_origin(mut request: Request) -> Request {
             .insert(DeployedOrigin(format!("https://{domain}")));
     }
     request
+}
+
+/// Logs the process's peak resident memory (`peak_rss_mb`, Linux's VmHWM) after each
+/// invocation: what a function's MemorySize must hold (the emulator reports the size itself).
+fn log_peak_memory() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let peak_kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
+    if let Some(kb) = peak_kb {
+        tracing::info!(peak_rss_mb = kb / 1024.0, "invocation done");
+    }
 }
 
 /// The schedule's tick (EventBridge): start due jobs, move running ones, retry, expire.

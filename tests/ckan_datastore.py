@@ -11,6 +11,8 @@ q, offset, limit and sort by _id. The resource id chooses the data:
   random-N         N rows of hard-to-compress text (for multipart uploads of several parts)
   fails-N-K        rows-N, but any page starting at offset >= K answers HTTP 500
   garbage-N-K      rows-N, but any page starting at offset >= K is not JSON
+  slow-MS-ID       the dataset ID (any of these), each page of rows answered MS milliseconds
+                   late (a slow datastore)
   dwc-N            N rows shaped as Darwin Core occurrences (space-separated field names,
                    associatedMedia as a JSON list, fields that match no term)
 
@@ -27,6 +29,7 @@ import random
 import re
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 GENERA = ["Quercus", "Passer", "Apis", "Salmo", "Rosa", "Larus", "Bufo", "Pinus", "Vulpes", "Ursus"]
@@ -181,7 +184,11 @@ class Handler(BaseHTTPRequestHandler):
                 CALLS["pages"] += 1
         if self.pages_dir:
             return self.prerendered(params)
-        spec = dataset(params.get("resource_id", ""))
+        resource_id, delay = params.get("resource_id", ""), 0.0
+        slow = re.fullmatch(r"slow-(\d+)-(.+)", resource_id)
+        if slow:
+            resource_id, delay = slow.group(2), int(slow.group(1)) / 1000.0
+        spec = dataset(resource_id)
         if spec is None:
             return self.reply(404, json.dumps({"success": False, "error": {"__type": "Not Found Error", "message": "Not found: Resource was not found."}}))
         fields, types, make, n, mode, fail_at = spec
@@ -191,6 +198,8 @@ class Handler(BaseHTTPRequestHandler):
         offset, limit = int(params.get("offset", 0)), int(params.get("limit", 100))
         if limit > 32000:
             return self.reply(409, json.dumps({"success": False, "error": {"limit": ["Must be less than or equal to 32000"]}}))
+        if delay and limit > 0:
+            time.sleep(delay)
         if fail_at is not None and limit > 0 and offset >= fail_at:
             if mode == "fails":
                 return self.reply(500, "<html>Internal Server Error</html>", "text/html")

@@ -2,18 +2,25 @@
 
 Reads a JSON request on stdin:
   {"endpoint": moto's URL, "template": path to template.yaml, "bucket": the bucket's name,
-   "queues": {"GatherQueue": "sheaf-gather", ...}, "mail_from": the sender}
+   "queues": {"GatherQueue": "sheaf-gather", ...}, "mail_from": the sender,
+   "secrets": {"ApiTokenSecret": its ARN in moto, ...}}
 expands template.yaml with SAM's own translator (samtranslator, from aws-sam-cli), resolves
 the intrinsic functions of each function role's policies to the names in the request, and in
 moto creates one IAM user per function holding exactly those policies (the inline ones and
 the AWS managed policies SAM attaches, whose documents are written out below), with an access
 key; and a user "TestAdmin" allowed everything, for the test's own calls. Prints
 {"users": {"GatherFunction": {"key": ..., "secret": ...}, ..., "TestAdmin": {...}},
-"ses_conditions": {"GatherFunction": [{"StringEquals": {"ses:FromAddress": ...}}], ...}}.
+"ses_conditions": {"GatherFunction": [{"StringEquals": {"ses:FromAddress": ...}}], ...},
+"secret_grants": {"ApiFunction": [{"actions": ["secretsmanager:GetSecretValue"],
+"resource": ARN}, ...], ...}}.
 
 moto checks an action and its resource, not a statement's Condition (it denies any statement
 whose condition it cannot evaluate): SES's sender condition is taken out of what moto gets and
-returned in "ses_conditions" for the test to check instead.
+returned in "ses_conditions" for the test to check instead. moto names an SQS batch call by its
+own action (sqs:ChangeMessageVisibilityBatch), which AWS authorises by the single call's: each
+SQS action with a batch form is given its batch name too. moto authorises Secrets Manager
+calls against the resource "*" whatever the secret: its statements are widened to "*" for
+moto, and what they really grant is returned in "secret_grants" for the test to check.
 """
 
 import json
@@ -57,6 +64,10 @@ MANAGED = {
 }
 
 
+# SQS calls that have a batch form, authorised on AWS by the single call's permission.
+SQS_BATCHED = {"sqs:SendMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"}
+
+
 class NoManagedPolicies:
     """The translator asks for managed policy ARNs by name only for names in Policies."""
 
@@ -84,6 +95,8 @@ def resolver(request):
             return request["mail_from"]
         if name in queues:
             return f"{request['endpoint']}/{ACCOUNT}/{queues[name]}"
+        if name in request["secrets"]:
+            return request["secrets"][name]
         pseudo = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT}
         if name in pseudo:
             return pseudo[name]
@@ -139,7 +152,7 @@ def main():
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
-    users, ses_conditions = {}, {}
+    users, ses_conditions, secret_grants = {}, {}, {}
 
     def user(name, documents):
         iam.create_user(UserName=name)
@@ -159,20 +172,39 @@ def main():
         properties = resource["Properties"]
         documents = [MANAGED[arn] for arn in properties.get("ManagedPolicyArns", [])]
         documents += [resolve(p["PolicyDocument"]) for p in properties.get("Policies", [])]
-        conditions = []
+        conditions, secrets = [], []
         for document in documents:
             for statement in document["Statement"]:
+                actions = statement["Action"]
+                actions = actions if isinstance(actions, list) else [actions]
+                if any(a.startswith("secretsmanager:") for a in actions):
+                    # moto authorises Secrets Manager calls against the resource "*" only:
+                    # the statement is widened for moto, its real grant returned.
+                    if not all(a.startswith("secretsmanager:") for a in actions):
+                        raise ValueError(f"{function}: Secrets Manager mixed with others: {statement}")
+                    resources = statement["Resource"]
+                    resources = resources if isinstance(resources, list) else [resources]
+                    secrets += [{"actions": sorted(actions), "resource": r} for r in resources]
+                    statement["Resource"] = "*"
+                # AWS authorises SQS's batch calls by the single action's permission (there
+                # is no IAM action sqs:ChangeMessageVisibilityBatch); moto asks for the batch
+                # action's own name.
+                batched = [f"{a}Batch" for a in actions if a in SQS_BATCHED]
+                if batched:
+                    statement["Action"] = actions + batched
                 condition = statement.pop("Condition", None)
                 if condition is None:
                     continue
-                actions = statement["Action"]
-                actions = actions if isinstance(actions, list) else [actions]
                 if not all(a.startswith("ses:") for a in actions):
                     raise ValueError(f"{function}: a condition outside SES: {statement}")
                 conditions.append(condition)
         ses_conditions[function] = conditions
+        secret_grants[function] = secrets
         user(function, documents)
-    json.dump({"users": users, "ses_conditions": ses_conditions}, sys.stdout)
+    json.dump(
+        {"users": users, "ses_conditions": ses_conditions, "secret_grants": secret_grants},
+        sys.stdout,
+    )
 
 
 if __name__ == "__main__":

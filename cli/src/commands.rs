@@ -177,6 +177,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Redrive { queue, max } => {
+            let report = pipeline::redrive(services, queue, max).await?;
+            if cli.json {
+                output::json(&report)?
+            } else {
+                println!(
+                    "{}: {} sent back, {} taken over by a harvest job",
+                    report.queue, report.resent, report.taken_over
+                );
+                for job in &report.jobs_started {
+                    println!("started job {job}");
+                }
+                for line in &report.dropped {
+                    println!("dropped {line}");
+                }
+                for line in &report.left {
+                    println!("left {line}");
+                }
+            }
+        }
         Command::Run => {
             let report = pipeline::run_scheduled(services).await?;
             if local {

@@ -87,6 +87,16 @@ pub enum Command {
     /// Empty the harvest's stage queues (gather, fetch, import); the running jobs this starves
     /// are aborted.
     PurgeQueues,
+    /// Send a queue's dead letters back to do their work (gather, fetch, import, index,
+    /// rebuild, notify, package-fast, package-slow). A harvest message whose job has ended is
+    /// taken over by a new harvest job of its source.
+    Redrive {
+        #[arg(value_parser = parse_queue)]
+        queue: common::queue::QueueName,
+        /// Dead letters looked at, at most.
+        #[arg(long, default_value_t = 1000)]
+        max: usize,
+    },
     /// Remove harvest log entries older than N days.
     CleanLog {
         #[arg(long, default_value_t = 30)]
@@ -244,6 +254,16 @@ pub enum SourceCommand {
     Rm { name: String },
     /// Drop a source's records, jobs and documents (the source stays).
     Clear { name: String },
+}
+
+fn parse_queue(name: &str) -> Result<common::queue::QueueName, String> {
+    common::queue::QueueName::parse(name).ok_or_else(|| {
+        let names: Vec<&str> = common::queue::QueueName::ALL
+            .iter()
+            .map(|q| q.as_str())
+            .collect();
+        format!("no queue {name:?}: one of {}", names.join(", "))
+    })
 }
 
 fn main() -> ExitCode {

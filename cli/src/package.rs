@@ -61,6 +61,7 @@ pub async fn run(
         let mut sink = FileSink::create(&path).await?;
         let (_, summary) = write_package(services.fetcher.as_ref(), settings, &request, &mut sink)
             .await
+            .and_then(package::Built::whole)
             .inspect_err(|_| {
                 let _ = std::fs::remove_file(&path);
             })?;
@@ -77,7 +78,11 @@ pub async fn run(
     }
     let doc = match package::fresh_package(services, &request.cache_key()).await? {
         Some(doc) => doc,
-        None => package::build_package(services, &request).await?,
+        None => match package::build_package(services, &request).await? {
+            package::Build::Whole(doc) => doc,
+            // Only a function near its deadline sets a build aside; this process has none.
+            package::Build::Continues { .. } => return Err(package::PackageError::OutOfTime.into()),
+        },
     };
     let link = package::download_link(services, &services.settings.public_url, &doc)
         .await

@@ -21,7 +21,8 @@ use common::worker::{run_index_worker, run_queue_worker};
 const INITIALISED: &str = "meta/initialised";
 const EXAMPLE_SOURCE: &str = "example";
 
-pub async fn serve(config: edge::Config) -> anyhow::Result<()> {
+pub async fn serve(mut config: edge::Config) -> anyhow::Result<()> {
+    config.resolve_secrets().await?;
     let built = edge::build_services(&config).await?;
     let services = built.services.clone();
     let local = built.local_store.is_some();

@@ -364,6 +364,117 @@ fn the_same_binary_harvests_into_s3_on_an_aws_compatible_endpoint() {
     assert_eq!(sources[0]["name"], "remote");
 }
 
+/// `sheaf redrive QUEUE` names the queues it knows when given another, and reports what it
+/// did as JSON (the redrive itself is proven in common's tests/redrive.rs).
+#[test]
+fn redrive_names_its_queues_and_reports_as_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let wrong = sheaf(&data, &["redrive", "fetches"]);
+    assert_eq!(wrong.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        said.contains("no queue \"fetches\": one of gather, fetch, import"),
+        "{said}"
+    );
+    let report = json(&sheaf(&data, &["--json", "redrive", "fetch"]));
+    assert_eq!(report["queue"], "fetch");
+    assert_eq!(report["looked_at"], 0, "{report}");
+}
+
+/// On AWS the token may live in Secrets Manager: `serve --bucket` reads the secret that
+/// `SHEAF_API_TOKEN_SECRET_ID` names at start and requires it; a secret it cannot read, or a
+/// token given both ways, stops it with the reason instead of serving without one.
+#[test]
+fn serve_reads_its_token_from_secrets_manager() {
+    let moto = Moto::start();
+    let endpoint = format!("http://127.0.0.1:{}", moto.port);
+    let client = reqwest::blocking::Client::new();
+    assert!(
+        client
+            .put(format!("{endpoint}/sheaf-secrets"))
+            .send()
+            .expect("create bucket")
+            .status()
+            .is_success()
+    );
+    let created = client
+        .post(&endpoint)
+        .header("X-Amz-Target", "secretsmanager.CreateSecret")
+        .header("Content-Type", "application/x-amz-json-1.1")
+        .header(
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=testing/20261202/us-east-1/secretsmanager/aws4_request",
+        )
+        .body(r#"{"Name": "sheaf/api-token", "SecretString": "token-from-the-secret\n"}"#)
+        .send()
+        .expect("create the secret");
+    assert!(created.status().is_success(), "{:?}", created.text());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let start = |env: &[(&str, &str)]| {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let log = dir
+            .path()
+            .join(format!("serve-{}.log", listen.replace(':', "-")));
+        let child = Command::new(env!("CARGO_BIN_EXE_sheaf"))
+            .args(["--bucket", "sheaf-secrets", "serve", "--listen", &listen])
+            .env_remove("SHEAF_API_TOKEN")
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("serve");
+        (KillOnDrop(child), listen, log)
+    };
+
+    let (_serve, listen, _) = start(&[("SHEAF_API_TOKEN_SECRET_ID", "sheaf/api-token")]);
+    let status = |token: Option<&str>| {
+        let mut request = client.get(format!("http://{listen}/api/harvest/jobs"));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        request.send().map(|r| r.status().as_u16())
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(None).is_err() {
+        assert!(Instant::now() < deadline, "serve did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(status(None).unwrap(), 401);
+    assert_eq!(status(Some("token-from-the-secret")).unwrap(), 200);
+
+    for (env, reason) in [
+        (
+            &[("SHEAF_API_TOKEN_SECRET_ID", "sheaf/no-such-secret")][..],
+            "reading the secret sheaf/no-such-secret (SHEAF_API_TOKEN_SECRET_ID)",
+        ),
+        (
+            &[
+                ("SHEAF_API_TOKEN_SECRET_ID", "sheaf/api-token"),
+                ("SHEAF_API_TOKEN", "plain"),
+            ][..],
+            "both SHEAF_API_TOKEN and SHEAF_API_TOKEN_SECRET_ID are set",
+        ),
+    ] {
+        let (mut serve, _, log) = start(env);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let code = loop {
+            if let Some(code) = serve.0.try_wait().expect("wait") {
+                break code;
+            }
+            assert!(Instant::now() < deadline, "serve did not stop: {env:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let said = std::fs::read_to_string(&log).expect("log");
+        assert_eq!(code.code(), Some(1), "{said}");
+        assert!(said.contains(reason), "{said}");
+    }
+}
+
 /// tests/ckan_datastore.py on a free port (a CKAN datastore_search endpoint).
 fn ckan_datastore() -> (KillOnDrop, String) {
     let port = free_port();

@@ -455,6 +455,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/api/catalog/search", "public"),
     ("GET", "/api/catalog/records/{id}", "public"),
     ("GET", "/api/catalog/queues", "read"),
+    ("POST", "/api/catalog/queues/{queue}/redrive", "api"),
     ("GET", "/api/catalog/status", "read"),
     ("POST", "/api/catalog/rebuild", "api"),
     ("GET", "/api/catalog/rebuild/result", "read"),
@@ -543,6 +544,7 @@ async fn every_route_answers_only_whom_it_should() {
             .replace("{*id}", "nope")
             .replace("{*path}", "nope.xml")
             .replace("{*key}", "nope")
+            .replace("{queue}", "nope")
     };
     for (method, path, who) in ROUTES {
         let url = concrete(path);

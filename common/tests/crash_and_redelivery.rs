@@ -17,7 +17,9 @@ use common::pipeline::{self, Kind, Message, get_job};
 use common::queue::{MemoryQueue, QueueName, Queues};
 use common::services::Services;
 use common::sources::add_source;
-use common::store::{ListEntry, MultipartUpload, Object, ObjectStore, PutMode, StoreError};
+use common::store::{
+    ListEntry, MultipartUpload, Object, ObjectStore, PutMode, StoreError, UploadState,
+};
 use sha2::Digest;
 use support::*;
 
@@ -80,6 +82,13 @@ impl ObjectStore for CrashingStore {
         content_type: &str,
     ) -> Result<Box<dyn MultipartUpload>, StoreError> {
         self.inner.start_multipart(key, content_type).await
+    }
+    async fn resume_multipart(
+        &self,
+        key: &str,
+        state: &UploadState,
+    ) -> Result<Box<dyn MultipartUpload>, StoreError> {
+        self.inner.resume_multipart(key, state).await
     }
     async fn presign_get(&self, key: &str, expires_in: Duration) -> Result<String, StoreError> {
         self.inner.presign_get(key, expires_in).await

@@ -330,6 +330,106 @@ impl Stack {
     }
 }
 
+/// What `run_stages` waits for.
+enum Until<'a> {
+    /// The harvest job of this id has ended.
+    JobEnds(&'a str),
+    /// The catalogue's rebuild has ended.
+    RebuildEnds,
+}
+
+/// Feeds the stages from their queues, as event source mappings would, until `until`. With
+/// `kill_one_fetch`, one fetch message goes to its dead-letter queue (as after five failed
+/// deliveries) and the scheduler must end its document.
+async fn run_stages(
+    stack: &mut Stack,
+    sqs: &aws_sdk_sqs::Client,
+    queue_urls: &std::collections::BTreeMap<String, (String, String)>,
+    until: Until<'_>,
+    kill_one_fetch: bool,
+) {
+    let mut dead_lettered = None;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the stages did not finish in 240 s"
+        );
+        let mut moved = false;
+        for (queue, function) in STAGES {
+            let (url, dlq) = &queue_urls[queue];
+            let mut messages = receive(sqs, url, 0).await;
+            if messages.is_empty() {
+                continue;
+            }
+            moved = true;
+            // One document's fetch message dies (as after five failed deliveries): the
+            // scheduler must end that document as an error for the job to finish.
+            if queue == "fetch" && kill_one_fetch && dead_lettered.is_none() {
+                let victim = messages.remove(0);
+                sqs.send_message()
+                    .queue_url(dlq)
+                    .message_body(victim.body().expect("body"))
+                    .send()
+                    .await
+                    .expect("to the dead-letter queue");
+                delete(sqs, url, &victim).await;
+                dead_lettered = Some(victim.body().expect("body").to_string());
+                let report = stack
+                    .invoke(
+                        "SchedulerFunction",
+                        &serde_json::from_str(
+                            &std::fs::read_to_string(
+                                stack.root.join("infra/events/scheduler.json"),
+                            )
+                            .expect("scheduler.json"),
+                        )
+                        .expect("event"),
+                    )
+                    .payload;
+                assert_eq!(
+                    report["dead_lettered"].as_array().map(Vec::len),
+                    Some(1),
+                    "the scheduler ends the dead-lettered document: {report}"
+                );
+                if messages.is_empty() {
+                    continue;
+                }
+            }
+            deliver(
+                stack,
+                sqs,
+                function,
+                (queue, url),
+                &messages,
+                "a message of the harvest failed",
+            )
+            .await;
+        }
+        if !moved {
+            let ended = match until {
+                Until::JobEnds(id) => {
+                    let job = stack.http("GET", &format!("/api/harvest/jobs/{id}"), "", None);
+                    job["status"] == json!("finished") || job["status"] == json!("aborted")
+                }
+                Until::RebuildEnds => {
+                    let state = stack.http("GET", "/api/catalog/rebuild/result", "", None);
+                    state["status"] != json!("running")
+                }
+            };
+            if ended {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+    assert_eq!(
+        dead_lettered.is_some(),
+        kill_one_fetch,
+        "a fetch message went to the dead-letter queue"
+    );
+}
+
 /// Hands `messages` of `queue` (its short name) to `function` as the event source mapping
 /// would, requires that none failed (`context` says what a failure means), and deletes them.
 async fn deliver(
@@ -505,8 +605,25 @@ async fn every_function_runs_under_the_lambda_runtime_against_moto() {
     env.insert("SHEAF_BUCKET".into(), json!(bucket));
     env.insert("SHEAF_MAIL_FROM".into(), json!(MAIL_FROM));
     env.insert("SHEAF_ALLOW_PRIVATE_URLS".into(), json!("true"));
-    env.insert("SHEAF_API_TOKEN".into(), json!(TOKEN));
-    env.insert("SHEAF_PACKAGER_SECRET".into(), json!(SECRET));
+    // The api function reads its token and the packager's secret from Secrets Manager, as
+    // the template's secrets give them, under its role's permission.
+    let secrets_manager = aws_sdk_secretsmanager::Client::new(&moto.sdk_config().await);
+    let mut secrets = serde_json::Map::new();
+    for (logical, variable, value) in [
+        ("ApiTokenSecret", "SHEAF_API_TOKEN_SECRET_ID", TOKEN),
+        ("PackagerSecretSecret", "SHEAF_PACKAGER_SECRET_ID", SECRET),
+    ] {
+        let created = secrets_manager
+            .create_secret()
+            .name(format!("sheaf-{logical}"))
+            .secret_string(value)
+            .send()
+            .await
+            .expect("create a secret");
+        let arn = created.arn().expect("the secret's ARN");
+        secrets.insert(logical.into(), json!(arn));
+        env.insert(variable.into(), json!(arn));
+    }
     let env_vars = dir.join("env.json");
     std::fs::write(&env_vars, json!({ "Parameters": env }).to_string()).expect("env.json");
 
@@ -517,12 +634,18 @@ async fn every_function_runs_under_the_lambda_runtime_against_moto() {
         .split_once("SHEAF_BUCKET:")
         .expect("the template's globals declare SHEAF_BUCKET");
     let indent: String = before.chars().rev().take_while(|c| *c == ' ').collect();
+    let mut copy =
+        format!("{before}AWS_ENDPOINT_URL: http://{moto_seen}\n{indent}SHEAF_BUCKET:{after}");
+    // The package functions get 62 s instead of their minutes, so a package from a slow
+    // datastore outlasts an invocation (a package keeps its last minute for finishing).
+    for function in ["PackageFastFunction:", "PackageSlowFunction:"] {
+        let at = copy.find(function).expect("a package function");
+        let timeout = at + copy[at..].find("Timeout: ").expect("its timeout") + "Timeout: ".len();
+        let end = timeout + copy[timeout..].find('\n').expect("a line");
+        copy.replace_range(timeout..end, "62");
+    }
     let template = build_dir.join("template.moto.yaml");
-    std::fs::write(
-        &template,
-        format!("{before}AWS_ENDPOINT_URL: http://{moto_seen}\n{indent}SHEAF_BUCKET:{after}"),
-    )
-    .expect("write the template copy");
+    std::fs::write(&template, copy).expect("write the template copy");
 
     // --- IAM: a user a function, holding its role's policies; enforced from here on --------
     let request = json!({
@@ -531,6 +654,7 @@ async fn every_function_runs_under_the_lambda_runtime_against_moto() {
         "bucket": bucket,
         "queues": logical_queues,
         "mail_from": MAIL_FROM,
+        "secrets": &secrets,
     });
     let mut script = Command::new(support::python())
         .arg(root.join("tests/iam_policies.py"))
@@ -574,6 +698,31 @@ async fn every_function_runs_under_the_lambda_runtime_against_moto() {
                 "{function} may send email as another sender"
             );
         }
+    }
+    // What moto cannot check either: Secrets Manager grants, against the table of who reads
+    // which secret (the api function both, no other function any).
+    for (function, grants) in iam["secret_grants"].as_object().expect("grants") {
+        let mut granted: Vec<(String, String)> = grants
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|g| (g["actions"].to_string(), g["resource"].to_string()))
+            .collect();
+        granted.sort();
+        let mut expected: Vec<(String, String)> = match function.as_str() {
+            "ApiFunction" => secrets
+                .values()
+                .map(|arn| {
+                    (
+                        json!(["secretsmanager:GetSecretValue"]).to_string(),
+                        arn.to_string(),
+                    )
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        expected.sort();
+        assert_eq!(granted, expected, "{function}'s Secrets Manager grants");
     }
     let enforced = reqwest::Client::new()
         .post(format!("{}/moto-api/reset-auth", moto.endpoint()))
@@ -622,6 +771,15 @@ async fn every_function_runs_under_the_lambda_runtime_against_moto() {
     );
     assert_eq!(answer["success"], json!(true), "packager status: {answer}");
 
+    // A partner catalogue, told of every change (GeoNetwork's remote notifications).
+    let receiver = support::NotifyReceiver::start();
+    let receiver_seen = SocketAddr::new(gateway, forward(gateway, receiver.port));
+    stack.http(
+        "POST",
+        "/api/notifications/targets",
+        "",
+        Some(&json!({"name": "partner", "url": format!("http://{receiver_seen}/partner")})),
+    );
     stack.http(
         "POST",
         "/api/harvest/sources",
@@ -632,71 +790,7 @@ async fn every_function_runs_under_the_lambda_runtime_against_moto() {
     let job_id = job["id"].as_str().expect("job id").to_string();
 
     // --- the stages, fed from their queues until the harvest is done -------------------------
-    let mut dead_lettered = None;
-    let deadline = Instant::now() + Duration::from_secs(240);
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "the harvest did not finish in 240 s"
-        );
-        let mut moved = false;
-        for (queue, function) in STAGES {
-            let (url, dlq) = &queue_urls[queue];
-            let mut messages = receive(&sqs, url, 0).await;
-            if messages.is_empty() {
-                continue;
-            }
-            moved = true;
-            // One document's fetch message dies (as after five failed deliveries): the
-            // scheduler must end that document as an error for the job to finish.
-            if queue == "fetch" && dead_lettered.is_none() {
-                let victim = messages.remove(0);
-                sqs.send_message()
-                    .queue_url(dlq)
-                    .message_body(victim.body().expect("body"))
-                    .send()
-                    .await
-                    .expect("to the dead-letter queue");
-                delete(&sqs, url, &victim).await;
-                dead_lettered = Some(victim.body().expect("body").to_string());
-                let report = stack
-                    .invoke(
-                        "SchedulerFunction",
-                        &serde_json::from_str(
-                            &std::fs::read_to_string(root.join("infra/events/scheduler.json"))
-                                .expect("scheduler.json"),
-                        )
-                        .expect("event"),
-                    )
-                    .payload;
-                assert_eq!(
-                    report["dead_lettered"].as_array().map(Vec::len),
-                    Some(1),
-                    "the scheduler ends the dead-lettered document: {report}"
-                );
-                if messages.is_empty() {
-                    continue;
-                }
-            }
-            deliver(
-                &mut stack,
-                &sqs,
-                function,
-                (queue, url),
-                &messages,
-                "a message of the harvest failed",
-            )
-            .await;
-        }
-        if !moved {
-            let job = stack.http("GET", &format!("/api/harvest/jobs/{job_id}"), "", None);
-            if job["status"] == json!("finished") || job["status"] == json!("aborted") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
-    }
-    assert!(dead_lettered.is_some(), "no fetch message went by");
+    run_stages(&mut stack, &sqs, &queue_urls, Until::JobEnds(&job_id), true).await;
 
     let job = stack.http("GET", &format!("/api/harvest/jobs/{job_id}"), "", None);
     eprintln!("job: {job}");
@@ -722,6 +816,64 @@ async fn every_function_runs_under_the_lambda_runtime_against_moto() {
         "search answers every record: {found}"
     );
 
+    // --- the dead letter, redriven through the api, does its work ----------------------------
+    // Its job has ended: a new job of the source takes it over and imports the document.
+    let redriven = stack.http("POST", "/api/catalog/queues/fetch/redrive", "", None);
+    assert_eq!(redriven["taken_over"], json!(1), "{redriven}");
+    let taken = redriven["jobs_started"][0]
+        .as_str()
+        .expect("a job started")
+        .to_string();
+    run_stages(&mut stack, &sqs, &queue_urls, Until::JobEnds(&taken), false).await;
+    let job = stack.http("GET", &format!("/api/harvest/jobs/{taken}"), "", None);
+    assert_eq!(
+        (&job["stats"]["added"], &job["stats"]["errored"]),
+        (&json!(1), &json!(0)),
+        "the redriven document is added: {job}"
+    );
+    let found = stack.http(
+        "GET",
+        "/api/catalog/search",
+        "source=lambda-waf&page_size=100",
+        None,
+    );
+    assert_eq!(
+        found["total"].as_u64(),
+        Some(documents as u64),
+        "every document is in the catalogue: {found}"
+    );
+
+    // The notify function told the partner of every record.
+    let in_catalogue: std::collections::BTreeSet<String> = found["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| r["id"].as_str().expect("id").to_string())
+        .collect();
+    let told = receiver.received();
+    assert!(
+        told.iter().all(|n| n.field("action") == "update"),
+        "{told:?}"
+    );
+    let heard: std::collections::BTreeSet<String> =
+        told.iter().map(|n| n.field("uuid").to_string()).collect();
+    assert_eq!(heard, in_catalogue, "the partner heard of every record");
+
+    // --- a rebuild: the rebuild function re-imports the source through the stages -----------
+    let started = stack.http("POST", "/api/catalog/rebuild", "", None);
+    eprintln!("rebuild: {started}");
+    run_stages(&mut stack, &sqs, &queue_urls, Until::RebuildEnds, false).await;
+    let rebuilt = stack.http("GET", "/api/catalog/rebuild/result", "", None);
+    assert_eq!(rebuilt["status"], json!("finished"), "{rebuilt}");
+    assert_eq!(rebuilt["sources_done"], json!(1), "{rebuilt}");
+    let status = stack.http("GET", "/api/catalog/status", "", None);
+    assert_eq!(status["consistent"], json!(true), "{status}");
+    assert_eq!(
+        status["records"].as_u64(),
+        Some(documents as u64),
+        "{status}"
+    );
+
     // --- a partial batch failure names only the failed message ------------------------------
     // The index function's role reaches the records and the index only: a rebuild message
     // delivered to it fails (S3 denies the rebuild's state), the index message beside it
@@ -744,7 +896,8 @@ async fn every_function_runs_under_the_lambda_runtime_against_moto() {
     assert_eq!(failed, ["rebuild-2"], "{}", answer.logs);
     assert!(answer.logs.contains("AccessDenied"), "{}", answer.logs);
 
-    // --- a package: accepted by the api, waits for a build under way, then built and sent ----
+    // --- a package: accepted by the api, waits for a build under way, then built over several
+    // invocations (a slow datastore outlasts each) and sent ------------------------------------
     let ckan = support::CkanDatastore::start();
     let ckan_seen = SocketAddr::new(gateway, forward(gateway, ckan.port));
     let form: String = form_urlencoded::Serializer::new(String::new())
@@ -753,7 +906,7 @@ async fn every_function_runs_under_the_lambda_runtime_against_moto() {
             "api_url",
             &format!("http://{ckan_seen}/api/3/action/datastore_search"),
         )
-        .append_pair("resource_id", "rows-50")
+        .append_pair("resource_id", "slow-2500-rows-12000")
         .append_pair("email", "requester@example.org")
         .finish();
     let accepted = stack.request(
@@ -810,23 +963,69 @@ async fn every_function_runs_under_the_lambda_runtime_against_moto() {
         "PackageFastFunction",
         ("package-fast", fast),
         &waited,
-        "the package was not built",
+        "the package's first invocation failed",
     )
     .await;
-    let zips = s3
+    // Three pages of 5,000 rows, 2.5 s each: an invocation writes one and hands on through the
+    // slow queue.
+    let (slow, _) = &queue_urls["package-slow"];
+    let mut continued = 0;
+    loop {
+        let messages = receive(&sqs, slow, 2).await;
+        if messages.is_empty() {
+            break;
+        }
+        assert!(continued < 5, "the package did not end");
+        continued += messages.len();
+        deliver(
+            &mut stack,
+            &sqs,
+            "PackageSlowFunction",
+            ("package-slow", slow),
+            &messages,
+            "a continuation of the package failed",
+        )
+        .await;
+    }
+    assert!(
+        continued >= 2,
+        "the build went on in {continued} further invocations"
+    );
+    let listed = s3
         .list_objects_v2()
         .bucket(bucket)
         .prefix("packages/")
         .send()
         .await
         .expect("list packages");
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
     assert!(
-        zips.contents()
-            .iter()
-            .any(|o| o.key().is_some_and(|k| k.ends_with(".zip"))),
-        "no zip in packages/: {:?}",
-        zips.contents()
+        keys.iter().all(|k| !k.contains(".resume")),
+        "nothing set aside remains: {keys:?}"
     );
+    let zip_key = keys
+        .iter()
+        .find(|k| k.ends_with(".zip"))
+        .unwrap_or_else(|| panic!("no zip in packages/: {keys:?}"));
+    let zip = s3
+        .get_object()
+        .bucket(bucket)
+        .key(*zip_key)
+        .send()
+        .await
+        .expect("the zip")
+        .body
+        .collect()
+        .await
+        .expect("its bytes")
+        .into_bytes();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).expect("a zip");
+    let rows = csv::Reader::from_reader(archive.by_name("resource.csv").expect("the entry"))
+        .records()
+        .collect::<Result<Vec<_>, _>>()
+        .expect("every row reads")
+        .len();
+    assert_eq!(rows, 12_000, "every row, once");
     let ses = aws_sdk_ses::Client::new(&admin);
     let quota = ses.get_send_quota().send().await.expect("SES quota");
     // One email to one recipient: moto (5.2.5) counts its recipient twice, once from the
@@ -846,6 +1045,7 @@ async fn every_function_runs_under_the_lambda_runtime_against_moto() {
         "FetchFunction",
         "SchedulerFunction",
         "PackageFastFunction",
+        "PackageSlowFunction",
     ] {
         assert!(
             stack.peak_rss_mb.contains_key(function),

@@ -1092,18 +1092,20 @@ async fn an_identical_request_waits_for_the_build_in_progress_instead_of_reading
 /// A package that cannot finish before the invocation's deadline ends cleanly before it: the
 /// upload aborted, the error recorded and emailed (rather than being killed mid-way and
 /// delivered again to the same end).
+/// A Darwin Core Archive cannot go on in another invocation: one that would outlast its
+/// function ends before the deadline with the reason recorded and emailed, and no zip.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_package_that_would_outlast_the_function_ends_cleanly_before_its_deadline() {
+async fn an_archive_that_would_outlast_the_function_ends_cleanly_before_its_deadline() {
     use common::package::{PackageKind, PackageMessage, PackageRequest, Params, handle_message};
     let ckan = CkanDatastore::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let (app, services) = local(dir.path(), |_| {});
     let mut params = Params::new();
     params.insert("api_url".into(), ckan.api_url());
-    params.insert("resource_id".into(), "rows-3000".into());
+    params.insert("resource_id".into(), "dwc-3000".into());
     params.insert("email".into(), "late@example.org".into());
     let request = PackageRequest::from_params(
-        PackageKind::Datastore,
+        PackageKind::DwcArchive,
         &params,
         common::fetch::AddressPolicy::AllowPrivate,
     )
@@ -1126,6 +1128,116 @@ async fn a_package_that_would_outlast_the_function_ends_cleanly_before_its_deadl
     let zips = services.store.list("packages/").await.expect("list");
     assert!(zips.iter().all(|e| !e.key.ends_with(".zip")), "{zips:?}");
     assert_eq!(temp_files(&dir.path().join("store")), 0);
+}
+
+/// A datastore package that would outlast its function (a slow datastore) is carried on by
+/// following invocations from where each stopped, through the whole parts of its upload,
+/// and still yields one zip with every row, in order, and one email: locally and on S3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_package_outlasting_its_invocation_is_carried_on_by_the_next() {
+    use std::sync::Arc;
+    let ckan = CkanDatastore::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, services) = local(dir.path(), |p| p.page_size = 4000);
+    carried_on(&ckan, services, dir.path()).await;
+    assert_eq!(temp_files(&dir.path().join("store")), 0);
+
+    let moto = support::Moto::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut services = support::aws_services(&moto, dir.path()).await;
+    for name in [QueueName::PackageFast, QueueName::PackageSlow] {
+        services.queues = services.queues.clone().with(
+            name,
+            Arc::new(moto.queue(&format!("sheaf-{}", name.as_str()), 5).await),
+        );
+    }
+    services.settings.packager = settings(|p| p.page_size = 4000);
+    carried_on(&ckan, services, dir.path()).await;
+}
+
+async fn carried_on(ckan: &CkanDatastore, services: Services, dir: &Path) {
+    use common::package::{PackageKind, PackageRequest, Params, accept};
+    // 40,000 rows of hard-to-compress text (about 12 MB zipped: parts of 5 MiB), ten pages
+    // of 4,000, each answered 400 ms late.
+    let resource = "slow-400-random-40000";
+    let mut params = Params::new();
+    params.insert("api_url".into(), ckan.api_url());
+    params.insert("resource_id".into(), resource.into());
+    params.insert("email".into(), "patient@example.org".into());
+    let request = PackageRequest::from_params(
+        PackageKind::Datastore,
+        &params,
+        common::fetch::AddressPolicy::AllowPrivate,
+    )
+    .expect("request");
+    accept(&services, request, "http://127.0.0.1:8765")
+        .await
+        .expect("accepted");
+    // Each invocation has a second before the minute a package keeps for finishing: two or
+    // three pages.
+    let mut invocations = 0;
+    for _ in 0..100 {
+        let mut any = false;
+        for name in [QueueName::PackageFast, QueueName::PackageSlow] {
+            let queue = services.queues.get(name).expect("queue").clone();
+            for m in queue
+                .receive(1, Duration::from_secs(300))
+                .await
+                .expect("receive")
+            {
+                any = true;
+                invocations += 1;
+                let deadline = std::time::Instant::now() + Duration::from_millis(61_000);
+                common::deadline::scope(
+                    Some(deadline),
+                    handle_body(&services, &m.body, m.receive_count),
+                )
+                .await
+                .expect("an invocation hands on or finishes");
+                queue.delete(&m.receipt).await.expect("delete");
+            }
+        }
+        if !any {
+            break;
+        }
+    }
+    assert!(
+        invocations >= 3,
+        "the build went on over {invocations} invocations"
+    );
+    eprintln!("{resource}: {invocations} invocations");
+    let mails = std::fs::read_dir(dir.join("outbox"))
+        .expect("outbox")
+        .count();
+    assert_eq!(mails, 1, "one email, once the zip is whole");
+    let kept: Vec<String> = services
+        .store
+        .list("packages/")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|e| e.key)
+        .filter(|k| !k.starts_with("packages/requests/"))
+        .collect();
+    assert!(
+        kept.iter().all(|k| !k.contains(".resume")),
+        "nothing set aside remains: {kept:?}"
+    );
+    let zip_key = kept.iter().find(|k| k.ends_with(".zip")).expect("the zip");
+    let zip = services.store.get(zip_key).await.expect("zip").body;
+    assert!(
+        zip.len() > 10 << 20,
+        "a zip of several parts: {}",
+        zip.len()
+    );
+    let entries = three_readers(&save(dir, "carried-on.zip", &zip));
+    assert_eq!(entries.len(), 1);
+    let (fields, mut expected) = ckan.rows(resource, 0, 20_000).await;
+    expected.extend(ckan.rows(resource, 20_000, 20_000).await.1);
+    let got = table(&zip, "resource.csv", b',');
+    assert_eq!(got[0], fields);
+    assert_eq!(got.len() - 1, 40_000);
+    assert!(got[1..] == expected[..], "every row, in order, once");
 }
 
 /// Temp files of unfinished writes anywhere under a local store (they sit beside their objects).

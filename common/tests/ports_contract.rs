@@ -205,6 +205,45 @@ async fn store_contract(store: &dyn ObjectStore) {
         Err(StoreError::NotFound(_))
     ));
 
+    // Suspended and taken up again (as by the next Lambda invocation), the upload goes on
+    // where it stopped; a part written after the suspension by a process that died is
+    // written over, and an upload that is gone takes no more parts.
+    let mut first = store
+        .start_multipart("zips/three.zip", "application/zip")
+        .await
+        .expect("start");
+    let one = Bytes::from(vec![1u8; 5 * 1024 * 1024]);
+    first.put_part(one.clone()).await.expect("part 1");
+    let state = first.suspend();
+    assert_eq!((state.parts.len(), state.bytes), (1, one.len() as u64));
+    let mut died = store
+        .resume_multipart("zips/three.zip", &state)
+        .await
+        .expect("resume");
+    died.put_part(Bytes::from(vec![9u8; 5 * 1024 * 1024]))
+        .await
+        .expect("a part of a process that dies");
+    drop(died);
+    let mut second = store
+        .resume_multipart("zips/three.zip", &state)
+        .await
+        .expect("resume again");
+    second
+        .put_part(Bytes::from_static(b"the end"))
+        .await
+        .expect("part 2");
+    second.complete().await.expect("complete");
+    let three = store.get("zips/three.zip").await.expect("get");
+    assert_eq!(three.body.len(), one.len() + 7);
+    assert!(three.body[..one.len()].iter().all(|b| *b == 1));
+    assert_eq!(&three.body[one.len()..], b"the end");
+    let gone = match store.resume_multipart("zips/three.zip", &state).await {
+        Ok(mut upload) => upload.put_part(Bytes::from_static(b"late")).await,
+        Err(e) => Err(e),
+    };
+    // S3 answers NotFound (NoSuchUpload); moto fails with a 500.
+    assert!(gone.is_err(), "a completed upload takes no more parts");
+
     // A presigned link fetches the object without credentials until it expires.
     let url = store
         .presign_get("a/b/two.xml", Duration::from_secs(300))

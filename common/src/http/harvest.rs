@@ -330,6 +330,35 @@ pub async fn queues(State(state): State<Arc<AppState>>) -> Result<Json<Value>, A
 }
 
 #[derive(Deserialize)]
+pub struct RedriveQuery {
+    max: Option<usize>,
+}
+
+/// Dead letters looked at by one call at most: it must end within API Gateway's 29 s.
+const REDRIVE_MAX: usize = 500;
+
+#[utoipa::path(
+    post,
+    path = "/api/catalog/queues/{queue}/redrive",
+    tag = "catalogue",
+    description = "Sends the queue's dead letters back to do their work: `{queue, looked_at, resent, taken_over, jobs_started, dropped, left}`. A harvest message whose job has ended is taken over by a new harvest job of its source (or the one running); one whose document its still-running job ended is left until that job finishes. Call again while `looked_at` equals `max`.",
+    params(("queue" = String, Path, description = "gather, fetch, import, index, rebuild, notify, package-fast or package-slow"), ("max" = Option<usize>, Query, description = "dead letters looked at (100, at most 500)")),
+    responses((status = 200, description = "what became of them"), (status = 401, description = "no token, or a wrong one (WWW-Authenticate: Bearer)"), (status = 404, description = "no such queue")),
+    security(("bearer" = []))
+)]
+pub async fn redrive(
+    State(state): State<Arc<AppState>>,
+    Path(queue): Path<String>,
+    Query(q): Query<RedriveQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let name = crate::queue::QueueName::parse(&queue)
+        .ok_or_else(|| ApiError::NotFound(format!("queue {queue} not found")))?;
+    let max = q.max.unwrap_or(100).clamp(1, REDRIVE_MAX);
+    let report = pipeline::redrive(&state.services, name, max).await?;
+    Ok(Json(json!(report)))
+}
+
+#[derive(Deserialize)]
 pub struct LogQuery {
     level: Option<String>,
     limit: Option<usize>,

@@ -162,6 +162,7 @@ pub fn router(state: AppState) -> Router {
         .route("/catalog/search", get(harvest::search))
         .route("/catalog/records/{id}", get(harvest::show_record))
         .route("/catalog/queues", get(harvest::queues))
+        .route("/catalog/queues/{queue}/redrive", post(harvest::redrive))
         .route("/catalog/status", get(catalog::status))
         .route("/catalog/rebuild", post(catalog::rebuild))
         .route("/catalog/rebuild/result", get(catalog::rebuild_result))

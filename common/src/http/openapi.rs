@@ -24,6 +24,7 @@ use crate::sources::{NewSource, SourcePatch};
         harvest::deactivate_source, harvest::clear_source, harvest::start_job, harvest::list_jobs,
         harvest::show_job, harvest::abort_job, harvest::log, harvest::search, harvest::show_record,
         harvest::queues,
+        harvest::redrive,
         catalog::status, catalog::rebuild, catalog::rebuild_result, catalog::rebuild_report,
         catalog::rejected,
         notifications::list_targets, notifications::add_target, notifications::patch_target,

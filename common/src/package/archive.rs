@@ -15,7 +15,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::PackageError;
-use super::deflate::{ParallelDeflate, StreamSummary};
+use super::deflate::{DeflateState, ParallelDeflate, StreamSummary};
 use super::sink::ByteSink;
 
 const LOCAL_HEADER: u32 = 0x0403_4b50;
@@ -29,10 +29,30 @@ const FLAGS: u16 = 0x0808;
 const DEFLATE: u16 = 8;
 const MAX32: u64 = 0xFFFF_FFFF;
 
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Entry {
     name: String,
     offset: u64,
     summary: StreamSummary,
+}
+
+/// An archive set aside mid-entry (at a byte boundary of its deflate stream), for `resume`
+/// to go on with in another process.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct ZipState {
+    written: u64,
+    entries: Vec<Entry>,
+    open: Option<OpenState>,
+    level: u32,
+    dos_time: u16,
+    dos_date: u16,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct OpenState {
+    name: String,
+    offset: u64,
+    stream: DeflateState,
 }
 
 struct Open {
@@ -71,6 +91,49 @@ impl<S: ByteSink> ZipStreamWriter<S> {
             dos_time,
             dos_date,
         }
+    }
+
+    /// Writes out everything given so far (the open entry's stream ends at a byte boundary)
+    /// and gives back where the archive stands, with the sink.
+    pub async fn suspend(mut self) -> Result<(ZipState, S), PackageError> {
+        let open = match self.open.take() {
+            Some(open) => Some(OpenState {
+                stream: open.deflate.suspend(&mut self.sink).await?,
+                name: open.name,
+                offset: open.offset,
+            }),
+            None => None,
+        };
+        let state = ZipState {
+            written: self.written,
+            entries: self.entries,
+            open,
+            level: self.level,
+            dos_time: self.dos_time,
+            dos_date: self.dos_date,
+        };
+        Ok((state, self.sink))
+    }
+
+    /// Goes on with an archive `suspend` set aside, writing to `sink` (which holds its bytes).
+    pub fn resume(sink: S, state: ZipState) -> Result<Self, PackageError> {
+        let open = match state.open {
+            Some(open) => Some(Open {
+                deflate: ParallelDeflate::resume(state.level, &open.stream)?,
+                name: open.name,
+                offset: open.offset,
+            }),
+            None => None,
+        };
+        Ok(ZipStreamWriter {
+            sink,
+            written: state.written,
+            entries: state.entries,
+            open,
+            level: state.level,
+            dos_time: state.dos_time,
+            dos_date: state.dos_date,
+        })
     }
 
     async fn emit(&mut self, bytes: Bytes) -> Result<(), PackageError> {
@@ -273,5 +336,38 @@ mod tests {
         assert_eq!(read("meta.xml"), b"<archive/>");
         assert_eq!(read("occurrence.csv"), big);
         assert_eq!(read("empty.txt"), b"");
+    }
+
+    /// Suspended mid-entry and resumed from its state (as JSON, as it is kept between
+    /// invocations), the writer still makes one archive every entry of which reads back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_suspended_archive_resumes_into_one_archive() {
+        let rows: Vec<u8> = (0..400_000u32)
+            .flat_map(|i| format!("{i},\"row {i}\"\n").into_bytes())
+            .collect();
+        let mut zip = ZipStreamWriter::new(Vec::new(), 6);
+        zip.add_entry("first.txt", b"first").await.unwrap();
+        zip.start_entry("rows.csv").await.unwrap();
+        let mut written = 0;
+        for chunk in rows.chunks(1_000_003) {
+            zip.write(chunk).await.unwrap();
+            written += chunk.len();
+            if written < rows.len() {
+                let (state, sink) = zip.suspend().await.unwrap();
+                let json = serde_json::to_string(&state).unwrap();
+                zip = ZipStreamWriter::resume(sink, serde_json::from_str(&json).unwrap()).unwrap();
+            }
+        }
+        zip.finish_entry().await.unwrap();
+        let bytes = zip.finish().await.unwrap();
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+        let mut back = Vec::new();
+        archive
+            .by_name("rows.csv")
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, rows);
+        assert_eq!(archive.len(), 2);
     }
 }

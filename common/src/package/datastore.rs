@@ -383,7 +383,7 @@ impl<'a> Datastore<'a> {
 }
 
 /// Where the next page starts and how many rows are still wanted.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cursor {
     pub offset: u64,
     remaining: u64,

@@ -28,7 +28,7 @@ const BLOCK_SIZE: usize = 256 * 1024;
 const WINDOW: usize = 32 * 1024;
 
 /// What a finished stream was: its CRC-32 and sizes, for the zip headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StreamSummary {
     pub crc32: u32,
     pub uncompressed: u64,
@@ -81,6 +81,15 @@ fn on_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> oneshot
         let _ = sender.send(job);
     }
     rx
+}
+
+/// A stream set aside at a byte boundary, to go on in another process: its summary so far
+/// and the window the next block refers back to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeflateState {
+    pub so_far: StreamSummary,
+    /// The last 32 KiB of input, base64.
+    pub window: String,
 }
 
 pub struct ParallelDeflate {
@@ -141,6 +150,47 @@ impl ParallelDeflate {
             crc32: self.crc.clone().finalize(),
             uncompressed: self.uncompressed,
             compressed: self.compressed,
+        })
+    }
+
+    /// Ends the input so far at a byte boundary (a sync flush), writes every block, and says
+    /// where the stream stands: `resume` goes on from there, in this process or another.
+    pub async fn suspend<S: ByteSink + ?Sized>(
+        mut self,
+        sink: &mut S,
+    ) -> Result<DeflateState, PackageError> {
+        if !self.pending.is_empty() {
+            self.dispatch(false);
+        }
+        while !self.in_flight.is_empty() {
+            self.emit_oldest(sink).await?;
+        }
+        use base64::Engine;
+        Ok(DeflateState {
+            so_far: StreamSummary {
+                crc32: self.crc.clone().finalize(),
+                uncompressed: self.uncompressed,
+                compressed: self.compressed,
+            },
+            window: base64::engine::general_purpose::STANDARD.encode(&self.dictionary),
+        })
+    }
+
+    /// Goes on with a stream `suspend` set aside.
+    pub fn resume(level: u32, state: &DeflateState) -> Result<Self, PackageError> {
+        use base64::Engine;
+        let dictionary = base64::engine::general_purpose::STANDARD
+            .decode(&state.window)
+            .map_err(|e| PackageError::Archive(format!("a suspended stream's window: {e}")))?;
+        Ok(ParallelDeflate {
+            dictionary,
+            crc: crc32fast::Hasher::new_with_initial_len(
+                state.so_far.crc32,
+                state.so_far.uncompressed,
+            ),
+            uncompressed: state.so_far.uncompressed,
+            compressed: state.so_far.compressed,
+            ..ParallelDeflate::new(level)
         })
     }
 
@@ -271,6 +321,39 @@ mod tests {
             assert_eq!(summary.crc32, crc32fast::hash(&input));
             assert_eq!(summary.uncompressed, len as u64);
             assert_eq!(summary.compressed, compressed.len() as u64);
+        }
+    }
+
+    /// Suspended anywhere (mid-block, at a block's end, twice in a row) and resumed from its
+    /// state alone, the stream is still one deflate stream of the whole input.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_suspended_stream_resumes_into_one_stream() {
+        let input = sample(3 * BLOCK_SIZE + 777);
+        for cuts in [
+            vec![1000],
+            vec![BLOCK_SIZE],
+            vec![BLOCK_SIZE + 5, BLOCK_SIZE + 5, 2 * BLOCK_SIZE + 40_000],
+        ] {
+            let mut out: Vec<u8> = Vec::new();
+            let mut d = ParallelDeflate::new(6);
+            let mut at = 0;
+            for cut in &cuts {
+                d.write(&input[at..*cut], &mut out).await.unwrap();
+                at = *cut;
+                let state = d.suspend(&mut out).await.unwrap();
+                assert_eq!(state.so_far.compressed, out.len() as u64);
+                let json = serde_json::to_string(&state).unwrap();
+                d = ParallelDeflate::resume(6, &serde_json::from_str(&json).unwrap()).unwrap();
+            }
+            d.write(&input[at..], &mut out).await.unwrap();
+            let summary = d.finish(&mut out).await.unwrap();
+            let mut back = Vec::new();
+            flate2::read::DeflateDecoder::new(&out[..])
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(back, input, "cut at {cuts:?}");
+            assert_eq!(summary.crc32, crc32fast::hash(&input));
+            assert_eq!(summary.compressed, out.len() as u64);
         }
     }
 

@@ -12,13 +12,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::build::write_package;
+use super::archive::{ZipState, ZipStreamWriter};
+use super::build::{Built, TablePlace, resume_package, write_package};
 use super::datastore::Datastore;
 use super::email::{failure_email, link_email};
 use super::links::LinkSigner;
 use super::request::{PackageKind, PackageRequest};
 use super::sink::MultipartSink;
-use super::{PackageError, stats};
+use super::{PackageError, resume, stats};
 use crate::fetch::FetchError;
 use crate::queue::{MAX_RECEIVE_COUNT, QueueName};
 use crate::services::Services;
@@ -126,25 +127,80 @@ pub async fn fresh_package(
     Ok(present.then_some(doc))
 }
 
-/// Builds the zip into the store by multipart upload; nothing is offered unless it completes.
+/// What became of a build.
+pub enum Build {
+    Whole(PackageDoc),
+    /// Set aside for the next invocation (its time ran short): how many it has taken.
+    Continues {
+        runs: u32,
+    },
+}
+
+/// Builds the zip into the store by multipart upload, or goes on with a build a previous
+/// invocation set aside; nothing is offered unless the upload completes.
 pub async fn build_package(
     services: &Services,
     request: &PackageRequest,
-) -> Result<PackageDoc, PackageError> {
+) -> Result<Build, PackageError> {
     let key = request.cache_key();
     let zip = zip_key(&key);
-    let mut sink = MultipartSink::start(&services.store, &zip, "application/zip").await?;
-    let built = write_package(
-        services.fetcher.as_ref(),
-        &services.settings.packager,
-        request,
-        &mut sink,
-    )
-    .await;
-    let summary = match built {
-        Ok((_, summary)) => summary,
+    let (mut sink, resumed) = match resume::load(services, &key).await? {
+        Some((state, tail)) => {
+            match MultipartSink::resume(&services.store, &zip, &state.sink, &tail).await {
+                Ok(sink) => (sink, Some(state)),
+                Err(e) => {
+                    // The upload is gone: the next delivery builds anew.
+                    resume::discard(services, &key, Some(&state.tail)).await?;
+                    return Err(e);
+                }
+            }
+        }
+        None => (
+            MultipartSink::start(&services.store, &zip, "application/zip").await?,
+            None,
+        ),
+    };
+    let previous_tail = resumed.as_ref().map(|s| s.tail.clone());
+    let runs = resumed.as_ref().map_or(0, |s| s.runs) + 1;
+    let built = match resumed {
+        Some(state) => match ZipStreamWriter::resume(&mut sink, state.zip) {
+            Ok(writer) => {
+                let settings = &services.settings.packager;
+                resume_package(
+                    services.fetcher.as_ref(),
+                    settings,
+                    request,
+                    writer,
+                    state.place,
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        },
+        None => {
+            write_package(
+                services.fetcher.as_ref(),
+                &services.settings.packager,
+                request,
+                &mut sink,
+            )
+            .await
+        }
+    };
+    let built = match built {
+        Ok(Built::OutOfTime(writer, place)) => {
+            let (zip, _) = writer.suspend().await?;
+            return set_aside(services, &key, zip, sink, place, runs, previous_tail).await;
+        }
+        Ok(Built::Whole(_, summary)) => summary,
+        // A resumed build that failed for now goes on from its state again at the next
+        // delivery (the parts it wrote since are written over), unless its upload is gone.
+        Err(e) if previous_tail.is_some() && e.is_transient() && !upload_gone(&e) => {
+            return Err(e);
+        }
         Err(e) => {
             sink.abort().await;
+            resume::discard(services, &key, previous_tail.as_deref()).await?;
             return Err(e);
         }
     };
@@ -154,7 +210,7 @@ pub async fn build_package(
         kind: request.kind,
         resource_id: request.resource_id.clone(),
         zip,
-        rows: summary.rows,
+        rows: built.rows,
         bytes,
         finished: Utc::now(),
     };
@@ -165,7 +221,43 @@ pub async fn build_package(
         PutMode::Overwrite,
     )
     .await?;
-    Ok(doc)
+    if previous_tail.is_some() {
+        resume::discard(services, &key, previous_tail.as_deref()).await?;
+        tracing::info!(package = %key, runs, "a build over several invocations is whole");
+    }
+    Ok(Build::Whole(doc))
+}
+
+fn upload_gone(e: &PackageError) -> bool {
+    matches!(
+        e,
+        PackageError::Store(StoreError::NotFound(_) | StoreError::Precondition(_))
+    )
+}
+
+/// Hands a build whose time runs short to the next invocation (its zip flushed to `sink`):
+/// the whole parts uploaded, the rest and the state set aside.
+async fn set_aside(
+    services: &Services,
+    key: &str,
+    zip: ZipState,
+    sink: MultipartSink,
+    place: TablePlace,
+    runs: u32,
+    previous_tail: Option<String>,
+) -> Result<Build, PackageError> {
+    let (sink, tail) = sink.suspend().await?;
+    let state = resume::Suspended {
+        v: 1,
+        sink,
+        zip,
+        place,
+        runs,
+        tail: String::new(),
+    };
+    resume::save(services, key, state, tail, previous_tail.as_deref()).await?;
+    tracing::info!(package = %key, runs, rows = place.rows, "time runs short: the build goes on in the next invocation");
+    Ok(Build::Continues { runs })
 }
 
 /// Picks the queue of a checked request and sends its message: a cached package or a file is
@@ -229,7 +321,9 @@ pub async fn handle_message(
     }
     let request = &message.request;
     let outcome = match serve(services, message).await {
-        Ok(doc) => {
+        // The next invocation goes on with the build and answers the request.
+        Ok(None) => return Ok(()),
+        Ok(Some(doc)) => {
             stats::record_request(
                 services,
                 &message.request_id,
@@ -291,8 +385,12 @@ pub async fn handle_message(
     Ok(())
 }
 
-/// The zip (cached or built) and the email with its link.
-async fn serve(services: &Services, message: &PackageMessage) -> Result<PackageDoc, PackageError> {
+/// The zip (cached or built) and the email with its link; `None` when the build goes on in
+/// another invocation, which this one has sent the message to.
+async fn serve(
+    services: &Services,
+    message: &PackageMessage,
+) -> Result<Option<PackageDoc>, PackageError> {
     let request = &message.request;
     let cache_key = request.cache_key();
     let doc = match fresh_package(services, &cache_key).await? {
@@ -300,7 +398,20 @@ async fn serve(services: &Services, message: &PackageMessage) -> Result<PackageD
         None if claim_build(services, &cache_key).await? => {
             let built = build_package(services, request).await;
             services.store.delete(&building_key(&cache_key)).await?;
-            built?
+            match built? {
+                Build::Whole(doc) => doc,
+                Build::Continues { .. } => {
+                    // The same message goes on: on the slow queue, whose function may take
+                    // Lambda's longest time.
+                    let body = serde_json::to_string(message).expect("a message always serialises");
+                    services
+                        .queues
+                        .get(QueueName::PackageSlow)?
+                        .send(body, Duration::ZERO)
+                        .await?;
+                    return Ok(None);
+                }
+            }
         }
         None => return Err(PackageError::Busy),
     };
@@ -314,7 +425,7 @@ async fn serve(services: &Services, message: &PackageMessage) -> Result<PackageD
         &link,
     );
     services.mailer.send(&email).await?;
-    Ok(doc)
+    Ok(Some(doc))
 }
 
 /// A link valid for as long as the zip is kept: CACHE_TIME after it was made, and at least a day.

@@ -16,6 +16,7 @@ mod error;
 mod jobs;
 mod links;
 mod request;
+mod resume;
 mod settings;
 mod sink;
 pub mod stats;
@@ -23,14 +24,14 @@ mod stream;
 mod writing;
 
 pub use archive::ZipStreamWriter;
-pub use build::write_package;
+pub use build::{Built, TablePlace, resume_package, write_package};
 pub use datastore::{Datastore, DatastoreInfo};
 pub use deflate::{ParallelDeflate, StreamSummary};
 pub use email::{format_template, link_email, refusal_email};
 pub use error::PackageError;
 pub use jobs::{
-    MESSAGE_KIND, PackageDoc, PackageMessage, accept, build_package, clear_cache, download_link,
-    fresh_package, handle_message, zip_key,
+    Build, MESSAGE_KIND, PackageDoc, PackageMessage, accept, build_package, clear_cache,
+    download_link, fresh_package, handle_message, zip_key,
 };
 pub use links::LinkSigner;
 pub use request::{

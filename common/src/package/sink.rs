@@ -9,7 +9,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 
 use super::PackageError;
-use crate::store::{MultipartUpload, ObjectStore, StoreError};
+use crate::store::{MultipartUpload, ObjectStore, StoreError, UploadState};
 
 #[async_trait]
 pub trait ByteSink: Send {
@@ -38,6 +38,13 @@ const MAX_PARTS: u32 = 10_000;
 
 type PartResult = (Box<dyn MultipartUpload>, Result<(), StoreError>);
 
+/// A `MultipartSink` set aside: its upload, and every byte given (the parts' and the tail's).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SinkState {
+    pub upload: UploadState,
+    pub bytes: u64,
+}
+
 /// A multipart upload fed as a byte stream: it fills one part while the previous one uploads,
 /// so at most two parts are in memory. Parts start at 5 MiB and double every 1,000 parts,
 /// which reaches S3's 10,000-part cap only beyond 5 TiB.
@@ -63,16 +70,57 @@ impl MultipartSink {
         content_type: &str,
     ) -> Result<Self, PackageError> {
         let upload = store.start_multipart(key, content_type).await?;
-        Ok(MultipartSink {
+        Ok(Self::over(key, upload, 0, 0, &[]))
+    }
+
+    /// A sink over `upload`, which holds `parts` parts of `bytes` bytes in all but `tail`.
+    fn over(
+        key: &str,
+        upload: Box<dyn MultipartUpload>,
+        parts: u32,
+        bytes: u64,
+        tail: &[u8],
+    ) -> Self {
+        let mut buffer = BytesMut::with_capacity(MIN_PART_SIZE + (1 << 20));
+        buffer.extend_from_slice(tail);
+        MultipartSink {
             key: key.to_string(),
             upload: Some(upload),
             uploading: None,
             sent: None,
             spare: None,
-            buffer: BytesMut::with_capacity(MIN_PART_SIZE + (1 << 20)),
-            parts: 0,
-            bytes: 0,
-        })
+            buffer,
+            parts,
+            bytes,
+        }
+    }
+
+    /// Sets the upload aside once the part in flight is up: its state, and the bytes given
+    /// since the last part (less than a part), which `resume` must be given back.
+    pub async fn suspend(mut self) -> Result<(SinkState, Bytes), PackageError> {
+        self.settle().await?;
+        let upload = self
+            .upload
+            .take()
+            .ok_or_else(|| PackageError::Archive("the upload is gone".into()))?;
+        let tail = self.buffer.split().freeze();
+        let state = SinkState {
+            upload: upload.suspend(),
+            bytes: self.bytes,
+        };
+        Ok((state, tail))
+    }
+
+    /// Goes on with an upload `suspend` set aside, `tail` first.
+    pub async fn resume(
+        store: &Arc<dyn ObjectStore>,
+        key: &str,
+        state: &SinkState,
+        tail: &[u8],
+    ) -> Result<Self, PackageError> {
+        let upload = store.resume_multipart(key, &state.upload).await?;
+        let parts = state.upload.parts.len() as u32;
+        Ok(Self::over(key, upload, parts, state.bytes, tail))
     }
 
     fn part_size(&self) -> usize {

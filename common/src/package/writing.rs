@@ -14,12 +14,19 @@ pub struct BuildSummary {
     pub uncompressed: u64,
 }
 
-/// What a package needs after its last page: finish the zip, complete the upload, email.
+/// What a package needs after its last page (finish the zip, complete the upload, email) or
+/// to hand on to the next invocation (flush, upload the parts, save its state).
 const FINISHING_TIME: Duration = Duration::from_secs(60);
 
-/// Fails with `OutOfTime` when the invocation's deadline is too near to go on.
+/// Whether the invocation's deadline is too near to take on another page.
+pub(super) fn out_of_time() -> bool {
+    deadline::near(FINISHING_TIME)
+}
+
+/// Fails with `OutOfTime` when the invocation's deadline is too near to go on (a package that
+/// cannot go on in another invocation).
 pub(super) fn check_time() -> Result<(), PackageError> {
-    if deadline::near(FINISHING_TIME) {
+    if out_of_time() {
         return Err(PackageError::OutOfTime);
     }
     Ok(())

@@ -21,6 +21,7 @@ mod owner_notice;
 mod purge;
 mod rebuild;
 mod records;
+mod redrive;
 mod reimport;
 mod run_test;
 mod schedule;
@@ -44,6 +45,7 @@ pub use rebuild::{
     MESSAGE_KIND as REBUILD_MESSAGE_KIND, RebuildMessage, RebuildState, RebuildStatus, ReportEntry,
     rebuild_report, rebuild_state, run_rebuild, send_rebuild, start_rebuild,
 };
+pub use redrive::{RedriveReport, redrive};
 pub use run_test::{run_test, run_test_with};
 pub use schedule::{RunReport, run_scheduled};
 

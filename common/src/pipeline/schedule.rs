@@ -41,32 +41,46 @@ async fn sweep_dead_letters(services: &Services) -> Result<Vec<String>, Pipeline
         let Ok(q) = services.queues.get(queue) else {
             continue;
         };
-        let bodies = q
-            .peek_dead_letters(DEAD_LETTERS_PER_TICK, Duration::from_secs(60))
+        let letters = q
+            .receive_dead_letters(DEAD_LETTERS_PER_TICK, Duration::from_secs(60))
             .await?;
-        for body in bodies {
-            let Ok(message) = serde_json::from_str::<Message>(&body) else {
-                continue;
-            };
-            let Some(object) = message.object.as_deref() else {
-                continue;
-            };
-            let reason = PipelineError::Conflict(format!(
-                "its {} message reached the dead-letter queue",
-                queue.as_str()
-            ));
-            match super::objects::give_up(services, &message.source, &message.job, object, &reason)
-                .await
-            {
-                Ok(true) => ended.push(object.to_string()),
-                Ok(false) => {}
-                // The job or object is gone (the source was cleared): nothing to end.
-                Err(PipelineError::NotFound(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let swept = end_dead_lettered(services, queue, &letters, &mut ended).await;
+        // Only read: shown again at once, so a redrive finds them.
+        let receipts: Vec<String> = letters.iter().map(|l| l.receipt.clone()).collect();
+        q.release_dead_letters(&receipts).await?;
+        swept?;
     }
     Ok(ended)
+}
+
+async fn end_dead_lettered(
+    services: &Services,
+    queue: QueueName,
+    letters: &[crate::queue::Received],
+    ended: &mut Vec<String>,
+) -> Result<(), PipelineError> {
+    for letter in letters {
+        let Ok(message) = serde_json::from_str::<Message>(&letter.body) else {
+            continue;
+        };
+        let Some(object) = message.object.as_deref() else {
+            continue;
+        };
+        let reason = PipelineError::Conflict(format!(
+            "its {} message reached the dead-letter queue",
+            queue.as_str()
+        ));
+        match super::objects::give_up(services, &message.source, &message.job, object, &reason)
+            .await
+        {
+            Ok(true) => ended.push(object.to_string()),
+            Ok(false) => {}
+            // The job or object is gone (the source was cleared): nothing to end.
+            Err(PipelineError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {

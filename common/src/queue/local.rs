@@ -104,6 +104,35 @@ impl LocalQueue {
         Ok(self.dir.join(format!("{id}.json")))
     }
 
+    /// Counts a receive of the message at `path` and hides it until `until_ms`; its id.
+    fn hold(&self, path: &Path, msg: &mut Stored, until_ms: u64) -> Result<String, QueueError> {
+        msg.receive_count += 1;
+        msg.visible_at_ms = until_ms;
+        self.write(path, msg)?;
+        Ok(path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned())
+    }
+
+    /// Removes a message's file; one already gone is no error (deletes are replayed).
+    async fn remove(&self, path: PathBuf) -> Result<(), QueueError> {
+        self.run(move |q| {
+            let _guard = q.lock()?;
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != ErrorKind::NotFound => Err(q.err(e)),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
+    fn dead_letter_path(&self, receipt: &str) -> Result<PathBuf, QueueError> {
+        let path = self.path_of(receipt)?;
+        Ok(self.dlq.join(path.file_name().unwrap_or_default()))
+    }
+
     fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&LocalQueue) -> Result<T, QueueError> + Send + 'static,
@@ -159,14 +188,7 @@ impl Queue for LocalQueue {
                     tracing::warn!(queue = %q.name, message = ?file_name, "moved to the dead-letter queue");
                     continue;
                 }
-                msg.receive_count += 1;
-                msg.visible_at_ms = now + visibility.as_millis() as u64;
-                q.write(&path, &msg)?;
-                let id = path
-                    .file_stem()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned();
+                let id = q.hold(&path, &mut msg, now + visibility.as_millis() as u64)?;
                 out.push(Received {
                     receipt: format!("{id}:{}", msg.receive_count),
                     id,
@@ -180,15 +202,7 @@ impl Queue for LocalQueue {
     }
 
     async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
-        let path = self.path_of(receipt)?;
-        self.run(move |q| {
-            let _guard = q.lock()?;
-            match fs::remove_file(&path) {
-                Err(e) if e.kind() != ErrorKind::NotFound => Err(q.err(e)),
-                _ => Ok(()),
-            }
-        })
-        .await
+        self.remove(self.path_of(receipt)?).await
     }
 
     async fn change_visibility(&self, receipt: &str, timeout: Duration) -> Result<(), QueueError> {
@@ -221,21 +235,59 @@ impl Queue for LocalQueue {
         .await
     }
 
-    async fn peek_dead_letters(
+    async fn receive_dead_letters(
         &self,
         max: usize,
-        _visibility: Duration,
-    ) -> Result<Vec<String>, QueueError> {
+        visibility: Duration,
+    ) -> Result<Vec<Received>, QueueError> {
         self.run(move |q| {
+            let _guard = q.lock()?;
+            let now = now_ms();
             let mut out = Vec::new();
-            for path in q.message_files(&q.dlq)?.into_iter().take(max) {
-                if let Some(msg) = q.read(&path)? {
-                    out.push(msg.body);
+            for path in q.message_files(&q.dlq)? {
+                if out.len() >= max {
+                    break;
                 }
+                let Some(mut msg) = q.read(&path)? else {
+                    continue;
+                };
+                // Moved here while visible: hidden only while a look holds it.
+                if msg.visible_at_ms > now {
+                    continue;
+                }
+                let id = q.hold(&path, &mut msg, now + visibility.as_millis() as u64)?;
+                out.push(Received {
+                    receipt: id.clone(),
+                    id,
+                    body: msg.body,
+                    receive_count: msg.receive_count,
+                });
             }
             Ok(out)
         })
         .await
+    }
+
+    async fn release_dead_letters(&self, receipts: &[String]) -> Result<(), QueueError> {
+        let paths = receipts
+            .iter()
+            .map(|r| self.dead_letter_path(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.run(move |q| {
+            let _guard = q.lock()?;
+            for path in paths {
+                if let Some(mut msg) = q.read(&path)? {
+                    msg.visible_at_ms = 0;
+                    q.write(&path, &msg)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_dead_letter(&self, receipt: &str) -> Result<(), QueueError> {
+        self.remove(self.dead_letter_path(receipt)?).await
     }
 
     async fn purge(&self) -> Result<(), QueueError> {

@@ -73,14 +73,23 @@ pub trait Queue: Send + Sync {
     async fn depth(&self) -> Result<QueueDepth, QueueError>;
     /// Drops every waiting message (not the dead letters).
     async fn purge(&self) -> Result<(), QueueError>;
-    /// Bodies of up to `max` messages in the dead-letter queue, left there (to be redriven);
-    /// each is hidden for `visibility` from the next look, where the backend hides.
-    async fn peek_dead_letters(
+    /// Up to `max` messages of the dead-letter queue, each hidden for `visibility` from the
+    /// next look; they stay there until `delete_dead_letter` (a redrive) removes them.
+    async fn receive_dead_letters(
         &self,
         _max: usize,
         _visibility: Duration,
-    ) -> Result<Vec<String>, QueueError> {
+    ) -> Result<Vec<Received>, QueueError> {
         Ok(Vec::new())
+    }
+    /// Removes a dead letter `receive_dead_letters` gave.
+    async fn delete_dead_letter(&self, _receipt: &str) -> Result<(), QueueError> {
+        Ok(())
+    }
+    /// Shows dead letters `receive_dead_letters` gave to the next look at once: a look that
+    /// only reads must not hide them from a redrive.
+    async fn release_dead_letters(&self, _receipts: &[String]) -> Result<(), QueueError> {
+        Ok(())
     }
 }
 
@@ -123,6 +132,11 @@ impl QueueName {
             QueueName::PackageFast => "package-fast",
             QueueName::PackageSlow => "package-slow",
         }
+    }
+
+    /// The queue `as_str` names.
+    pub fn parse(name: &str) -> Option<QueueName> {
+        QueueName::ALL.into_iter().find(|q| q.as_str() == name)
     }
 }
 

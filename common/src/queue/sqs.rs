@@ -6,7 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
-    MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
+    ChangeMessageVisibilityBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
+    SendMessageBatchRequestEntry,
 };
 use aws_smithy_types::error::display::DisplayErrorContext;
 
@@ -38,6 +39,44 @@ impl SqsQueue {
 
     fn err(&self, e: impl std::error::Error) -> QueueError {
         QueueError::backend(&self.url, DisplayErrorContext(e))
+    }
+
+    /// Up to `max` (at most ten) messages of the queue at `url`, waiting up to `wait_seconds`
+    /// for the first (long polling).
+    async fn receive_from(
+        &self,
+        url: &str,
+        max: usize,
+        visibility: Duration,
+        wait_seconds: i32,
+    ) -> Result<Vec<Received>, QueueError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(max.clamp(1, 10) as i32)
+            .visibility_timeout(visibility.as_secs() as i32)
+            .wait_time_seconds(wait_seconds)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(out
+            .messages()
+            .iter()
+            .filter_map(|m| {
+                Some(Received {
+                    id: m.message_id()?.to_string(),
+                    body: m.body()?.to_string(),
+                    receipt: m.receipt_handle()?.to_string(),
+                    receive_count: m
+                        .attributes()
+                        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(1),
+                })
+            })
+            .collect())
     }
 
     async fn count(&self, url: &str) -> Result<(u64, u64), QueueError> {
@@ -119,65 +158,71 @@ impl Queue for SqsQueue {
     }
 
     async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Received>, QueueError> {
-        let out = self
-            .client
-            .receive_message()
-            .queue_url(&self.url)
-            .max_number_of_messages(max.clamp(1, 10) as i32)
-            .visibility_timeout(visibility.as_secs() as i32)
-            .wait_time_seconds(1)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .send()
-            .await
-            .map_err(|e| self.err(e))?;
-        Ok(out
-            .messages()
-            .iter()
-            .filter_map(|m| {
-                Some(Received {
-                    id: m.message_id()?.to_string(),
-                    body: m.body()?.to_string(),
-                    receipt: m.receipt_handle()?.to_string(),
-                    receive_count: m
-                        .attributes()
-                        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(1),
-                })
-            })
-            .collect())
+        self.receive_from(&self.url, max, visibility, 1).await
     }
 
-    async fn peek_dead_letters(
+    async fn receive_dead_letters(
         &self,
         max: usize,
         visibility: Duration,
-    ) -> Result<Vec<String>, QueueError> {
+    ) -> Result<Vec<Received>, QueueError> {
         let Some(dlq) = &self.dead_letter_url else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
         while out.len() < max {
             let got = self
-                .client
-                .receive_message()
+                .receive_from(dlq, max - out.len(), visibility, 0)
+                .await?;
+            if got.is_empty() {
+                break;
+            }
+            out.extend(got);
+        }
+        Ok(out)
+    }
+
+    async fn delete_dead_letter(&self, receipt: &str) -> Result<(), QueueError> {
+        let Some(dlq) = &self.dead_letter_url else {
+            return Ok(());
+        };
+        self.client
+            .delete_message()
+            .queue_url(dlq)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn release_dead_letters(&self, receipts: &[String]) -> Result<(), QueueError> {
+        let Some(dlq) = &self.dead_letter_url else {
+            return Ok(());
+        };
+        for chunk in receipts.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, receipt)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(receipt)
+                        .visibility_timeout(0)
+                        .build()
+                        .map_err(|e| self.err(e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            // An entry that fails shows again when its hold runs out: nothing is lost.
+            self.client
+                .change_message_visibility_batch()
                 .queue_url(dlq)
-                .max_number_of_messages((max - out.len()).clamp(1, 10) as i32)
-                .visibility_timeout(visibility.as_secs() as i32)
+                .set_entries(Some(entries))
                 .send()
                 .await
                 .map_err(|e| self.err(e))?;
-            let bodies: Vec<String> = got
-                .messages()
-                .iter()
-                .filter_map(|m| m.body().map(str::to_string))
-                .collect();
-            if bodies.is_empty() {
-                break;
-            }
-            out.extend(bodies);
         }
-        Ok(out)
+        Ok(())
     }
 
     async fn delete(&self, receipt: &str) -> Result<(), QueueError> {

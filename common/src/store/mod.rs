@@ -96,6 +96,14 @@ pub trait ObjectStore: Send + Sync {
         key: &str,
         content_type: &str,
     ) -> Result<Box<dyn MultipartUpload>, StoreError>;
+    /// Takes up an upload `MultipartUpload::suspend` set aside (in another process); parts
+    /// written after the suspension (by a process that died) are written over. An upload
+    /// that is gone is `NotFound`, here or at its next part.
+    async fn resume_multipart(
+        &self,
+        key: &str,
+        state: &UploadState,
+    ) -> Result<Box<dyn MultipartUpload>, StoreError>;
     /// A URL that lets anyone holding it GET the object until `expires_in` has passed.
     async fn presign_get(&self, key: &str, expires_in: Duration) -> Result<String, StoreError>;
 }
@@ -173,6 +181,20 @@ pub trait MultipartUpload: Send {
     async fn put_part(&mut self, data: Bytes) -> Result<(), StoreError>;
     async fn complete(self: Box<Self>) -> Result<String, StoreError>;
     async fn abort(self: Box<Self>) -> Result<(), StoreError>;
+    /// Sets the upload aside, unfinished, for `ObjectStore::resume_multipart` to take up.
+    fn suspend(self: Box<Self>) -> UploadState;
+}
+
+/// A multipart upload set aside to go on in a later process (a Lambda invocation that ran out
+/// of time hands its package to the next).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UploadState {
+    /// The backend's name for the upload: S3's upload id, the local store's temp file.
+    pub id: String,
+    /// Each part's ETag, in order (parts are numbered from 1).
+    pub parts: Vec<String>,
+    /// Bytes in those parts.
+    pub bytes: u64,
 }
 
 /// Checks a key before it reaches a backend: relative, no `..`, no empty segments.

@@ -11,7 +11,9 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 
-use super::{ListEntry, MultipartUpload, Object, ObjectStore, PutMode, StoreError, validate_key};
+use super::{
+    ListEntry, MultipartUpload, Object, ObjectStore, PutMode, StoreError, UploadState, validate_key,
+};
 
 #[derive(Clone)]
 pub struct S3Store {
@@ -214,6 +216,39 @@ impl ObjectStore for S3Store {
             key: key.to_string(),
             upload_id,
             parts: Vec::new(),
+            bytes: 0,
+        }))
+    }
+
+    async fn resume_multipart(
+        &self,
+        key: &str,
+        state: &UploadState,
+    ) -> Result<Box<dyn MultipartUpload>, StoreError> {
+        validate_key(key)?;
+        // Not looked up here (moto answers ListParts in a shape the SDK refuses): S3 checks
+        // the upload at the next part and at completion, where a vanished upload (ended by
+        // the bucket's lifecycle rule) is NotFound and a part that is not the one set aside
+        // is refused (InvalidPart). A part a dead process wrote after the suspension carries
+        // a higher number and is written over.
+        let parts = state
+            .parts
+            .iter()
+            .enumerate()
+            .map(|(i, etag)| {
+                CompletedPart::builder()
+                    .part_number(i as i32 + 1)
+                    .e_tag(etag)
+                    .build()
+            })
+            .collect();
+        Ok(Box::new(S3Upload {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: key.to_string(),
+            upload_id: state.id.clone(),
+            parts,
+            bytes: state.bytes,
         }))
     }
 
@@ -239,12 +274,14 @@ struct S3Upload {
     key: String,
     upload_id: String,
     parts: Vec<CompletedPart>,
+    bytes: u64,
 }
 
 #[async_trait]
 impl MultipartUpload for S3Upload {
     async fn put_part(&mut self, data: Bytes) -> Result<(), StoreError> {
         let number = self.parts.len() as i32 + 1;
+        let len = data.len() as u64;
         let out = self
             .client
             .upload_part()
@@ -262,6 +299,7 @@ impl MultipartUpload for S3Upload {
                 .set_e_tag(out.e_tag().map(str::to_string))
                 .build(),
         );
+        self.bytes += len;
         Ok(())
     }
 
@@ -281,6 +319,18 @@ impl MultipartUpload for S3Upload {
             .await
             .map_err(|e| map_err(&self.key, e))?;
         Ok(unquote_etag(out.e_tag()))
+    }
+
+    fn suspend(self: Box<Self>) -> UploadState {
+        UploadState {
+            id: self.upload_id,
+            parts: self
+                .parts
+                .iter()
+                .map(|p| p.e_tag().unwrap_or_default().to_string())
+                .collect(),
+            bytes: self.bytes,
+        }
     }
 
     async fn abort(self: Box<Self>) -> Result<(), StoreError> {

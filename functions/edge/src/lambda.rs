@@ -52,7 +52,8 @@ pub async fn run_function() -> Result<(), Error> {
         .into());
     };
     crate::init_tracing();
-    let config = crate::Config::from_env();
+    let mut config = crate::Config::from_env();
+    config.resolve_secrets().await?;
     let built = crate::build_services(&config).await?;
     let init_ms = started.elapsed().as_secs_f64() * 1000.0;
     tracing::info!(handler = %name, init_ms, "ready");

@@ -18,6 +18,7 @@ use common::store::{LocalStore, S3Store};
 
 #[cfg(feature = "lambda")]
 pub mod lambda;
+mod secrets;
 
 /// Everything configurable, as the README's configuration table names it.
 #[derive(Debug, Clone)]

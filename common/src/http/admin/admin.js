@@ -257,9 +257,20 @@ function renderRejected(list) {
 }
 
 function renderQueues(queues) {
-  $("queues-body").replaceChildren(...Object.entries(queues).map(([name, d]) => h("tr", {},
+  $("queues-body").replaceChildren(...Object.entries(queues).map(([name, d]) => h("tr", { "data-queue": name },
     h("td", {}, name), numberCell(d.visible), numberCell(d.in_flight),
-    h("td", { class: d.dead_letters ? "num bad" : "num" }, d.dead_letters))));
+    h("td", { class: d.dead_letters ? "num bad" : "num" }, d.dead_letters),
+    h("td", { class: "actions" }, d.dead_letters ? h("button", { type: "button", class: "link", onclick: () => redrive(name) }, "Redrive") : ""))));
+}
+
+/** Sends a queue's dead letters back and says what became of them. */
+async function redrive(queue) {
+  let report;
+  await act(`Redriving ${queue}…`, async () => { report = await api("POST", `/api/catalog/queues/${encodeURIComponent(queue)}/redrive`); });
+  if (!report) return;
+  const jobs = report.jobs_started.length ? ` (jobs started: ${report.jobs_started.join(", ")})` : "";
+  const left = report.left.length ? ` Left: ${report.left.join("; ")}` : "";
+  say(`${queue}: ${report.resent} sent back, ${report.taken_over} taken over by a harvest job${jobs}, ${report.dropped.length} dropped.${left}`, "info");
 }
 
 function renderTargets(targets, failures) {

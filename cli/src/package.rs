@@ -81,7 +81,7 @@ pub async fn run(
         None => match package::build_package(services, &request).await? {
             package::Build::Whole(doc) => doc,
             // Only a function near its deadline sets a build aside; this process has none.
-            package::Build::Continues { .. } => return Err(package::PackageError::OutOfTime.into()),
+            package::Build::Continues => return Err(package::PackageError::OutOfTime.into()),
         },
     };
     let link = package::download_link(services, &services.settings.public_url, &doc)

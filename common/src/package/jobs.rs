@@ -130,10 +130,8 @@ pub async fn fresh_package(
 /// What became of a build.
 pub enum Build {
     Whole(PackageDoc),
-    /// Set aside for the next invocation (its time ran short): how many it has taken.
-    Continues {
-        runs: u32,
-    },
+    /// Set aside for the next invocation (its time ran short).
+    Continues,
 }
 
 /// Builds the zip into the store by multipart upload, or goes on with a build a previous
@@ -146,7 +144,7 @@ pub async fn build_package(
     let zip = zip_key(&key);
     let (mut sink, resumed) = match resume::load(services, &key).await? {
         Some((state, tail)) => {
-            match MultipartSink::resume(&services.store, &zip, &state.sink, &tail).await {
+            match MultipartSink::resume(&services.store, &zip, &state.upload, &tail).await {
                 Ok(sink) => (sink, Some(state)),
                 Err(e) => {
                     // The upload is gone: the next delivery builds anew.
@@ -162,30 +160,13 @@ pub async fn build_package(
     };
     let previous_tail = resumed.as_ref().map(|s| s.tail.clone());
     let runs = resumed.as_ref().map_or(0, |s| s.runs) + 1;
+    let (fetcher, settings) = (services.fetcher.as_ref(), &services.settings.packager);
     let built = match resumed {
         Some(state) => match ZipStreamWriter::resume(&mut sink, state.zip) {
-            Ok(writer) => {
-                let settings = &services.settings.packager;
-                resume_package(
-                    services.fetcher.as_ref(),
-                    settings,
-                    request,
-                    writer,
-                    state.place,
-                )
-                .await
-            }
+            Ok(writer) => resume_package(fetcher, settings, request, writer, state.place).await,
             Err(e) => Err(e),
         },
-        None => {
-            write_package(
-                services.fetcher.as_ref(),
-                &services.settings.packager,
-                request,
-                &mut sink,
-            )
-            .await
-        }
+        None => write_package(fetcher, settings, request, &mut sink).await,
     };
     let built = match built {
         Ok(Built::OutOfTime(writer, place)) => {
@@ -246,10 +227,10 @@ async fn set_aside(
     runs: u32,
     previous_tail: Option<String>,
 ) -> Result<Build, PackageError> {
-    let (sink, tail) = sink.suspend().await?;
+    let (upload, tail) = sink.suspend().await?;
     let state = resume::Suspended {
         v: 1,
-        sink,
+        upload,
         zip,
         place,
         runs,
@@ -257,7 +238,7 @@ async fn set_aside(
     };
     resume::save(services, key, state, tail, previous_tail.as_deref()).await?;
     tracing::info!(package = %key, runs, rows = place.rows, "time runs short: the build goes on in the next invocation");
-    Ok(Build::Continues { runs })
+    Ok(Build::Continues)
 }
 
 /// Picks the queue of a checked request and sends its message: a cached package or a file is
@@ -400,7 +381,7 @@ async fn serve(
             services.store.delete(&building_key(&cache_key)).await?;
             match built? {
                 Build::Whole(doc) => doc,
-                Build::Continues { .. } => {
+                Build::Continues => {
                     // The same message goes on: on the slow queue, whose function may take
                     // Lambda's longest time.
                     let body = serde_json::to_string(message).expect("a message always serialises");

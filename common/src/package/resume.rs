@@ -16,16 +16,16 @@ use serde::{Deserialize, Serialize};
 use super::PackageError;
 use super::archive::ZipState;
 use super::build::TablePlace;
-use super::sink::SinkState;
 use crate::services::Services;
-use crate::store::{PutMode, StoreError, get_json, put_json};
+use crate::store::{PutMode, StoreError, UploadState, get_json, put_json};
 
 /// A build set aside by one invocation for the next.
 #[derive(Serialize, Deserialize)]
 pub(super) struct Suspended {
     /// The state's version (1).
     pub v: u32,
-    pub sink: SinkState,
+    /// The upload, without the tail.
+    pub upload: UploadState,
     pub zip: ZipState,
     pub place: TablePlace,
     /// Invocations the build has taken so far.

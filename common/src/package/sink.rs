@@ -38,13 +38,6 @@ const MAX_PARTS: u32 = 10_000;
 
 type PartResult = (Box<dyn MultipartUpload>, Result<(), StoreError>);
 
-/// A `MultipartSink` set aside: its upload, and every byte given (the parts' and the tail's).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SinkState {
-    pub upload: UploadState,
-    pub bytes: u64,
-}
-
 /// A multipart upload fed as a byte stream: it fills one part while the previous one uploads,
 /// so at most two parts are in memory. Parts start at 5 MiB and double every 1,000 parts,
 /// which reaches S3's 10,000-part cap only beyond 5 TiB.
@@ -73,12 +66,13 @@ impl MultipartSink {
         Ok(Self::over(key, upload, 0, 0, &[]))
     }
 
-    /// A sink over `upload`, which holds `parts` parts of `bytes` bytes in all but `tail`.
+    /// A sink over `upload`, which holds `parts` parts of `uploaded` bytes; `tail` is given
+    /// since.
     fn over(
         key: &str,
         upload: Box<dyn MultipartUpload>,
         parts: u32,
-        bytes: u64,
+        uploaded: u64,
         tail: &[u8],
     ) -> Self {
         let mut buffer = BytesMut::with_capacity(MIN_PART_SIZE + (1 << 20));
@@ -91,35 +85,30 @@ impl MultipartSink {
             spare: None,
             buffer,
             parts,
-            bytes,
+            bytes: uploaded + tail.len() as u64,
         }
     }
 
     /// Sets the upload aside once the part in flight is up: its state, and the bytes given
     /// since the last part (less than a part), which `resume` must be given back.
-    pub async fn suspend(mut self) -> Result<(SinkState, Bytes), PackageError> {
+    pub async fn suspend(mut self) -> Result<(UploadState, Bytes), PackageError> {
         self.settle().await?;
         let upload = self
             .upload
             .take()
             .ok_or_else(|| PackageError::Archive("the upload is gone".into()))?;
-        let tail = self.buffer.split().freeze();
-        let state = SinkState {
-            upload: upload.suspend(),
-            bytes: self.bytes,
-        };
-        Ok((state, tail))
+        Ok((upload.suspend(), self.buffer.split().freeze()))
     }
 
     /// Goes on with an upload `suspend` set aside, `tail` first.
     pub async fn resume(
         store: &Arc<dyn ObjectStore>,
         key: &str,
-        state: &SinkState,
+        state: &UploadState,
         tail: &[u8],
     ) -> Result<Self, PackageError> {
-        let upload = store.resume_multipart(key, &state.upload).await?;
-        let parts = state.upload.parts.len() as u32;
+        let upload = store.resume_multipart(key, state).await?;
+        let parts = state.parts.len() as u32;
         Ok(Self::over(key, upload, parts, state.bytes, tail))
     }
 

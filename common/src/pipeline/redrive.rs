@@ -91,20 +91,16 @@ pub async fn redrive(
         report.looked_at = seen as u64;
         for letter in letters {
             let route = route(services, queue_name, &letter).await?;
-            if let Route::Leave(reason) = route {
-                report.left.push(format!("{}: {reason}", letter.id));
-                left.push(letter.receipt);
-            } else {
-                hand_on(
-                    services,
-                    queue.as_ref(),
-                    &letter,
-                    route,
-                    &mut taken,
-                    &mut report,
-                )
-                .await?;
-            }
+            hand_on(
+                services,
+                queue.as_ref(),
+                letter,
+                route,
+                &mut taken,
+                &mut left,
+                &mut report,
+            )
+            .await?;
         }
     }
     // Held while this redrive looked further; shown again for the next one.
@@ -113,12 +109,15 @@ pub async fn redrive(
     Ok(report)
 }
 
+/// Does what `route` says with one dead letter; one left in the queue joins `left` (its
+/// receipt), to be shown again once the redrive has looked at the rest.
 async fn hand_on(
     services: &Services,
     queue: &dyn Queue,
-    letter: &Received,
+    letter: Received,
     route: Route,
     taken: &mut BTreeSet<String>,
+    left: &mut Vec<String>,
     report: &mut RedriveReport,
 ) -> Result<(), PipelineError> {
     match route {
@@ -134,32 +133,31 @@ async fn hand_on(
             report.taken_over += 1;
         }
         Route::Drop(reason) => report.dropped.push(format!("{}: {reason}", letter.id)),
-        // The caller keeps these.
-        Route::Leave(_) => return Ok(()),
+        Route::Leave(reason) => {
+            report.left.push(format!("{}: {reason}", letter.id));
+            left.push(letter.receipt);
+            return Ok(());
+        }
     }
     queue.delete_dead_letter(&letter.receipt).await?;
     Ok(())
 }
 
-/// Makes sure a job harvests `source` for a redriven message: the one running, else a new one.
+/// Makes sure a job harvests `source` for a redriven message: a new one, else the one
+/// running (the source's lock refuses a second).
 async fn take_over(
     services: &Services,
     source: &str,
     report: &mut RedriveReport,
 ) -> Result<(), PipelineError> {
-    let store = services.store.as_ref();
-    if let Some(job) = latest_job(store, source).await?
-        && !job.status.is_done()
-    {
-        return Ok(());
-    }
     match start_job(services, source).await {
         Ok(job) => {
             report.jobs_started.push(job.id);
             Ok(())
         }
-        // Started by someone else meanwhile (the schedule, a user): that job covers it.
-        Err(PipelineError::Conflict(_)) => match latest_job(store, source).await? {
+        // A job runs already (the schedule's, a user's): it covers the message.
+        Err(PipelineError::Conflict(_)) => match latest_job(services.store.as_ref(), source).await?
+        {
             Some(job) if !job.status.is_done() => Ok(()),
             _ => Err(PipelineError::Conflict(format!(
                 "source {source} is starting a job; redrive again"

@@ -79,6 +79,17 @@ impl SqsQueue {
             .collect())
     }
 
+    async fn delete_from(&self, url: &str, receipt: &str) -> Result<(), QueueError> {
+        self.client
+            .delete_message()
+            .queue_url(url)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     async fn count(&self, url: &str) -> Result<(u64, u64), QueueError> {
         let out = self
             .client
@@ -183,17 +194,10 @@ impl Queue for SqsQueue {
     }
 
     async fn delete_dead_letter(&self, receipt: &str) -> Result<(), QueueError> {
-        let Some(dlq) = &self.dead_letter_url else {
-            return Ok(());
-        };
-        self.client
-            .delete_message()
-            .queue_url(dlq)
-            .receipt_handle(receipt)
-            .send()
-            .await
-            .map_err(|e| self.err(e))?;
-        Ok(())
+        match &self.dead_letter_url {
+            Some(dlq) => self.delete_from(dlq, receipt).await,
+            None => Ok(()),
+        }
     }
 
     async fn release_dead_letters(&self, receipts: &[String]) -> Result<(), QueueError> {
@@ -226,14 +230,7 @@ impl Queue for SqsQueue {
     }
 
     async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
-        self.client
-            .delete_message()
-            .queue_url(&self.url)
-            .receipt_handle(receipt)
-            .send()
-            .await
-            .map_err(|e| self.err(e))?;
-        Ok(())
+        self.delete_from(&self.url, receipt).await
     }
 
     async fn change_visibility(&self, receipt: &str, timeout: Duration) -> Result<(), QueueError> {

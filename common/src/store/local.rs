@@ -389,11 +389,7 @@ impl ObjectStore for LocalStore {
         }
         let dest = self.path(key)?;
         let tmp = dest.parent().unwrap_or(&self.root).join(&state.id);
-        let sizes: u64 = state
-            .parts
-            .iter()
-            .filter_map(|p| p.parse::<u64>().ok())
-            .sum();
+        let sizes = total_size(&state.parts);
         let (owned, bytes) = (key.to_string(), state.bytes);
         let path = tmp.clone();
         let (file, hasher) = blocking(move || {
@@ -451,6 +447,11 @@ impl ObjectStore for LocalStore {
     }
 }
 
+/// The bytes of a local upload's parts, whose "ETags" are their sizes.
+fn total_size(parts: &[String]) -> u64 {
+    parts.iter().filter_map(|p| p.parse::<u64>().ok()).sum()
+}
+
 struct LocalUpload {
     store: LocalStore,
     key: String,
@@ -506,11 +507,7 @@ impl MultipartUpload for LocalUpload {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let bytes = self
-            .parts
-            .iter()
-            .filter_map(|p| p.parse::<u64>().ok())
-            .sum();
+        let bytes = total_size(&self.parts);
         UploadState {
             id,
             parts: self.parts,

@@ -124,10 +124,10 @@ PY
   modes=(local)
   [ "${SHEAF_BENCH_S3:-0}" = 1 ] && modes+=(s3)
   for mode in "${modes[@]}"; do
+    # The WAF is on loopback, which Sheaf refuses unless allowed.
     if [ "$mode" = local ]; then
-      sheaf="$root/target/release/sheaf --data-dir $work/data$n"
+      sheaf="env SHEAF_ALLOW_PRIVATE_URLS=true $root/target/release/sheaf --data-dir $work/data$n"
     else
-      # The WAF is on loopback, which AWS mode refuses unless allowed.
       sheaf="env SHEAF_ALLOW_PRIVATE_URLS=true $root/target/release/sheaf --bucket bench$n"
       python3 - "bench$n" <<'PY'
 import os, sys, urllib.request
@@ -137,7 +137,7 @@ PY
     fi
     $sheaf source add "bench$n" "$base" --type waf >/dev/null
     for run in first unchanged; do
-      logged=$(wc -l < "$work/moto.log" 2>/dev/null || echo 0)
+      logged=$(wc -l 2>/dev/null < "$work/moto.log" || echo 0)
       /usr/bin/time -f '%e %M' -o "$work/time" ${SHEAF_BENCH_WRAP:-} $sheaf run-test "bench$n" --json > "$work/job.json" 2>"$work/stderr" \
         || { cat "$work/stderr" "$work/job.json" >&2; exit 1; }
       report "$mode $run harvest" "$n" "$work/time" "$work/job.json"
@@ -197,8 +197,8 @@ PY
   wait "${curls[@]}"
   end=$(date +%s.%N)
   python3 -c "import sys; n, s = int(sys.argv[1]), float(sys.argv[3]) - float(sys.argv[2]); print(f'{\"csw curl x16 GetRecordById\":<28} {n:>7} records {s:8.2f} s {n / s:9.0f} records/s', flush=True)" "$n" "$start" "$end"
-  sheaf="$root/target/release/sheaf --data-dir $work/data-csw"
-  SHEAF_ALLOW_PRIVATE_URLS=true $sheaf source add benchcsw "$csw_url" --type csw \
+  sheaf="env SHEAF_ALLOW_PRIVATE_URLS=true $root/target/release/sheaf --data-dir $work/data-csw"
+  $sheaf source add benchcsw "$csw_url" --type csw \
     --config '{"page_size": 100}' >/dev/null
   for run in first unchanged; do
     /usr/bin/time -f '%e %M' -o "$work/time" ${SHEAF_BENCH_WRAP:-} $sheaf run-test benchcsw --json \

@@ -13,6 +13,8 @@ pub mod fetch;
 pub mod harvest;
 pub mod harvest_log;
 pub mod http;
+#[cfg(feature = "sqlite")]
+pub mod local_db;
 pub mod mail;
 pub mod notify;
 pub mod ogcapi;

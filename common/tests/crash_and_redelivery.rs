@@ -323,19 +323,15 @@ async fn a_gather_short_of_time_continues_page_by_page() {
     )
     .await;
     assert_eq!(paged, reference);
-    let pages = std::fs::read_dir(
-        dir.path()
-            .join("store/objects/job-work/crash")
-            .read_dir()
-            .expect("job")
-            .next()
-            .expect("one job")
-            .expect("entry")
-            .path()
-            .join("gathered"),
-    )
-    .expect("gathered pages")
-    .count();
+    let store = common::store::LocalStore::open(&dir.path().join("store"), "http://127.0.0.1:1")
+        .expect("store");
+    let pages = store
+        .list("job-work/crash/")
+        .await
+        .expect("list")
+        .iter()
+        .filter(|e| e.key.contains("/gathered/"))
+        .count();
     assert_eq!(pages, 2, "waf/ and waf/sub/, a page each");
     assert_eq!(
         SHORT_GATHERS.load(Ordering::SeqCst),

@@ -163,6 +163,45 @@ async fn store_contract(store: &dyn ObjectStore) {
         store.delete(key).await.expect("delete");
     }
 
+    // Keys of every kind list together in key order, whichever part of a store holds them
+    // (the local store keeps `packages/` in files and the rest in its database).
+    store
+        .put(
+            "packages/k.json",
+            Bytes::from_static(b"{}"),
+            "application/json",
+            PutMode::Create,
+        )
+        .await
+        .expect("put");
+    assert_eq!(
+        keys(store.list("").await.expect("list")),
+        ["a/b/two.xml", "a/one.json", "ab/three", "packages/k.json"]
+    );
+    assert_eq!(
+        keys(
+            store
+                .list_page("", Some("a/one.json"), 2)
+                .await
+                .expect("page")
+        ),
+        ["ab/three", "packages/k.json"]
+    );
+    assert_eq!(
+        keys(store.list("pa").await.expect("list")),
+        ["packages/k.json"]
+    );
+    assert_eq!(
+        store
+            .get("packages/k.json")
+            .await
+            .expect("get")
+            .body
+            .as_ref(),
+        b"{}"
+    );
+    store.delete("packages/k.json").await.expect("delete");
+
     // Deleting is idempotent; a missing object is NotFound.
     store.delete("a/one.json").await.expect("delete");
     store.delete("a/one.json").await.expect("delete again");
@@ -377,6 +416,108 @@ async fn local_store_and_queue_keep_the_contract() {
     queue_contract(&LocalQueue::open(&dir.path().join("queues"), "contract").expect("queue")).await;
     dead_letter_contract(&LocalQueue::open(&dir.path().join("queues"), "poison").expect("queue"))
         .await;
+}
+
+/// A build without SQLite (the Lambda bootstrap's) keeps every object in files: the same
+/// contract.
+#[tokio::test]
+async fn local_store_in_files_alone_keeps_the_contract() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalStore::open_files_only(&dir.path().join("store"), "http://127.0.0.1:8765")
+        .expect("store");
+    store_contract(&store).await;
+}
+
+/// A data folder of an earlier version (every object a file) opens with every object there,
+/// now in the database; opening it again changes nothing.
+#[tokio::test]
+async fn an_earlier_versions_files_move_into_the_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("store");
+    let old = LocalStore::open_files_only(&root, "http://127.0.0.1:8765").expect("store");
+    for key in ["sources/a.json", "waf/a/x.xml", "packages/k.zip"] {
+        old.put(
+            key,
+            Bytes::from(key.as_bytes().to_vec()),
+            "text/plain",
+            PutMode::Create,
+        )
+        .await
+        .expect("put");
+    }
+    drop(old);
+    for _ in 0..2 {
+        let store = LocalStore::open(&root, "http://127.0.0.1:8765").expect("store");
+        let keys: Vec<String> = store
+            .list("")
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
+        assert_eq!(keys, ["packages/k.zip", "sources/a.json", "waf/a/x.xml"]);
+        for key in &keys {
+            assert_eq!(
+                store.get(key).await.expect("get").body.as_ref(),
+                key.as_bytes()
+            );
+        }
+        assert!(
+            !root.join("objects/sources").exists() && !root.join("objects/waf").exists(),
+            "the moved files are gone"
+        );
+        assert!(store.file_path("packages/k.zip").expect("path").exists());
+    }
+}
+
+/// Many tasks writing at once (the writes group-committed together) each get their own
+/// outcome: one create of a key wins, and every update of a version read but one is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_conditional_writes_to_the_local_store_have_one_winner() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = std::sync::Arc::new(
+        LocalStore::open(&dir.path().join("store"), "http://127.0.0.1:8765").expect("store"),
+    );
+    let etag = store
+        .put(
+            "race/u",
+            Bytes::from_static(b"first"),
+            "text/plain",
+            PutMode::Create,
+        )
+        .await
+        .expect("put");
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let (store, etag) = (store.clone(), etag.clone());
+            tokio::spawn(async move {
+                let body = Bytes::from(format!("{i}"));
+                let created = store
+                    .put("race/c", body.clone(), "text/plain", PutMode::Create)
+                    .await
+                    .is_ok();
+                let updated = store
+                    .put("race/u", body, "text/plain", PutMode::Update(etag))
+                    .await
+                    .is_ok();
+                (created, updated)
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.expect("task"));
+    }
+    assert_eq!(
+        outcomes.iter().filter(|(c, _)| *c).count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes.iter().filter(|(_, u)| *u).count(),
+        1,
+        "{outcomes:?}"
+    );
 }
 
 #[tokio::test]

@@ -35,8 +35,9 @@ async fn run(services: &Services, body: String) -> Result<(), PipelineError> {
     }
 }
 
-/// Messages handled at once: enough to overlap network and disk waits.
-const CONCURRENCY: usize = 16;
+/// Messages handled at once: enough to overlap network waits and the store's commits (each
+/// document's writes wait for a group commit in turn).
+const CONCURRENCY: usize = 64;
 
 /// How often the progress is counted.
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
@@ -98,17 +99,22 @@ pub async fn run_test_with(
         let total = get_job(local.store.as_ref(), source, &job.id)
             .await?
             .object_count;
-        // Fetches and imports run CONCURRENCY at a time, as the queue workers would. Progress
-        // is counted (a listing of the done markers) now and then, not every batch: counting
-        // after each batch made a large harvest quadratic.
+        // Fetches and imports run CONCURRENCY at once, as the queue workers would, a new one
+        // started as soon as one ends (a fetch's import joins the queue it pops from). Progress
+        // is counted (a listing of the done markers) now and then, not after each message:
+        // counting that often made a large harvest quadratic.
+        let mut running = futures::stream::FuturesUnordered::new();
         loop {
-            let batch: Vec<String> = std::iter::from_fn(|| fetch.pop().or_else(|| import.pop()))
-                .take(CONCURRENCY)
-                .collect();
-            if batch.is_empty() {
-                break;
+            while running.len() < CONCURRENCY {
+                match fetch.pop().or_else(|| import.pop()) {
+                    Some(body) => running.push(run(&local, body)),
+                    None => break,
+                }
             }
-            futures::future::try_join_all(batch.into_iter().map(|body| run(&local, body))).await?;
+            match futures::StreamExt::next(&mut running).await {
+                Some(result) => result?,
+                None => break,
+            }
             // Counting lists the done markers: at most a tenth of the time goes to it.
             if counted.elapsed() >= PROGRESS_EVERY.max(count_cost * 10) {
                 let started = std::time::Instant::now();

@@ -1,238 +1,277 @@
-//! A durable queue on a folder: one JSON file per message in `ROOT/NAME/`, dead letters in
-//! `ROOT/NAME-dlq/`. A receive rewrites the file with its new visibility and receive count
-//! (temp file + rename) under an exclusive lock, so a crash at any line loses no message: at
-//! worst it is delivered again when its visibility runs out.
+//! A durable queue in a SQLite file (`ROOT/queues.db`, shared by every queue of the folder;
+//! see `local_db` for its group commit): one row a message, in sending order, with its
+//! visibility and receive count. A receive counts and hides its messages in one transaction,
+//! so a crash at any line loses no message: at worst it is delivered again when its
+//! visibility runs out. An earlier version's queue (a JSON file a message in `ROOT/NAME/`,
+//! dead letters in `ROOT/NAME-dlq/`) is moved in when the queue opens.
 
-use std::fs::{self, File};
-use std::io::ErrorKind;
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
+use rusqlite::{Connection, params};
+use serde::Deserialize;
 
 use super::{MAX_RECEIVE_COUNT, Queue, QueueDepth, QueueError, Received};
+use crate::local_db::{DbError, LocalDb};
+
+const FILE_NAME: &str = "queues.db";
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        queue TEXT NOT NULL,
+        dead INTEGER NOT NULL,
+        visible_at_ms INTEGER NOT NULL,
+        receive_count INTEGER NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS messages_in_order ON messages (queue, dead, id);";
 
 #[derive(Clone)]
 pub struct LocalQueue {
     name: String,
-    dir: PathBuf,
-    dlq: PathBuf,
-    lock_path: PathBuf,
+    db: Arc<LocalDb>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Stored {
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A message as an earlier version kept it in its file.
+#[derive(Deserialize)]
+struct FileMessage {
     body: String,
     visible_at_ms: u64,
     receive_count: u32,
 }
 
-static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl LocalQueue {
     pub fn open(root: &Path, name: &str) -> Result<Self, QueueError> {
-        let dir = root.join(name);
-        let dlq = root.join(format!("{name}-dlq"));
-        for d in [&dir, &dlq] {
-            fs::create_dir_all(d).map_err(|e| QueueError::backend(name, e))?;
-        }
-        Ok(LocalQueue {
+        fs::create_dir_all(root).map_err(|e| QueueError::backend(name, e))?;
+        let db = LocalDb::open(&root.join(FILE_NAME), SCHEMA)
+            .map_err(|e| QueueError::backend(name, e))?;
+        let queue = LocalQueue {
             name: name.to_string(),
-            lock_path: root.join(format!("{name}.lock")),
-            dir,
-            dlq,
-        })
+            db,
+        };
+        queue.move_in_files(&root.join(name), false)?;
+        queue.move_in_files(&root.join(format!("{name}-dlq")), true)?;
+        Ok(queue)
     }
 
     fn err(&self, e: impl std::fmt::Display) -> QueueError {
         QueueError::backend(&self.name, e)
     }
 
-    fn lock(&self) -> Result<File, QueueError> {
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.lock_path)
-            .map_err(|e| self.err(e))?;
-        file.lock().map_err(|e| self.err(e))?;
-        Ok(file)
-    }
-
-    fn write(&self, path: &Path, msg: &Stored) -> Result<(), QueueError> {
-        let tmp = path.with_extension("tmp");
-        let bytes = serde_json::to_vec(msg).map_err(|e| self.err(e))?;
-        fs::write(&tmp, bytes).map_err(|e| self.err(e))?;
-        fs::rename(&tmp, path).map_err(|e| self.err(e))
-    }
-
-    fn read(&self, path: &Path) -> Result<Option<Stored>, QueueError> {
-        match fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| self.err(format!("{}: {e}", path.display()))),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.err(e)),
-        }
-    }
-
-    /// Message files in sending order (their names start with the send time).
-    fn message_files(&self, dir: &Path) -> Result<Vec<PathBuf>, QueueError> {
-        let mut files: Vec<PathBuf> = fs::read_dir(dir)
-            .map_err(|e| self.err(e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .collect();
+    /// Moves an earlier version's message files (in sending order, their names' order) into
+    /// the table, then removes them and their folder: a crash between the two sends them
+    /// again, which at-least-once delivery allows.
+    fn move_in_files(&self, dir: &Path, dead: bool) -> Result<(), QueueError> {
+        let mut files: Vec<PathBuf> = match fs::read_dir(dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(self.err(e)),
+        };
         files.sort();
-        Ok(files)
-    }
-
-    fn path_of(&self, receipt: &str) -> Result<PathBuf, QueueError> {
-        let id = receipt.split(':').next().unwrap_or_default();
-        if id.is_empty() || id.contains('/') || id.contains("..") {
-            return Err(self.err(format!("bad receipt {receipt:?}")));
+        let mut messages = Vec::new();
+        for path in &files {
+            let bytes = fs::read(path).map_err(|e| self.err(e))?;
+            let message: FileMessage = serde_json::from_slice(&bytes)
+                .map_err(|e| self.err(format!("{}: {e}", path.display())))?;
+            messages.push(message);
         }
-        Ok(self.dir.join(format!("{id}.json")))
+        let name = self.name.clone();
+        self.db
+            .write_now(|conn| {
+                for m in &messages {
+                    conn.execute(
+                        "INSERT INTO messages (queue, dead, visible_at_ms, receive_count, body)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![
+                            name,
+                            dead,
+                            i64::try_from(m.visible_at_ms).unwrap_or(i64::MAX),
+                            m.receive_count,
+                            m.body
+                        ],
+                    )?;
+                }
+                Ok(())
+            })
+            .map_err(|e| self.err(e))?;
+        for path in &files {
+            fs::remove_file(path).map_err(|e| self.err(e))?;
+        }
+        let _ = fs::remove_dir(dir);
+        if !files.is_empty() {
+            tracing::info!(queue = %self.name, messages = files.len(), "moved the queue's files into its database");
+        }
+        Ok(())
     }
 
-    /// Counts a receive of the message at `path` and hides it until `until_ms`; its id.
-    fn hold(&self, path: &Path, msg: &mut Stored, until_ms: u64) -> Result<String, QueueError> {
-        msg.receive_count += 1;
-        msg.visible_at_ms = until_ms;
-        self.write(path, msg)?;
-        Ok(path
-            .file_stem()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned())
-    }
-
-    /// Removes a message's file; one already gone is no error (deletes are replayed).
-    async fn remove(&self, path: PathBuf) -> Result<(), QueueError> {
-        self.run(move |q| {
-            let _guard = q.lock()?;
-            match fs::remove_file(&path) {
-                Err(e) if e.kind() != ErrorKind::NotFound => Err(q.err(e)),
-                _ => Ok(()),
-            }
-        })
-        .await
-    }
-
-    fn dead_letter_path(&self, receipt: &str) -> Result<PathBuf, QueueError> {
-        let path = self.path_of(receipt)?;
-        Ok(self.dlq.join(path.file_name().unwrap_or_default()))
-    }
-
-    fn run<T: Send + 'static>(
+    async fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&LocalQueue) -> Result<T, QueueError> + Send + 'static,
-    ) -> impl std::future::Future<Output = Result<T, QueueError>> {
-        let this = self.clone();
-        async move {
-            let name = this.name.clone();
-            tokio::task::spawn_blocking(move || f(&this))
-                .await
-                .map_err(|e| QueueError::backend(&name, e))?
+        write: impl FnOnce(&Connection, &str) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, QueueError> {
+        let name = self.name.clone();
+        self.db
+            .write(move |conn| write(conn, &name))
+            .await
+            .map_err(|e| self.err(e))
+    }
+}
+
+/// The message id a receipt names (`ID:COUNT` for messages, `ID` for dead letters).
+fn receipt_id(receipt: &str) -> Result<i64, String> {
+    receipt
+        .split(':')
+        .next()
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| format!("bad receipt {receipt:?}"))
+}
+
+/// Up to `max` visible messages of `queue` (dead letters or not), counted and hidden until
+/// `visibility` has passed. Messages received too often are moved to the dead letters.
+fn take(
+    conn: &Connection,
+    queue: &str,
+    dead: bool,
+    max: usize,
+    visibility: Duration,
+) -> Result<Vec<Received>, DbError> {
+    let now = now_ms();
+    let mut out = Vec::new();
+    let mut after = 0i64;
+    while out.len() < max {
+        let rows: Vec<(i64, u32, String)> = conn
+            .prepare_cached(
+                "SELECT id, receive_count, body FROM messages
+                 WHERE queue = ?1 AND dead = ?2 AND id > ?3 AND visible_at_ms <= ?4
+                 ORDER BY id LIMIT ?5",
+            )?
+            .query_map(
+                params![queue, dead, after, now, (max - out.len()) as i64],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )?
+            .collect::<Result<_, _>>()?;
+        let Some(last) = rows.last() else { break };
+        after = last.0;
+        for (id, count, body) in rows {
+            if !dead && count >= MAX_RECEIVE_COUNT {
+                conn.prepare_cached("UPDATE messages SET dead = 1 WHERE id = ?1")?
+                    .execute([id])?;
+                tracing::warn!(queue, message = id, "moved to the dead-letter queue");
+                continue;
+            }
+            conn.prepare_cached(
+                "UPDATE messages SET receive_count = ?2, visible_at_ms = ?3 WHERE id = ?1",
+            )?
+            .execute(params![id, count + 1, now + ms(visibility)])?;
+            let receipt = if dead {
+                id.to_string()
+            } else {
+                format!("{id}:{}", count + 1)
+            };
+            out.push(Received {
+                id: id.to_string(),
+                body,
+                receipt,
+                receive_count: count + 1,
+            });
         }
     }
+    Ok(out)
 }
 
 #[async_trait]
 impl Queue for LocalQueue {
     async fn send(&self, body: String, delay: Duration) -> Result<(), QueueError> {
-        self.run(move |q| {
-            let id = format!(
-                "{:016}-{:08}-{}",
-                now_ms(),
-                SEQUENCE.fetch_add(1, Ordering::Relaxed) % 100_000_000,
-                uuid::Uuid::new_v4().simple()
-            );
-            let msg = Stored {
-                body,
-                visible_at_ms: now_ms() + delay.as_millis() as u64,
-                receive_count: 0,
-            };
-            q.write(&q.dir.join(format!("{id}.json")), &msg)
+        self.write(move |conn, queue| {
+            conn.prepare_cached(
+                "INSERT INTO messages (queue, dead, visible_at_ms, receive_count, body)
+                 VALUES (?1, 0, ?2, 0, ?3)",
+            )?
+            .execute(params![queue, now_ms() + ms(delay), body])?;
+            Ok(())
         })
         .await
     }
 
-    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Received>, QueueError> {
-        self.run(move |q| {
-            let _guard = q.lock()?;
+    async fn send_batch(&self, bodies: Vec<String>) -> Result<(), QueueError> {
+        self.write(move |conn, queue| {
+            let mut insert = conn.prepare_cached(
+                "INSERT INTO messages (queue, dead, visible_at_ms, receive_count, body)
+                 VALUES (?1, 0, ?2, 0, ?3)",
+            )?;
             let now = now_ms();
-            let mut out = Vec::new();
-            for path in q.message_files(&q.dir)? {
-                if out.len() >= max {
-                    break;
-                }
-                let Some(mut msg) = q.read(&path)? else {
-                    continue;
-                };
-                if msg.visible_at_ms > now {
-                    continue;
-                }
-                let file_name = path.file_name().unwrap_or_default().to_owned();
-                if msg.receive_count >= MAX_RECEIVE_COUNT {
-                    fs::rename(&path, q.dlq.join(&file_name)).map_err(|e| q.err(e))?;
-                    tracing::warn!(queue = %q.name, message = ?file_name, "moved to the dead-letter queue");
-                    continue;
-                }
-                let id = q.hold(&path, &mut msg, now + visibility.as_millis() as u64)?;
-                out.push(Received {
-                    receipt: format!("{id}:{}", msg.receive_count),
-                    id,
-                    body: msg.body,
-                    receive_count: msg.receive_count,
-                });
-            }
-            Ok(out)
-        })
-        .await
-    }
-
-    async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
-        self.remove(self.path_of(receipt)?).await
-    }
-
-    async fn change_visibility(&self, receipt: &str, timeout: Duration) -> Result<(), QueueError> {
-        let path = self.path_of(receipt)?;
-        self.run(move |q| {
-            let _guard = q.lock()?;
-            if let Some(mut msg) = q.read(&path)? {
-                msg.visible_at_ms = now_ms() + timeout.as_millis() as u64;
-                q.write(&path, &msg)?;
+            for body in bodies {
+                insert.execute(params![queue, now, body])?;
             }
             Ok(())
         })
         .await
     }
 
-    async fn depth(&self) -> Result<QueueDepth, QueueError> {
-        self.run(|q| {
-            let now = now_ms();
-            let mut depth = QueueDepth::default();
-            for path in q.message_files(&q.dir)? {
-                match q.read(&path)? {
-                    Some(m) if m.visible_at_ms > now && m.receive_count > 0 => depth.in_flight += 1,
-                    Some(_) => depth.visible += 1,
-                    None => {}
-                }
-            }
-            depth.dead_letters = q.message_files(&q.dlq)?.len() as u64;
-            Ok(depth)
+    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Received>, QueueError> {
+        self.write(move |conn, queue| take(conn, queue, false, max, visibility))
+            .await
+    }
+
+    async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
+        let id = receipt_id(receipt).map_err(|e| self.err(e))?;
+        self.write(move |conn, queue| {
+            conn.prepare_cached("DELETE FROM messages WHERE id = ?1 AND queue = ?2 AND dead = 0")?
+                .execute(params![id, queue])?;
+            Ok(())
         })
         .await
+    }
+
+    async fn change_visibility(&self, receipt: &str, timeout: Duration) -> Result<(), QueueError> {
+        let id = receipt_id(receipt).map_err(|e| self.err(e))?;
+        self.write(move |conn, queue| {
+            conn.prepare_cached(
+                "UPDATE messages SET visible_at_ms = ?3 WHERE id = ?1 AND queue = ?2 AND dead = 0",
+            )?
+            .execute(params![id, queue, now_ms() + ms(timeout)])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn depth(&self) -> Result<QueueDepth, QueueError> {
+        let name = self.name.clone();
+        self.db
+            .read(|conn| {
+                conn.prepare_cached(
+                    "SELECT
+                         coalesce(sum(dead = 0 AND (visible_at_ms <= ?2 OR receive_count = 0)), 0),
+                         coalesce(sum(dead = 0 AND visible_at_ms > ?2 AND receive_count > 0), 0),
+                         coalesce(sum(dead = 1), 0)
+                     FROM messages WHERE queue = ?1",
+                )?
+                .query_row(params![name, now_ms()], |row| {
+                    Ok(QueueDepth {
+                        visible: row.get::<_, i64>(0)?.max(0) as u64,
+                        in_flight: row.get::<_, i64>(1)?.max(0) as u64,
+                        dead_letters: row.get::<_, i64>(2)?.max(0) as u64,
+                    })
+                })
+            })
+            .map_err(|e| self.err(e))
     }
 
     async fn receive_dead_letters(
@@ -240,46 +279,22 @@ impl Queue for LocalQueue {
         max: usize,
         visibility: Duration,
     ) -> Result<Vec<Received>, QueueError> {
-        self.run(move |q| {
-            let _guard = q.lock()?;
-            let now = now_ms();
-            let mut out = Vec::new();
-            for path in q.message_files(&q.dlq)? {
-                if out.len() >= max {
-                    break;
-                }
-                let Some(mut msg) = q.read(&path)? else {
-                    continue;
-                };
-                // Moved here while visible: hidden only while a look holds it.
-                if msg.visible_at_ms > now {
-                    continue;
-                }
-                let id = q.hold(&path, &mut msg, now + visibility.as_millis() as u64)?;
-                out.push(Received {
-                    receipt: id.clone(),
-                    id,
-                    body: msg.body,
-                    receive_count: msg.receive_count,
-                });
-            }
-            Ok(out)
-        })
-        .await
+        self.write(move |conn, queue| take(conn, queue, true, max, visibility))
+            .await
     }
 
     async fn release_dead_letters(&self, receipts: &[String]) -> Result<(), QueueError> {
-        let paths = receipts
+        let ids = receipts
             .iter()
-            .map(|r| self.dead_letter_path(r))
-            .collect::<Result<Vec<_>, _>>()?;
-        self.run(move |q| {
-            let _guard = q.lock()?;
-            for path in paths {
-                if let Some(mut msg) = q.read(&path)? {
-                    msg.visible_at_ms = 0;
-                    q.write(&path, &msg)?;
-                }
+            .map(|r| receipt_id(r))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        self.write(move |conn, queue| {
+            let mut release = conn.prepare_cached(
+                "UPDATE messages SET visible_at_ms = 0 WHERE id = ?1 AND queue = ?2 AND dead = 1",
+            )?;
+            for id in ids {
+                release.execute(params![id, queue])?;
             }
             Ok(())
         })
@@ -287,15 +302,19 @@ impl Queue for LocalQueue {
     }
 
     async fn delete_dead_letter(&self, receipt: &str) -> Result<(), QueueError> {
-        self.remove(self.dead_letter_path(receipt)?).await
+        let id = receipt_id(receipt).map_err(|e| self.err(e))?;
+        self.write(move |conn, queue| {
+            conn.prepare_cached("DELETE FROM messages WHERE id = ?1 AND queue = ?2 AND dead = 1")?
+                .execute(params![id, queue])?;
+            Ok(())
+        })
+        .await
     }
 
     async fn purge(&self) -> Result<(), QueueError> {
-        self.run(|q| {
-            let _guard = q.lock()?;
-            for path in q.message_files(&q.dir)? {
-                let _ = fs::remove_file(path);
-            }
+        self.write(move |conn, queue| {
+            conn.prepare_cached("DELETE FROM messages WHERE queue = ?1 AND dead = 0")?
+                .execute([queue])?;
             Ok(())
         })
         .await

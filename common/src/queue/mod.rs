@@ -1,8 +1,9 @@
-//! The queue port: SQS between the stages on AWS, durable folders locally.
+//! The queue port: SQS between the stages on AWS, a durable SQLite table locally.
 //!
 //! Messages are small JSON documents (keys, never documents) and every handler is safe to run
 //! twice, because both backends deliver at least once.
 
+#[cfg(feature = "sqlite")]
 mod local;
 mod memory;
 mod sqs;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Serialize;
 
+#[cfg(feature = "sqlite")]
 pub use local::LocalQueue;
 pub use memory::MemoryQueue;
 pub use sqs::SqsQueue;

@@ -6,13 +6,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use common::aws::{AwsSettings, load_sdk_config, s3_client};
-use common::catalog::{S3Index, TantivyIndex};
+use common::catalog::S3Index;
 use common::fetch::{AddressPolicy, ReqwestFetcher};
-use common::mail::{OutboxMailer, SesMailer};
+use common::mail::SesMailer;
 use common::package::PackagerSettings;
-use common::queue::{LocalQueue, QueueName, Queues, SqsQueue};
+use common::queue::{QueueName, Queues, SqsQueue};
 use common::services::{Services, Settings};
 use common::store::{LocalStore, S3Store};
 
@@ -208,49 +207,65 @@ pub async fn build_services(config: &Config) -> anyhow::Result<Built> {
                 local_store: None,
             })
         }
-        None => {
-            let dir = &config.data_dir;
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating the data folder {}", dir.display()))?;
-            let store = LocalStore::open(&dir.join("store"), &config.public_url())
-                .with_context(|| format!("opening the store in {}", dir.display()))?;
-            let mut queues = Queues::new();
-            for name in QueueName::ALL {
-                queues = queues.with(
-                    name,
-                    Arc::new(LocalQueue::open(&dir.join("queues"), name.as_str())?),
-                );
-            }
-            let policy = if config.allow_private_urls {
-                AddressPolicy::AllowPrivate
-            } else {
-                config
-                    .example_waf_addr()
-                    .map_or(AddressPolicy::PublicOnly, AddressPolicy::PublicAnd)
-            };
-            let index = TantivyIndex::open(&dir.join("index"))
-                .with_context(|| format!("opening the search index in {}", dir.display()))?;
-            let services = Services {
-                store: Arc::new(store.clone()),
-                index: Arc::new(index),
-                queues,
-                mailer: Arc::new(OutboxMailer::new(dir.join("outbox"))),
-                fetcher: Arc::new(ReqwestFetcher::new(policy, timeout)?),
-                settings: Settings {
-                    check_delay: Duration::from_secs(2),
-                    packager: PackagerSettings {
-                        address_policy: policy,
-                        ..settings.packager.clone()
-                    },
-                    ..settings
-                },
-            };
-            Ok(Built {
-                services,
-                local_store: Some(store),
-            })
-        }
+        None => build_local(config, settings),
     }
+}
+
+/// The data folder's adapters: the store and queues in SQLite files, the index, the outbox.
+#[cfg(feature = "sqlite")]
+fn build_local(config: &Config, settings: Settings) -> anyhow::Result<Built> {
+    use anyhow::Context;
+    use common::catalog::TantivyIndex;
+    use common::mail::OutboxMailer;
+    use common::queue::LocalQueue;
+    let dir = &config.data_dir;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the data folder {}", dir.display()))?;
+    let store = LocalStore::open(&dir.join("store"), &config.public_url())
+        .with_context(|| format!("opening the store in {}", dir.display()))?;
+    let mut queues = Queues::new();
+    for name in QueueName::ALL {
+        queues = queues.with(
+            name,
+            Arc::new(LocalQueue::open(&dir.join("queues"), name.as_str())?),
+        );
+    }
+    let policy = if config.allow_private_urls {
+        AddressPolicy::AllowPrivate
+    } else {
+        config
+            .example_waf_addr()
+            .map_or(AddressPolicy::PublicOnly, AddressPolicy::PublicAnd)
+    };
+    let index = TantivyIndex::open(&dir.join("index"))
+        .with_context(|| format!("opening the search index in {}", dir.display()))?;
+    let services = Services {
+        store: Arc::new(store.clone()),
+        index: Arc::new(index),
+        queues,
+        mailer: Arc::new(OutboxMailer::new(dir.join("outbox"))),
+        fetcher: Arc::new(ReqwestFetcher::new(policy, common::fetch::REQUEST_TIMEOUT)?),
+        settings: Settings {
+            check_delay: Duration::from_secs(2),
+            packager: PackagerSettings {
+                address_policy: policy,
+                ..settings.packager.clone()
+            },
+            ..settings
+        },
+    };
+    Ok(Built {
+        services,
+        local_store: Some(store),
+    })
+}
+
+/// A build without SQLite (the Lambda bootstrap) has no local mode.
+#[cfg(not(feature = "sqlite"))]
+fn build_local(_config: &Config, _settings: Settings) -> anyhow::Result<Built> {
+    anyhow::bail!(
+        "this build has no local mode (built without the sqlite feature): set SHEAF_BUCKET"
+    )
 }
 
 /// Logs as JSON for CloudWatch when `AWS_LAMBDA_LOG_FORMAT=JSON`, else as text, to stderr.

@@ -1,10 +1,12 @@
-//! The object store on a local folder: `ROOT/objects/KEY`, written to a temp file beside it
-//! first and renamed into place, so a reader never sees half an object and a crash leaves at
-//! most a temp file (which listings skip). The temp file shares the object's folder because a
-//! rename between folders takes a lock on the whole file system: with it in `ROOT/tmp`,
-//! concurrent writes queued on that lock. Every mutation takes an exclusive `flock` on `ROOT/store.lock`, which gives the
-//! conditional writes the same meaning as S3's across threads and processes (a `sheaf` command
-//! beside a running `serve`).
+//! The local store's file half: `ROOT/objects/KEY`, written to a temp file beside it first and
+//! renamed into place, so a reader never sees half an object and a crash leaves at most a temp
+//! file (which listings skip). It holds what is large or streamed (packages: multipart uploads,
+//! served from their file); the small objects go to the database half when there is one. The
+//! temp file shares the object's folder because a rename between folders takes a lock on the
+//! whole file system: with it in `ROOT/tmp`, concurrent writes queued on that lock. Every
+//! mutation takes an exclusive `flock` on `ROOT/store.lock`, which gives the conditional writes
+//! the same meaning as S3's across threads and processes (a `sheaf` command beside a running
+//! `serve`).
 
 use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
@@ -16,25 +18,25 @@ use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use super::{
+use crate::store::{
     ListEntry, MultipartUpload, Object, ObjectStore, PutMode, StoreError, UploadState, validate_key,
 };
 
 #[derive(Clone)]
-pub struct LocalStore {
+pub(super) struct FileStore {
     root: PathBuf,
     /// Base of download links, e.g. `http://127.0.0.1:8765`.
     public_url: String,
     signing_key: Vec<u8>,
 }
 
-impl LocalStore {
+impl FileStore {
     /// Opens (creating when needed) a store under `root`. `public_url` is where `serve` answers,
     /// for signed `/downloads/` links.
     pub fn open(root: &Path, public_url: &str) -> Result<Self, StoreError> {
         fs::create_dir_all(root.join("objects")).map_err(|e| StoreError::io("objects", e))?;
         let signing_key = load_or_create_secret(&root.join("signing.key"))?;
-        Ok(LocalStore {
+        Ok(FileStore {
             root: root.to_path_buf(),
             public_url: public_url.trim_end_matches('/').to_string(),
             signing_key,
@@ -136,7 +138,7 @@ impl LocalStore {
 const TEMP_PREFIX: &str = "\\partial-";
 
 /// A content hash, so the ETag changes exactly when the bytes do (as S3's MD5 ETag does).
-fn etag_of(bytes: &[u8]) -> String {
+pub(super) fn etag_of(bytes: &[u8]) -> String {
     hex::encode(&Sha256::digest(bytes)[..16])
 }
 
@@ -186,14 +188,58 @@ impl Walk<'_> {
     }
 
     /// Walks folder `dir`, whose keys start with `key_prefix`, in S3's key order: a folder
-    /// sorts as its name followed by `/`.
+    /// sorts as its name followed by `/`. A pass keeps the folder's first entries that the
+    /// page still has room for; a subfolder may give none (all of it before `after`, or
+    /// empty), so passes go on after the last entry walked until the page is full or the
+    /// folder is done.
     fn folder(&mut self, dir: &Path, key_prefix: &str) -> std::io::Result<()> {
+        let mut walked: Option<String> = None;
+        loop {
+            let room = self.limit - self.out.len();
+            let Some(first) = self.first_entries(dir, key_prefix, walked.as_deref(), room)? else {
+                return Ok(());
+            };
+            let whole = first.len() < room;
+            for key in first.into_sorted_vec() {
+                if self.out.len() >= self.limit {
+                    return Ok(());
+                }
+                let path = dir.join(key[key_prefix.len()..].trim_end_matches('/'));
+                if key.ends_with('/') {
+                    self.folder(&path, &key)?;
+                } else {
+                    match fs::metadata(&path) {
+                        Ok(meta) => self.out.push(ListEntry {
+                            key: key.clone(),
+                            size: meta.len(),
+                        }),
+                        // Deleted since the folder was read: it is simply not listed.
+                        Err(e) if e.kind() == ErrorKind::NotFound => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                walked = Some(key);
+            }
+            if whole || self.out.len() >= self.limit {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The first `room` wanted entries of folder `dir` after `walked` (a heap, so a folder of
+    /// 100,000 files costs a page of memory); `None` when the folder is gone or has none.
+    fn first_entries(
+        &self,
+        dir: &Path,
+        key_prefix: &str,
+        walked: Option<&str>,
+        room: usize,
+    ) -> std::io::Result<Option<std::collections::BinaryHeap<String>>> {
         let entries = match fs::read_dir(dir) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let room = self.limit - self.out.len();
         let mut first = std::collections::BinaryHeap::new();
         for entry in entries {
             let entry = entry?;
@@ -213,38 +259,56 @@ impl Walk<'_> {
             } else {
                 format!("{key_prefix}{name}")
             };
-            if self.wanted(&key) {
+            if self.wanted(&key) && walked.is_none_or(|w| key.as_str() > w) {
                 first.push(key);
                 if first.len() > room {
                     first.pop();
                 }
             }
         }
-        for key in first.into_sorted_vec() {
-            if self.out.len() >= self.limit {
-                break;
-            }
-            let path = dir.join(key[key_prefix.len()..].trim_end_matches('/'));
-            if key.ends_with('/') {
-                self.folder(&path, &key)?;
-                continue;
-            }
-            match fs::metadata(&path) {
-                Ok(meta) => self.out.push(ListEntry {
-                    key,
-                    size: meta.len(),
-                }),
-                // Deleted since the folder was read: it is simply not listed.
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        Ok((!first.is_empty()).then_some(first))
     }
 }
 
-impl LocalStore {
-    fn walk(
+impl FileStore {
+    /// The bytes at `key`, if any (for moving objects between the store's halves).
+    #[cfg(feature = "sqlite")]
+    pub(super) fn read_blocking(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match fs::read(self.path(key)?) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::NotADirectory => {
+                Ok(None)
+            }
+            Err(e) => Err(StoreError::io(key, e)),
+        }
+    }
+
+    /// Removes `key` and the folders it leaves empty; a missing key is no error.
+    pub(super) fn remove_blocking(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        // Deleting what is not there changes nothing: no lock needed to see so.
+        if fs::symlink_metadata(&path).is_err_and(|e| e.kind() == ErrorKind::NotFound) {
+            return Ok(());
+        }
+        let _guard = self.lock()?;
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StoreError::io(key, e)),
+        }
+        // Prune folders left empty, so listings show no empty directories.
+        let objects = self.root.join("objects");
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            if d == objects || fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(())
+    }
+
+    pub(super) fn walk(
         &self,
         prefix: &str,
         after: Option<&str>,
@@ -272,7 +336,7 @@ impl LocalStore {
 }
 
 #[async_trait]
-impl ObjectStore for LocalStore {
+impl ObjectStore for FileStore {
     async fn get(&self, key: &str) -> Result<Object, StoreError> {
         let path = self.path(key)?;
         let key = key.to_string();
@@ -328,32 +392,9 @@ impl ObjectStore for LocalStore {
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let path = self.path(key)?;
-        let this = self.clone();
-        let key = key.to_string();
-        blocking(move || {
-            // Deleting what is not there changes nothing: no lock needed to see so.
-            if fs::symlink_metadata(&path).is_err_and(|e| e.kind() == ErrorKind::NotFound) {
-                return Ok(());
-            }
-            let _guard = this.lock()?;
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-                Err(e) => return Err(StoreError::io(&key, e)),
-            }
-            // Prune folders left empty, so listings show no empty directories.
-            let objects = this.root.join("objects");
-            let mut dir = path.parent();
-            while let Some(d) = dir {
-                if d == objects || fs::remove_dir(d).is_err() {
-                    break;
-                }
-                dir = d.parent();
-            }
-            Ok(())
-        })
-        .await
+        validate_key(key)?;
+        let (this, key) = (self.clone(), key.to_string());
+        blocking(move || this.remove_blocking(&key)).await
     }
 
     async fn start_multipart(
@@ -453,7 +494,7 @@ fn total_size(parts: &[String]) -> u64 {
 }
 
 struct LocalUpload {
-    store: LocalStore,
+    store: FileStore,
     key: String,
     tmp: PathBuf,
     file: Option<File>,
@@ -520,9 +561,9 @@ impl MultipartUpload for LocalUpload {
 mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, LocalStore) {
+    fn store() -> (tempfile::TempDir, FileStore) {
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalStore::open(dir.path(), "http://127.0.0.1:1").unwrap();
+        let store = FileStore::open(dir.path(), "http://127.0.0.1:1").unwrap();
         (dir, store)
     }
 

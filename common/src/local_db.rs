@@ -1,0 +1,205 @@
+//! One SQLite file shared by the tasks of a process, with group commit: the local store's
+//! objects and the local queues' messages live in such files, so a harvested document's
+//! dozen writes cost a dozen rows, not a dozen new files, fsyncs and directory locks (which
+//! made the kernel, not Sheaf, the local harvest's bottleneck).
+//!
+//! Writes go to one writer thread a file, which runs whatever has queued up meanwhile in one
+//! transaction (one fsync for many writes, however many tasks write at once). Each write runs
+//! in its own savepoint, so one that fails leaves the others, and is answered only after the
+//! commit: a read that follows it sees it. Reads run on a pooled connection in the calling
+//! task: a read of a cached page costs a few microseconds, less than handing it to a thread.
+//! WAL mode lets reads go on beside the writer; SQLite's locks serialise the writers of
+//! several processes (a `sheaf` command beside a running `serve`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex, Weak, mpsc};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+/// How long a statement waits for another process's write to end before it fails.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Writes one transaction takes at most: enough to amortise its fsync, few enough that the
+/// first writer of a batch does not wait long for the last.
+const MAX_BATCH: usize = 512;
+
+/// Something the database could not do.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DbError(String);
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        DbError(e.to_string())
+    }
+}
+
+/// A write, run in the writer's transaction (or told the transaction could not start): whether
+/// it succeeded, and how to answer its caller once the commit is known.
+type Job = Box<dyn FnOnce(Result<&Connection, &DbError>) -> (bool, Answer) + Send>;
+
+/// Tells a write's caller its outcome, given the commit's.
+type Answer = Box<dyn FnOnce(Result<(), &DbError>) + Send>;
+
+/// An open database file; cheap to share (`Arc`), one per file in a process.
+pub struct LocalDb {
+    path: PathBuf,
+    writer: mpsc::Sender<Job>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// The files open in this process, so that every opener of a file shares its one writer.
+static OPEN: LazyLock<Mutex<HashMap<PathBuf, Weak<LocalDb>>>> = LazyLock::new(Default::default);
+
+fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // FULL: a commit is on disk when it returns; one fsync a batch, so it costs little.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+impl LocalDb {
+    /// Opens (creating when needed) the database at `path`, with `schema` run once at open
+    /// (`CREATE ... IF NOT EXISTS`); a file this process has open already is shared.
+    pub fn open(path: &Path, schema: &str) -> Result<Arc<LocalDb>, DbError> {
+        let mut open = OPEN.lock().map_err(|e| DbError(e.to_string()))?;
+        let canonical = path.to_path_buf();
+        if let Some(db) = open.get(&canonical).and_then(Weak::upgrade) {
+            db.read(|conn| conn.execute_batch(schema))?;
+            return Ok(db);
+        }
+        let conn = connect(path)?;
+        conn.execute_batch(schema)?;
+        let (writer, jobs) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("sheaf-db-writer".into())
+            .spawn(move || write_loop(conn, jobs))
+            .map_err(|e| DbError(e.to_string()))?;
+        let db = Arc::new(LocalDb {
+            path: path.to_path_buf(),
+            writer,
+            readers: Mutex::new(Vec::new()),
+        });
+        open.retain(|_, db| db.strong_count() > 0);
+        open.insert(canonical, Arc::downgrade(&db));
+        Ok(db)
+    }
+
+    /// Runs `read` on a pooled connection (opened when none is free).
+    pub fn read<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, DbError> {
+        let pooled = self
+            .readers
+            .lock()
+            .map(|mut pool| pool.pop())
+            .ok()
+            .flatten();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => connect(&self.path)?,
+        };
+        let result = read(&conn).map_err(DbError::from);
+        if let Ok(mut pool) = self.readers.lock() {
+            pool.push(conn);
+        }
+        result
+    }
+
+    /// Runs `write` in a transaction of its own, now, on this thread: for work at open, before
+    /// any task writes (a one-time migration).
+    pub fn write_now<T>(
+        &self,
+        write: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, DbError> {
+        let mut conn = connect(&self.path)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let result = write(&tx)?;
+        tx.commit()?;
+        Ok(result)
+    }
+
+    /// Runs `write` in the writer's next transaction; its outcome once that has committed.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, DbError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let outcome = match conn {
+                Ok(conn) => write(conn),
+                Err(e) => Err(DbError(format!("no transaction: {e}"))),
+            };
+            let succeeded = outcome.is_ok();
+            let answer: Answer = Box::new(move |commit| {
+                let result = match commit {
+                    Ok(()) => outcome,
+                    Err(e) => Err(DbError(format!("commit failed: {e}"))),
+                };
+                // A caller that stopped waiting (its task was dropped) needs no answer.
+                let _ = reply.send(result);
+            });
+            (succeeded, answer)
+        });
+        let stopped = || DbError("the database's writer has stopped".into());
+        self.writer.send(job).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// The writer thread: takes what has queued, runs it in one transaction, answers each. Ends
+/// when the last `LocalDb` of its file is gone.
+fn write_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let (answers, commit) = run_batch(&mut conn, batch);
+        for answer in answers {
+            answer(commit.as_ref().map(|_| ()));
+        }
+    }
+}
+
+fn run_batch(conn: &mut Connection, batch: Vec<Job>) -> (Vec<Answer>, Result<(), DbError>) {
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            let e = DbError::from(e);
+            let answers = batch.into_iter().map(|job| job(Err(&e)).1).collect();
+            return (answers, Err(e));
+        }
+    };
+    let mut answers = Vec::with_capacity(batch.len());
+    for job in batch {
+        // A savepoint a job, so a job that fails halfway leaves no half of it behind.
+        let answer = match tx.savepoint() {
+            Ok(mut savepoint) => {
+                let (succeeded, answer) = job(Ok(&savepoint));
+                if !succeeded {
+                    let _ = savepoint.rollback();
+                }
+                let _ = savepoint.commit();
+                answer
+            }
+            Err(e) => job(Err(&DbError::from(e))).1,
+        };
+        answers.push(answer);
+    }
+    let commit = tx.commit().map_err(DbError::from);
+    (answers, commit)
+}

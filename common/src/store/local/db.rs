@@ -1,0 +1,219 @@
+//! The local store's database half: every small object a row of one SQLite file
+//! (`ROOT/objects.db`, see `local_db` for its group commit). Each write's condition is checked
+//! inside the writer's transaction, in arrival order, so `PutMode::{Create, Update}` mean what
+//! they mean on S3.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::files::etag_of;
+use crate::local_db::{DbError, LocalDb};
+use crate::store::{ListEntry, Object, PutMode, StoreError};
+
+/// The file, beside the object folder.
+pub(super) const FILE_NAME: &str = "objects.db";
+
+/// Keys are BLOBs so that order and prefix bounds are byte order, as S3 lists.
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS objects (
+        key BLOB PRIMARY KEY NOT NULL,
+        size INTEGER NOT NULL,
+        etag TEXT NOT NULL,
+        body BLOB NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);";
+
+/// The database half of a `LocalStore`; cheap to clone.
+#[derive(Clone)]
+pub(super) struct DbStore {
+    db: Arc<LocalDb>,
+}
+
+fn db_error(key: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::io(key, format!("database: {e}"))
+}
+
+/// The first key after every key that starts with `prefix`, in byte order (`None`: no bound).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+impl DbStore {
+    /// Opens (creating when needed) the database in `root`.
+    pub(super) fn open(root: &Path) -> Result<Self, StoreError> {
+        let db =
+            LocalDb::open(&root.join(FILE_NAME), SCHEMA).map_err(|e| db_error(FILE_NAME, e))?;
+        Ok(DbStore { db })
+    }
+
+    fn read<T>(
+        &self,
+        key: &str,
+        read: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, StoreError> {
+        self.db.read(read).map_err(|e| db_error(key, e))
+    }
+
+    pub(super) fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
+        self.read(key, |conn| {
+            conn.prepare_cached("SELECT etag, body FROM objects WHERE key = ?1")?
+                .query_row([key.as_bytes()], |row| {
+                    Ok(Object {
+                        etag: row.get(0)?,
+                        body: Bytes::from(row.get::<_, Vec<u8>>(1)?),
+                        content_type: None,
+                    })
+                })
+                .optional()
+        })
+    }
+
+    /// At most `limit` keys under `prefix` after `after`, in byte order, with their sizes.
+    pub(super) fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ListEntry>, StoreError> {
+        let start = match after {
+            Some(after) if after > prefix => after.as_bytes(),
+            _ => prefix.as_bytes(),
+        };
+        let inclusive = after.is_none_or(|after| after < prefix);
+        let end = prefix_end(prefix.as_bytes());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // Plain range bounds, so SQLite walks the key index from the start to the end.
+        let sql = format!(
+            "SELECT key, size FROM objects WHERE key {} ?1{} ORDER BY key LIMIT ?2",
+            if inclusive { ">=" } else { ">" },
+            if end.is_some() { " AND key < ?3" } else { "" },
+        );
+        self.read(prefix, |conn| {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let entry = |row: &rusqlite::Row<'_>| {
+                let key: Vec<u8> = row.get(0)?;
+                Ok(ListEntry {
+                    key: String::from_utf8_lossy(&key).into_owned(),
+                    size: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
+                })
+            };
+            match &end {
+                Some(end) => stmt.query_map(params![start, limit, end], entry)?.collect(),
+                None => stmt.query_map(params![start, limit], entry)?.collect(),
+            }
+        })
+    }
+
+    pub(super) async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        mode: PutMode,
+    ) -> Result<String, StoreError> {
+        let etag = etag_of(&body);
+        let owned = key.to_string();
+        self.db
+            .write(move |conn| put_row(conn, &owned, &body, etag, &mode))
+            .await
+            .map_err(|e| db_error(key, e))?
+    }
+
+    pub(super) async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let owned = key.to_string();
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached("DELETE FROM objects WHERE key = ?1")?
+                    .execute([owned.as_bytes()])?;
+                Ok(())
+            })
+            .await
+            .map_err(|e| db_error(key, e))
+    }
+
+    /// Whether the one-time move of files into the database is done.
+    pub(super) fn migrated(&self) -> Result<bool, StoreError> {
+        self.read(FILE_NAME, |conn| {
+            conn.query_row("SELECT 1 FROM meta WHERE name = 'migrated'", [], |_| Ok(()))
+                .optional()
+                .map(|found| found.is_some())
+        })
+    }
+
+    /// Writes `objects` (key and bytes, from an earlier version's files) and marks the move
+    /// done, in one transaction: the files are removed only after it commits.
+    pub(super) fn import(&self, objects: Vec<(String, Vec<u8>)>) -> Result<(), StoreError> {
+        self.db
+            .write_now(move |conn| {
+                for (key, body) in &objects {
+                    conn.execute(
+                        "INSERT INTO objects (key, size, etag, body) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (key) DO NOTHING",
+                        params![key.as_bytes(), body.len() as i64, etag_of(body), body],
+                    )?;
+                }
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta (name, value) VALUES ('migrated', '1')",
+                    [],
+                )?;
+                Ok(())
+            })
+            .map_err(|e| db_error(FILE_NAME, e))
+    }
+}
+
+/// Writes one object as `mode` allows: its new ETag, or `Precondition` when refused.
+fn put_row(
+    conn: &Connection,
+    key: &str,
+    body: &[u8],
+    etag: String,
+    mode: &PutMode,
+) -> Result<Result<String, StoreError>, DbError> {
+    let (k, size) = (key.as_bytes(), body.len() as i64);
+    let changed = match mode {
+        PutMode::Overwrite => conn
+            .prepare_cached(
+                "INSERT INTO objects (key, size, etag, body) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (key) DO UPDATE SET size = ?2, etag = ?3, body = ?4",
+            )?
+            .execute(params![k, size, etag, body])?,
+        PutMode::Create => conn
+            .prepare_cached(
+                "INSERT INTO objects (key, size, etag, body) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (key) DO NOTHING",
+            )?
+            .execute(params![k, size, etag, body])?,
+        PutMode::Update(expected) => conn
+            .prepare_cached(
+                "UPDATE objects SET size = ?2, etag = ?3, body = ?4 WHERE key = ?1 AND etag = ?5",
+            )?
+            .execute(params![k, size, etag, body, expected])?,
+    };
+    Ok(match changed {
+        0 => Err(StoreError::Precondition(key.to_string())),
+        _ => Ok(etag),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn a_prefix_ends_where_its_last_byte_grows() {
+        assert_eq!(prefix_end(b"jobs/a/"), Some(b"jobs/a0".to_vec()));
+        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"\xff\xff"), None);
+        assert_eq!(prefix_end(b""), None);
+    }
+}

@@ -13,7 +13,14 @@ pub(super) async fn announce(
     id_keys: &[String],
     delay: Duration,
 ) -> Result<(), PipelineError> {
-    super::index::send_changes(services, id_keys, delay).await?;
-    crate::notify::send_changes(services, id_keys, delay).await?;
+    // Independent sends, made at once (locally they share a commit).
+    tokio::try_join!(
+        super::index::send_changes(services, id_keys, delay),
+        async {
+            crate::notify::send_changes(services, id_keys, delay)
+                .await
+                .map_err(PipelineError::from)
+        },
+    )?;
     Ok(())
 }

@@ -148,24 +148,20 @@ pub(super) async fn import(
         Some(b'{') => "application/json",
         _ => "application/xml",
     };
-    store
-        .put(
-            &keys::record_xml(&id_key),
+    // Three independent writes, made at once (locally they share a commit); the state that
+    // says they are done comes after all three.
+    let (xml_key, json_key) = (keys::record_xml(&id_key), keys::record_json(&id_key));
+    let rejected_key = keys::rejected(source_name, object_id);
+    tokio::try_join!(
+        store.put(
+            &xml_key,
             document.body.clone(),
             content_type,
             PutMode::Overwrite,
-        )
-        .await?;
-    put_json(
-        store,
-        &keys::record_json(&id_key),
-        &record,
-        PutMode::Overwrite,
-    )
-    .await?;
-    store
-        .delete(&keys::rejected(source_name, object_id))
-        .await?;
+        ),
+        put_json(store, &json_key, &record, PutMode::Overwrite),
+        store.delete(&rejected_key),
+    )?;
     // The document used to be another record (its identifier changed): that one is gone.
     if let Some(old_id) = &previous
         && *old_id != record.metadata.id

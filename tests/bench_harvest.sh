@@ -93,19 +93,24 @@ print("  requests a document: " + ", ".join(f"{k} {v / n:.2f}" for k, v in count
 for n in "${sizes[@]}"; do
   site="$work/site/waf$n"
   python3 - "$site" "$n" tests/records/waf <<'PY'
-import os, re, sys
+import os, re, sys, time
 site, n, records = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 names = ["iso19139/coastal-erosion.xml", "iso19139/seabed-habitats.xml", "iso19139/glider-mission.xml",
          "iso19139/wms-service.xml", "iso19139/regional/lakes-inventory.xml", "iso19139/regional/forest-plots.xml"]
 templates = [open(os.path.join(records, t), encoding="utf-8").read() for t in names]
 ident = re.compile(r"(<gmd:fileIdentifier><gco:CharacterString>)([^<]*)(</gco:CharacterString>)")
+# Last modified an hour ago, as a WAF's documents are when a harvest comes (a file modified
+# within the minute its listing was read is always asked for again).
+hour_ago = time.time() - 3600
 for i in range(n):
     folder = os.path.join(site, f"part{i // 500:04d}")
     if i % 500 == 0:
         os.makedirs(folder, exist_ok=True)
     text = ident.sub(lambda m: f"{m.group(1)}{m.group(2)}-copy{i}{m.group(3)}", templates[i % len(templates)], 1)
-    with open(os.path.join(folder, f"record-{i}.xml"), "w", encoding="utf-8") as f:
+    path = os.path.join(folder, f"record-{i}.xml")
+    with open(path, "w", encoding="utf-8") as f:
         f.write(text)
+    os.utime(path, (hour_ago, hour_ago))
 PY
   base="http://127.0.0.1:$port/waf$n/"
   # The network limit: 16 curl processes with keep-alive over the same files.

@@ -282,10 +282,12 @@ fn write_site(root: &Path, folder: &Path, model: &Model) {
     for (path, doc) in &model.files {
         let file = folder.join(path);
         std::fs::write(&file, doc.text()).expect("write");
-        // Each version its own time, as edits made seconds apart have: nginx's ETag and
-        // Last-Modified only see whole seconds and the size.
+        // Each version its own minute, as edits made between harvests have: nginx's ETag
+        // and Last-Modified see whole seconds and the size, its listing whole minutes (every
+        // line settles: see only_a_settled_listing_line_spares_the_documents_request for
+        // edits within a listed minute).
         let modified = std::time::UNIX_EPOCH
-            + std::time::Duration::from_secs(1_700_000_000 + 10 * u64::from(doc.version));
+            + std::time::Duration::from_secs(1_700_000_000 + 60 * u64::from(doc.version));
         std::fs::File::options()
             .write(true)
             .open(&file)

@@ -360,3 +360,131 @@ async fn waf_harvest_locally_and_on_aws_apis_gives_the_same_catalogue() {
         "{keys:?}"
     );
 }
+
+/// The paths of the documents nginx was asked for, as its access log has them.
+fn documents_asked_for(log: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut paths: Vec<String> = text
+        .lines()
+        .filter_map(|line| line.split('"').nth(1))
+        .filter_map(|request| request.split(' ').nth(1))
+        .filter(|path| path.ends_with(".xml"))
+        .map(str::to_string)
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// `path`'s abstract with its first letter changed: another document of the same size.
+fn edit_abstract(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).expect("read");
+    let at = text
+        .find("<gmd:abstract><gco:CharacterString>")
+        .expect("an abstract")
+        + "<gmd:abstract><gco:CharacterString>".len();
+    let first = &text[at..at + 1];
+    let other = if first == "X" { "Y" } else { "X" };
+    let edited = format!("{}{other}{}", &text[..at], &text[at + 1..]);
+    std::fs::write(path, &edited).expect("write");
+    edited
+}
+
+fn set_modified(path: &Path, time: std::time::SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(time))
+        .expect("set mtime");
+}
+
+/// A listing line that settled (its file last modified a minute or more before the listing)
+/// spares the document's request at the next harvest; a file modified within the minute it
+/// was listed in is asked for every time, so an edit later in that minute (same size, same
+/// listing line) is not missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_settled_listing_line_spares_the_documents_request() {
+    let site = tempfile::tempdir().expect("tempdir");
+    let waf = site.path().join("waf");
+    std::fs::create_dir_all(&waf).expect("mkdir");
+    let records = workspace_root().join("tests/records/waf/iso19139");
+    let (old, fresh) = (waf.join("old.xml"), waf.join("fresh.xml"));
+    std::fs::copy(records.join("glider-mission.xml"), &old).expect("copy");
+    std::fs::copy(records.join("coastal-erosion.xml"), &fresh).expect("copy");
+    let now = std::time::SystemTime::now();
+    set_modified(&old, now - Duration::from_secs(7200));
+    let logs = tempfile::tempdir().expect("tempdir");
+    let log = logs.path().join("access.log");
+    let nginx = Nginx::serve_with(site.path(), &format!("access_log {};", log.display()));
+    let data = tempfile::tempdir().expect("tempdir");
+    let services = local_services(data.path());
+    add_source(
+        services.store.as_ref(),
+        waf_source(SOURCE, nginx.url("waf/")),
+    )
+    .await
+    .expect("source");
+    let quiet = |_: u64, _: Option<u64>| {};
+    let harvest = || async {
+        pipeline::run_test(&services, SOURCE, &quiet)
+            .await
+            .expect("run-test")
+    };
+    let central = |name: &'static str| {
+        let store = services.store.clone();
+        async move {
+            let key = format!("waf/{SOURCE}/{name}");
+            String::from_utf8(store.get(&key).await.expect("kept").body.to_vec()).expect("utf-8")
+        }
+    };
+
+    assert_eq!(stats(&harvest().await), [2, 0, 0, 0, 0]);
+    std::fs::write(&log, "").expect("truncate");
+    assert_eq!(stats(&harvest().await), [0, 0, 2, 0, 0]);
+    assert_eq!(
+        documents_asked_for(&log),
+        ["/waf/fresh.xml"],
+        "the old document's settled line spared its request; the fresh one was asked for"
+    );
+
+    // An edit within fresh.xml's minute: the listing line stays as it was.
+    let modified = std::fs::metadata(&fresh)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    let second = modified
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("epoch")
+        .as_secs()
+        % 60;
+    let listing_before = reqwest::get(nginx.url("waf/"))
+        .await
+        .expect("listing")
+        .text()
+        .await
+        .expect("text");
+    let edited = edit_abstract(&fresh);
+    set_modified(
+        &fresh,
+        if second == 59 {
+            modified - Duration::from_secs(1)
+        } else {
+            modified + Duration::from_secs(1)
+        },
+    );
+    let listing_after = reqwest::get(nginx.url("waf/"))
+        .await
+        .expect("listing")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(
+        listing_after, listing_before,
+        "the edit does not show in the listing"
+    );
+    assert_eq!(stats(&harvest().await), [0, 1, 1, 0, 0]);
+    assert_eq!(central("fresh.xml").await, edited);
+
+    // An edit of the old document now moves its line: it is fetched again.
+    let edited = edit_abstract(&old);
+    assert_eq!(stats(&harvest().await), [0, 1, 1, 0, 0]);
+    assert_eq!(central("old.xml").await, edited);
+}

@@ -164,6 +164,15 @@ impl Outcome {
     }
 }
 
+/// A document's line in its folder's listing (an nginx or Apache index: its modification
+/// time, to the minute, and size), with the server's clock when the listing was read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listed {
+    pub entry: String,
+    /// The listing's `Date` header.
+    pub served: String,
+}
+
 /// One document of one job: what the gather found and how far it got.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HarvestObject {
@@ -184,6 +193,13 @@ pub struct HarvestObject {
     pub outcome: Option<Outcome>,
     pub error: Option<String>,
     pub record_id: Option<String>,
+    /// The document's listing line, when the gather read one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listed: Option<Listed>,
+    /// `listed.entry`, once the fetch knows it describes the fetched copy (see
+    /// `pipeline::listed`); the import keeps it in the document's state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settled_entry: Option<String>,
 }
 
 /// What Sheaf remembers of a document between jobs.
@@ -197,4 +213,8 @@ pub struct DocumentState {
     pub last_modified: Option<String>,
     /// The record the document became; `None` when it was rejected.
     pub record_id: Option<String>,
+    /// The listing line that describes the kept copy: while the listing shows it, and the
+    /// record is there, the document is unchanged without a request (`pipeline::listed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listed: Option<String>,
 }

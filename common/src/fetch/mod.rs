@@ -83,6 +83,8 @@ pub struct FetchResponse {
     pub etag: Option<String>,
     pub last_modified: Option<String>,
     pub content_type: Option<String>,
+    /// The server's clock when it answered (its `Date` header).
+    pub date: Option<String>,
 }
 
 impl FetchResponse {

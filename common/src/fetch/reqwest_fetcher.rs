@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{
-    AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH,
+    AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, DATE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH,
     LAST_MODIFIED, USER_AGENT,
 };
 
@@ -211,6 +211,7 @@ async fn post_answer(
         etag: None,
         last_modified: None,
         content_type,
+        date: None,
     })
 }
 
@@ -258,6 +259,7 @@ impl HttpFetcher for ReqwestFetcher {
         let etag = header(&resp, ETAG);
         let last_modified = header(&resp, LAST_MODIFIED);
         let content_type = header(&resp, CONTENT_TYPE);
+        let date = header(&resp, DATE);
         let body = read_limited(&request.url, resp, request.max_bytes).await?;
         Ok(FetchResponse {
             status,
@@ -266,6 +268,7 @@ impl HttpFetcher for ReqwestFetcher {
             etag,
             last_modified,
             content_type,
+            date,
         })
     }
 

@@ -45,6 +45,9 @@ pub struct Gathered {
     /// imported again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kept_sha256: Option<String>,
+    /// Its line in a WAF's listing, when the listing gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listed: Option<crate::domain::job::Listed>,
 }
 
 impl Gathered {
@@ -56,6 +59,7 @@ impl Gathered {
             url: url.to_string(),
             guid: id,
             kept_sha256: None,
+            listed: None,
         }
     }
 }
@@ -105,8 +109,9 @@ impl From<FetchError> for GatherError {
 /// What a fetch brought.
 #[derive(Debug, Clone)]
 pub enum Fetched {
-    /// The server said 304: the copy we have is current.
-    NotModified,
+    /// The server said 304: the copy we have is current (and last modified then, when the
+    /// answer says).
+    NotModified { last_modified: Option<String> },
     Document {
         body: Bytes,
         etag: Option<String>,
@@ -189,7 +194,9 @@ async fn conditional_get(
     }
     let resp = services.fetcher.get(&request).await?;
     if resp.not_modified() {
-        return Ok(Fetched::NotModified);
+        return Ok(Fetched::NotModified {
+            last_modified: resp.last_modified,
+        });
     }
     Ok(Fetched::Document {
         body: resp.body,
@@ -208,7 +215,7 @@ pub(crate) async fn fetch_unwrapped(
 ) -> Result<Fetched, FetchError> {
     let url = request.url.clone();
     match conditional_get(services, request, previous).await? {
-        Fetched::NotModified => Ok(Fetched::NotModified),
+        not_modified @ Fetched::NotModified { .. } => Ok(not_modified),
         Fetched::Document {
             body,
             etag,

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use regex::Regex;
 
 use super::{GatherError, GatherPage, Gathered, Harvester, HarvesterInfo};
+use crate::domain::job::Listed;
 use crate::domain::keys::safe_segment;
 use crate::domain::source::{FieldError, Source};
 use crate::fetch::FetchRequest;
@@ -25,15 +26,47 @@ static HREF: LazyLock<Regex> = LazyLock::new(|| {
         .expect("valid regex")
 });
 
+/// The title nginx's and Apache's generated listings share; only theirs are read for entries
+/// (a hand-written page may put any text after a link, and IIS puts the time before it).
+static GENERATED_INDEX: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)<title>\s*Index of ").expect("valid regex"));
+static CLOSE_LINK: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)</a\s*>").expect("valid regex"));
+static TAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"<[^>]*>").expect("valid regex"));
+/// An entry names its time to the minute at least (nginx `03-Dec-2026 03:01`, Apache
+/// `2026-12-03 03:01`).
+static TIME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\d{4}.*\b\d{1,2}:\d{2}\b").expect("valid regex"));
+
+/// The rest of a generated listing's line after a link (`from`: the end of its opening tag):
+/// the modification time and size, tags and spacing dropped. `None` without a time.
+fn listing_entry(html: &str, from: usize) -> Option<String> {
+    let rest = &html[from..];
+    let close = CLOSE_LINK.find(rest)?;
+    let line = &rest[close.end()..];
+    let line = &line[..line.find('\n').unwrap_or(line.len())];
+    let text = TAG.replace_all(line, " ").replace("&nbsp;", " ");
+    let entry = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    TIME.is_match(&entry).then_some(entry)
+}
+
+/// A document link of a listing page, with its listing entry when the page gives one.
+#[derive(Debug)]
+pub struct ListedLink {
+    pub url: url::Url,
+    pub entry: Option<String>,
+}
+
 /// Links of a listing page that stay inside `base` (a folder URL ending in `/`): folders
 /// (to descend into) and XML documents. Sort links, parents and other sites are dropped.
 pub fn parse_listing(
     html: &str,
     page: &url::Url,
     base: &url::Url,
-) -> (Vec<url::Url>, Vec<url::Url>) {
+) -> (Vec<url::Url>, Vec<ListedLink>) {
     let mut folders = Vec::new();
     let mut documents = Vec::new();
+    let generated = GENERATED_INDEX.is_match(html);
     for cap in HREF.captures_iter(html) {
         let raw = cap
             .get(1)
@@ -61,7 +94,10 @@ pub fn parse_listing(
         if link.path().ends_with('/') {
             folders.push(link);
         } else if link.path().to_ascii_lowercase().ends_with(".xml") {
-            documents.push(link);
+            let entry = generated
+                .then(|| listing_entry(html, cap.get(0).map_or(0, |m| m.end())))
+                .flatten();
+            documents.push(ListedLink { url: link, entry });
         }
     }
     (folders, documents)
@@ -148,7 +184,7 @@ impl Harvester for WafHarvester {
         let html = String::from_utf8_lossy(&resp.body);
         let (folders, docs) = parse_listing(&html, &final_url, &base);
         let mut documents: BTreeMap<String, Gathered> = BTreeMap::new();
-        for doc in docs {
+        for ListedLink { url: doc, entry } in docs {
             let relative = &doc.path()[base.path().len()..];
             let waf_name = relative
                 .split('/')
@@ -162,6 +198,9 @@ impl Harvester for WafHarvester {
                 url: doc.to_string(),
                 waf_name,
                 kept_sha256: None,
+                listed: entry
+                    .zip(resp.date.clone())
+                    .map(|(entry, served)| Listed { entry, served }),
             });
         }
         if depth < MAX_DEPTH {
@@ -212,7 +251,7 @@ mod tests {
         let (f, d) = parse_listing(html, &page, &base);
         (
             f.into_iter().map(|u| u.to_string()).collect(),
-            d.into_iter().map(|u| u.to_string()).collect(),
+            d.into_iter().map(|l| l.url.to_string()).collect(),
         )
     }
 

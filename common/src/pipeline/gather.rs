@@ -407,6 +407,8 @@ async fn create_object(
         outcome: None,
         error: None,
         record_id: None,
+        listed: doc.listed.clone(),
+        settled_entry: None,
     };
     let key = keys::job_object(source_name, job_id, &id);
     match put_json(store, &key, &object, PutMode::Create).await {

@@ -67,6 +67,7 @@ pub(super) async fn import(
         etag: object.etag.clone(),
         last_modified: object.last_modified.clone(),
         record_id,
+        listed: object.settled_entry.clone(),
     };
     let state_key = keys::document_state(source_name, object_id);
     let previous = get_json::<DocumentState>(store, &state_key)

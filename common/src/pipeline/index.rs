@@ -65,6 +65,8 @@ pub async fn apply_keys(services: &Services, id_keys: &[String]) -> Result<(), P
             None => deletes.push(key.clone()),
         }
     }
+    // The index must not hold what a power cut could take from the store.
+    store.make_durable().await?;
     services.index.apply(upserts, deletes).await?;
     Ok(())
 }

@@ -14,6 +14,7 @@ mod import;
 mod index;
 mod integrity;
 mod jobs;
+mod listed;
 mod message;
 mod object_fetch;
 mod objects;

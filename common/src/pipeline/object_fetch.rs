@@ -1,9 +1,10 @@
-//! Fetch: get one document, recognise it unchanged by SHA-256 (only while the record it made
-//! is still there), else keep it in the central WAF and send its import.
+//! Fetch: get one document, recognise it unchanged by its listing line or SHA-256 (only while
+//! the record it made is still there), else keep it in the central WAF and send its import.
 
 use std::time::Duration;
 
 use super::jobs::send;
+use super::listed;
 use super::objects::{finish_object, open_object, save_object, sha256_hex};
 use super::records::record_still_there;
 use super::{Kind, Message, PipelineError};
@@ -50,6 +51,20 @@ pub(super) async fn fetch(
         }
         _ => None,
     };
+    let listed = tracked.object.listed.clone();
+    if let Some(prev) = &previous
+        && listed::unchanged(prev, listed.as_ref())
+    {
+        return finish_object(
+            services,
+            source_name,
+            job_id,
+            tracked,
+            Outcome::Unchanged,
+            None,
+        )
+        .await;
+    }
     let fetched = match harvester
         .fetch(services, &source, &tracked.object, previous.as_ref())
         .await
@@ -74,7 +89,22 @@ pub(super) async fn fetch(
         }
     };
     let (body, etag, last_modified) = match fetched {
-        Fetched::NotModified if previous.is_some() => {
+        Fetched::NotModified { last_modified } => {
+            let Some(prev) = &previous else {
+                return Err(PipelineError::Conflict(format!(
+                    "{} answered 304 to an unconditional GET",
+                    tracked.object.url
+                )));
+            };
+            // The listing line now describes the kept copy (or no longer does).
+            let settled = listed::settled_entry(listed.as_ref(), last_modified.as_deref());
+            if settled != prev.listed {
+                let state = DocumentState {
+                    listed: settled,
+                    ..prev.clone()
+                };
+                put_json(store, &state_key, &state, PutMode::Overwrite).await?;
+            }
             return finish_object(
                 services,
                 source_name,
@@ -85,12 +115,6 @@ pub(super) async fn fetch(
             )
             .await;
         }
-        Fetched::NotModified => {
-            return Err(PipelineError::Conflict(format!(
-                "{} answered 304 to an unconditional GET",
-                tracked.object.url
-            )));
-        }
         Fetched::Document {
             body,
             etag,
@@ -98,14 +122,16 @@ pub(super) async fn fetch(
         } => (body, etag, last_modified),
     };
     let sha256 = sha256_hex(&body);
+    let settled = listed::settled_entry(listed.as_ref(), last_modified.as_deref());
     if let Some(prev) = &previous
         && prev.sha256 == sha256
     {
         // The same bytes as last time: nothing is rewritten, only the validators refreshed.
-        if prev.etag != etag || prev.last_modified != last_modified {
+        if prev.etag != etag || prev.last_modified != last_modified || prev.listed != settled {
             let state = DocumentState {
                 etag,
                 last_modified,
+                listed: settled,
                 ..prev.clone()
             };
             put_json(store, &state_key, &state, PutMode::Overwrite).await?;
@@ -131,6 +157,7 @@ pub(super) async fn fetch(
     tracked.object.sha256 = Some(sha256);
     tracked.object.etag = etag;
     tracked.object.last_modified = last_modified;
+    tracked.object.settled_entry = settled;
     save_object(services, source_name, job_id, &mut tracked).await?;
     send(services, &import, Duration::ZERO).await
 }

@@ -41,6 +41,7 @@ pub(super) async fn kept_page(
             url: state.url.clone(),
             waf_name: waf_name.to_string(),
             kept_sha256: Some(state.sha256.clone()),
+            listed: None,
         });
     }
     let next = (entries.len() == PAGE_SIZE)

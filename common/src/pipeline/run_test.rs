@@ -103,16 +103,29 @@ pub async fn run_test_with(
         // started as soon as one ends (a fetch's import joins the queue it pops from). Progress
         // is counted (a listing of the done markers) now and then, not after each message:
         // counting that often made a large harvest quadratic.
-        let mut running = futures::stream::FuturesUnordered::new();
+        // Each a task of its own, so that parsing runs on every core; dropping the set (on an
+        // error) stops the rest.
+        let mut running = tokio::task::JoinSet::new();
         loop {
             while running.len() < CONCURRENCY {
                 match fetch.pop().or_else(|| import.pop()) {
-                    Some(body) => running.push(run(&local, body)),
+                    Some(body) => {
+                        let local = local.clone();
+                        running.spawn(async move { run(&local, body).await });
+                    }
                     None => break,
                 }
             }
-            match futures::StreamExt::next(&mut running).await {
-                Some(result) => result?,
+            match running.join_next().await {
+                Some(Ok(result)) => result?,
+                Some(Err(e)) => match e.try_into_panic() {
+                    Ok(panic) => std::panic::resume_unwind(panic),
+                    Err(e) => {
+                        return Err(PipelineError::Conflict(format!(
+                            "a stage was cancelled: {e}"
+                        )));
+                    }
+                },
                 None => break,
             }
             // Counting lists the done markers: at most a tenth of the time goes to it.

@@ -1,5 +1,5 @@
-//! A durable queue in a SQLite file (`ROOT/queues.db`, shared by every queue of the folder;
-//! see `local_db` for its group commit): one row a message, in sending order, with its
+//! A durable queue in a SQLite file (the data folder's `sheaf.db`, shared by every queue and
+//! the store; see `local_db` for its group commit): one row a message, in sending order, with its
 //! visibility and receive count. A receive counts and hides its messages in one transaction,
 //! so a crash at any line loses no message: at worst it is delivered again when its
 //! visibility runs out. An earlier version's queue (a JSON file a message in `ROOT/NAME/`,
@@ -16,8 +16,6 @@ use serde::Deserialize;
 
 use super::{MAX_RECEIVE_COUNT, Queue, QueueDepth, QueueError, Received};
 use crate::local_db::{DbError, LocalDb};
-
-const FILE_NAME: &str = "queues.db";
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS messages (
@@ -56,10 +54,20 @@ struct FileMessage {
 }
 
 impl LocalQueue {
+    /// Opens the queue `name` in `root/queues.db`, moving in an earlier version's files.
     pub fn open(root: &Path, name: &str) -> Result<Self, QueueError> {
         fs::create_dir_all(root).map_err(|e| QueueError::backend(name, e))?;
-        let db = LocalDb::open(&root.join(FILE_NAME), SCHEMA)
-            .map_err(|e| QueueError::backend(name, e))?;
+        Self::open_with_database(root, &root.join("queues.db"), name)
+    }
+
+    /// `open`, keeping the messages in the SQLite file `database` (which the data folder's
+    /// store shares); `root` is where an earlier version kept them as files.
+    pub fn open_with_database(
+        root: &Path,
+        database: &Path,
+        name: &str,
+    ) -> Result<Self, QueueError> {
+        let db = LocalDb::open(database, SCHEMA).map_err(|e| QueueError::backend(name, e))?;
         let queue = LocalQueue {
             name: name.to_string(),
             db,

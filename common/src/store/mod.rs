@@ -106,6 +106,12 @@ pub trait ObjectStore: Send + Sync {
     ) -> Result<Box<dyn MultipartUpload>, StoreError>;
     /// A URL that lets anyone holding it GET the object until `expires_in` has passed.
     async fn presign_get(&self, key: &str, expires_in: Duration) -> Result<String, StoreError>;
+    /// Puts every write that has returned beyond a power cut, for before something kept
+    /// outside the store (the search index) comes to depend on them. A store whose writes are
+    /// durable when they return (S3) has nothing to do.
+    async fn make_durable(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Keys this many to a page: S3's own page size.

@@ -245,13 +245,15 @@ pub fn fetcher() -> Arc<ReqwestFetcher> {
 
 /// Local mode over a temporary folder.
 pub fn local_services(dir: &Path) -> Services {
-    let store = LocalStore::open(&dir.join("store"), "http://127.0.0.1:8765").expect("store");
+    // One database for the store and the queues, as `sheaf` opens a data folder.
+    let database = dir.join("sheaf.db");
+    let store =
+        LocalStore::open_with_database(&dir.join("store"), &database, "http://127.0.0.1:8765")
+            .expect("store");
     let mut queues = Queues::new();
     for name in QueueName::ALL {
-        queues = queues.with(
-            name,
-            Arc::new(LocalQueue::open(&dir.join("queues"), name.as_str()).expect("queue")),
-        );
+        let queue = LocalQueue::open_with_database(&dir.join("queues"), &database, name.as_str());
+        queues = queues.with(name, Arc::new(queue.expect("queue")));
     }
     Services {
         store: Arc::new(store),

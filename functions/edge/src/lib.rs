@@ -211,6 +211,10 @@ pub async fn build_services(config: &Config) -> anyhow::Result<Built> {
     }
 }
 
+/// The data folder's SQLite file: every object but packages, and every queue's messages.
+#[cfg(feature = "sqlite")]
+pub const DATABASE_FILE: &str = "sheaf.db";
+
 /// The data folder's adapters: the store and queues in SQLite files, the index, the outbox.
 #[cfg(feature = "sqlite")]
 fn build_local(config: &Config, settings: Settings) -> anyhow::Result<Built> {
@@ -221,13 +225,19 @@ fn build_local(config: &Config, settings: Settings) -> anyhow::Result<Built> {
     let dir = &config.data_dir;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("creating the data folder {}", dir.display()))?;
-    let store = LocalStore::open(&dir.join("store"), &config.public_url())
+    // One database for the store and the queues: see `common::local_db` for why.
+    let database = dir.join(DATABASE_FILE);
+    let store = LocalStore::open_with_database(&dir.join("store"), &database, &config.public_url())
         .with_context(|| format!("opening the store in {}", dir.display()))?;
     let mut queues = Queues::new();
     for name in QueueName::ALL {
         queues = queues.with(
             name,
-            Arc::new(LocalQueue::open(&dir.join("queues"), name.as_str())?),
+            Arc::new(LocalQueue::open_with_database(
+                &dir.join("queues"),
+                &database,
+                name.as_str(),
+            )?),
         );
     }
     let policy = if config.allow_private_urls {

@@ -273,6 +273,7 @@ impl Harvester for CkanHarvester {
                 url: url.to_string(),
                 guid: id,
                 kept_sha256: None,
+                listed: None,
             });
         }
         Ok(GatherPage {

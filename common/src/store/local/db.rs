@@ -1,6 +1,6 @@
-//! The local store's database half: every small object a row of one SQLite file
-//! (`ROOT/objects.db`, see `local_db` for its group commit). Each write's condition is checked
-//! inside the writer's transaction, in arrival order, so `PutMode::{Create, Update}` mean what
+//! The local store's database half: every small object a row of one SQLite file (the data
+//! folder's `sheaf.db`, beside the queues; see `local_db` for its group commit). Each
+//! write's condition is checked inside the writer's transaction, in arrival order, so `PutMode::{Create, Update}` mean what
 //! they mean on S3.
 
 use std::path::Path;
@@ -12,9 +12,6 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::files::etag_of;
 use crate::local_db::{DbError, LocalDb};
 use crate::store::{ListEntry, Object, PutMode, StoreError};
-
-/// The file, beside the object folder.
-pub(super) const FILE_NAME: &str = "objects.db";
 
 /// Keys are BLOBs so that order and prefix bounds are byte order, as S3 lists.
 const SCHEMA: &str = "
@@ -49,11 +46,15 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 impl DbStore {
-    /// Opens (creating when needed) the database in `root`.
-    pub(super) fn open(root: &Path) -> Result<Self, StoreError> {
-        let db =
-            LocalDb::open(&root.join(FILE_NAME), SCHEMA).map_err(|e| db_error(FILE_NAME, e))?;
+    /// Opens (creating when needed) the database file `path`.
+    pub(super) fn open(path: &Path) -> Result<Self, StoreError> {
+        let name = path.display().to_string();
+        let db = LocalDb::open(path, SCHEMA).map_err(|e| db_error(&name, e))?;
         Ok(DbStore { db })
+    }
+
+    pub(super) fn make_durable(&self) -> Result<(), StoreError> {
+        self.db.make_durable().map_err(|e| db_error("", e))
     }
 
     fn read<T>(
@@ -142,7 +143,7 @@ impl DbStore {
 
     /// Whether the one-time move of files into the database is done.
     pub(super) fn migrated(&self) -> Result<bool, StoreError> {
-        self.read(FILE_NAME, |conn| {
+        self.read("meta", |conn| {
             conn.query_row("SELECT 1 FROM meta WHERE name = 'migrated'", [], |_| Ok(()))
                 .optional()
                 .map(|found| found.is_some())
@@ -167,7 +168,7 @@ impl DbStore {
                 )?;
                 Ok(())
             })
-            .map_err(|e| db_error(FILE_NAME, e))
+            .map_err(|e| db_error("meta", e))
     }
 }
 

@@ -40,10 +40,21 @@ impl LocalStore {
     /// for signed `/downloads/` links. Objects an earlier version kept as files outside
     /// `packages/` are moved into the database first.
     pub fn open(root: &Path, public_url: &str) -> Result<Self, StoreError> {
+        Self::open_with_database(root, &root.join("objects.db"), public_url)
+    }
+
+    /// `open`, keeping the objects in the SQLite file `database` (which other tables may
+    /// share: the data folder's queues, so that both come back from a power cut as of one
+    /// moment).
+    pub fn open_with_database(
+        root: &Path,
+        database: &Path,
+        public_url: &str,
+    ) -> Result<Self, StoreError> {
         let files = FileStore::open(root, public_url)?;
         #[cfg(feature = "sqlite")]
         {
-            let db = db::DbStore::open(root)?;
+            let db = db::DbStore::open(database)?;
             migrate(&files, &db)?;
             Ok(LocalStore {
                 files,
@@ -51,7 +62,11 @@ impl LocalStore {
             })
         }
         #[cfg(not(feature = "sqlite"))]
-        Ok(LocalStore { files })
+        {
+            // Without SQLite every object is a file.
+            let _ = database;
+            Ok(LocalStore { files })
+        }
     }
 
     /// A store that keeps every object in files (what a build without SQLite does), so the
@@ -227,6 +242,15 @@ impl ObjectStore for LocalStore {
 
     async fn presign_get(&self, key: &str, expires_in: Duration) -> Result<String, StoreError> {
         self.files.presign_get(key, expires_in).await
+    }
+
+    async fn make_durable(&self) -> Result<(), StoreError> {
+        #[cfg(feature = "sqlite")]
+        if let Some(db) = &self.db {
+            db.make_durable()?;
+        }
+        // Files are synced as they are written.
+        Ok(())
     }
 }
 

@@ -1,0 +1,67 @@
+//! Unchanged by its listing line: a WAF's generated index (nginx, Apache) shows each file's
+//! modification time to the minute, so a re-harvest can know a document unchanged without
+//! asking for it, when the line it shows now is the line that described the copy kept.
+//!
+//! A line describes the copy only when the file was last modified at least a minute before
+//! the listing was served (both times by the server's clock: the document's `Last-Modified`,
+//! the listing's `Date`). Then the copy fetched after the listing is the file as listed, and
+//! any later change moves the file's time past that minute, so its line changes. A file
+//! changed within the minute it was listed in gets no settled line, and is asked for with a
+//! conditional GET, as without a listing. What this cannot see: a file rewritten with its old
+//! modification time set back to the same minute (and, for nginx, the same size).
+
+use chrono::{DateTime, Duration};
+
+use crate::domain::job::{DocumentState, Listed};
+
+/// The listing's resolution: a change this long after the time it shows moves the line.
+const RESOLUTION: Duration = Duration::seconds(60);
+
+/// `listed.entry`, when it describes a copy last modified at `last_modified`.
+pub(super) fn settled_entry(
+    listed: Option<&Listed>,
+    last_modified: Option<&str>,
+) -> Option<String> {
+    let listed = listed?;
+    let modified = DateTime::parse_from_rfc2822(last_modified?).ok()?;
+    let served = DateTime::parse_from_rfc2822(&listed.served).ok()?;
+    (modified + RESOLUTION <= served).then(|| listed.entry.clone())
+}
+
+/// Whether the listing shows the line that described the kept copy.
+pub(super) fn unchanged(previous: &DocumentState, listed: Option<&Listed>) -> bool {
+    matches!((&previous.listed, listed), (Some(kept), Some(now)) if *kept == now.entry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(entry: &str, served: &str) -> Listed {
+        Listed {
+            entry: entry.into(),
+            served: served.into(),
+        }
+    }
+
+    #[test]
+    fn a_line_settles_a_minute_after_the_files_time() {
+        let line = listed("03-Dec-2026 03:01 8344", "Thu, 03 Dec 2026 03:02:10 GMT");
+        assert_eq!(
+            settled_entry(Some(&line), Some("Thu, 03 Dec 2026 03:01:10 GMT")).as_deref(),
+            Some("03-Dec-2026 03:01 8344")
+        );
+        // Modified 59 s before the listing: a change later in that minute would not show.
+        assert_eq!(
+            settled_entry(Some(&line), Some("Thu, 03 Dec 2026 03:01:11 GMT")),
+            None
+        );
+        // No validator, or one that does not read: no line.
+        assert_eq!(settled_entry(Some(&line), None), None);
+        assert_eq!(settled_entry(Some(&line), Some("yesterday")), None);
+        assert_eq!(
+            settled_entry(None, Some("Thu, 03 Dec 2026 03:01:10 GMT")),
+            None
+        );
+    }
+}

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::jobs::{send, send_check, update_job};
 use super::{Kind, Message, PipelineError};
-use crate::domain::job::{ErrorEntry, HarvestObject, Job, JobStatus, SourceHarvestState};
+use crate::domain::job::{ErrorEntry, HarvestObject, Job, JobStatus, Outcome, SourceHarvestState};
 use crate::domain::keys;
 use crate::domain::now;
 use crate::harvest::{GatherPage, Gathered, harvester_for};
@@ -303,7 +303,7 @@ async fn create_objects(
             let (source_name, job_id) = (source_name.to_string(), job_id.to_string());
             async move { create_object(store.as_ref(), &source_name, &job_id, doc).await }
         })
-        .buffer_unordered(16)
+        .buffer_unordered(64)
         .try_collect()
         .await?;
     let bodies: Vec<String> = pending
@@ -386,7 +386,8 @@ async fn record_gather_error(
     Ok(())
 }
 
-/// Creates a gathered document's object once; `Some(id)` when it still needs its fetch.
+/// Creates a gathered document's object once; `Some(id)` when it still needs its fetch. One
+/// unchanged by its listing line is created ended, with its done marker.
 async fn create_object(
     store: &dyn crate::store::ObjectStore,
     source_name: &str,
@@ -394,7 +395,7 @@ async fn create_object(
     doc: Gathered,
 ) -> Result<Option<String>, PipelineError> {
     let id = keys::object_id(&doc.guid);
-    let object = HarvestObject {
+    let mut object = HarvestObject {
         id: id.clone(),
         guid: doc.guid.clone(),
         url: doc.url.clone(),
@@ -410,13 +411,33 @@ async fn create_object(
         listed: doc.listed.clone(),
         settled_entry: None,
     };
+    if super::listed::unchanged_by_line(store, source_name, &object).await? {
+        object.outcome = Some(Outcome::Unchanged);
+    }
     let key = keys::job_object(source_name, job_id, &id);
-    match put_json(store, &key, &object, PutMode::Create).await {
-        Ok(_) => Ok(Some(id)),
+    let outcome = match put_json(store, &key, &object, PutMode::Create).await {
+        Ok(_) => object.outcome,
         Err(StoreError::Precondition(_)) => {
+            // A page read again: the object as a delivery before left it.
             let existing = get_json::<HarvestObject>(store, &key).await?;
-            Ok(existing.filter(|(o, _)| o.outcome.is_none()).map(|_| id))
+            existing.and_then(|(o, _)| o.outcome)
         }
-        Err(e) => Err(PipelineError::from(e)),
+        Err(e) => return Err(PipelineError::from(e)),
+    };
+    match outcome {
+        None => Ok(Some(id)),
+        Some(outcome) => {
+            // Its marker, as `finish_object` writes it: the same on a rerun.
+            let marker = keys::job_done(source_name, job_id, &id, outcome.as_str());
+            store
+                .put(
+                    &marker,
+                    bytes::Bytes::new(),
+                    "text/plain",
+                    PutMode::Overwrite,
+                )
+                .await?;
+            Ok(None)
+        }
     }
 }

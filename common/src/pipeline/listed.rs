@@ -12,7 +12,11 @@
 
 use chrono::{DateTime, Duration};
 
-use crate::domain::job::{DocumentState, Listed};
+use super::PipelineError;
+use super::records::record_still_there;
+use crate::domain::job::{DocumentState, HarvestObject, Listed};
+use crate::domain::keys;
+use crate::store::{ObjectStore, get_json};
 
 /// The listing's resolution: a change this long after the time it shows moves the line.
 const RESOLUTION: Duration = Duration::seconds(60);
@@ -29,8 +33,28 @@ pub(super) fn settled_entry(
 }
 
 /// Whether the listing shows the line that described the kept copy.
-pub(super) fn unchanged(previous: &DocumentState, listed: Option<&Listed>) -> bool {
+fn unchanged(previous: &DocumentState, listed: Option<&Listed>) -> bool {
     matches!((&previous.listed, listed), (Some(kept), Some(now)) if *kept == now.entry)
+}
+
+/// Whether `object`, as gathered, is unchanged by its listing line: its state's settled line
+/// is the one listed now, for the copy kept at the same place, and the record that copy made
+/// is still there. The gather decides it, so such a document needs no fetch.
+pub(super) async fn unchanged_by_line(
+    store: &dyn ObjectStore,
+    source: &str,
+    object: &HarvestObject,
+) -> Result<bool, PipelineError> {
+    if object.listed.is_none() {
+        return Ok(false);
+    }
+    let key = keys::document_state(source, &object.id);
+    let Some((state, _)) = get_json::<DocumentState>(store, &key).await? else {
+        return Ok(false);
+    };
+    Ok(state.waf_key == object.waf_key
+        && unchanged(&state, object.listed.as_ref())
+        && record_still_there(store, source, &state).await?)
 }
 
 #[cfg(test)]

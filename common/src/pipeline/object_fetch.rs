@@ -1,5 +1,6 @@
-//! Fetch: get one document, recognise it unchanged by its listing line or SHA-256 (only while
-//! the record it made is still there), else keep it in the central WAF and send its import.
+//! Fetch: get one document, recognise it unchanged by SHA-256 (only while the record it made
+//! is still there), else keep it in the central WAF and send its import; note the listing
+//! line the kept copy settled on.
 
 use std::time::Duration;
 
@@ -51,20 +52,8 @@ pub(super) async fn fetch(
         }
         _ => None,
     };
+    // (A document unchanged by its listing line was ended by the gather.)
     let listed = tracked.object.listed.clone();
-    if let Some(prev) = &previous
-        && listed::unchanged(prev, listed.as_ref())
-    {
-        return finish_object(
-            services,
-            source_name,
-            job_id,
-            tracked,
-            Outcome::Unchanged,
-            None,
-        )
-        .await;
-    }
     let fetched = match harvester
         .fetch(services, &source, &tracked.object, previous.as_ref())
         .await

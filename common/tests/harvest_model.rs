@@ -288,11 +288,7 @@ fn write_site(root: &Path, folder: &Path, model: &Model) {
         // edits within a listed minute).
         let modified = std::time::UNIX_EPOCH
             + std::time::Duration::from_secs(1_700_000_000 + 60 * u64::from(doc.version));
-        std::fs::File::options()
-            .write(true)
-            .open(&file)
-            .and_then(|f| f.set_modified(modified))
-            .expect("set mtime");
+        set_modified(&file, modified);
     }
     let index = match model.answer {
         Answer::Maintenance => {

@@ -389,14 +389,6 @@ fn edit_abstract(path: &Path) -> String {
     edited
 }
 
-fn set_modified(path: &Path, time: std::time::SystemTime) {
-    std::fs::File::options()
-        .write(true)
-        .open(path)
-        .and_then(|f| f.set_modified(time))
-        .expect("set mtime");
-}
-
 /// A listing line that settled (its file last modified a minute or more before the listing)
 /// spares the document's request at the next harvest; a file modified within the minute it
 /// was listed in is asked for every time, so an edit later in that minute (same size, same
@@ -455,12 +447,11 @@ async fn only_a_settled_listing_line_spares_the_documents_request() {
         .expect("epoch")
         .as_secs()
         % 60;
-    let listing_before = reqwest::get(nginx.url("waf/"))
-        .await
-        .expect("listing")
-        .text()
-        .await
-        .expect("text");
+    let listing = || async {
+        let answer = reqwest::get(nginx.url("waf/")).await.expect("listing");
+        answer.text().await.expect("text")
+    };
+    let listing_before = listing().await;
     let edited = edit_abstract(&fresh);
     set_modified(
         &fresh,
@@ -470,12 +461,7 @@ async fn only_a_settled_listing_line_spares_the_documents_request() {
             modified + Duration::from_secs(1)
         },
     );
-    let listing_after = reqwest::get(nginx.url("waf/"))
-        .await
-        .expect("listing")
-        .text()
-        .await
-        .expect("text");
+    let listing_after = listing().await;
     assert_eq!(
         listing_after, listing_before,
         "the edit does not show in the listing"

@@ -427,16 +427,7 @@ async fn create_object(
     match outcome {
         None => Ok(Some(id)),
         Some(outcome) => {
-            // Its marker, as `finish_object` writes it: the same on a rerun.
-            let marker = keys::job_done(source_name, job_id, &id, outcome.as_str());
-            store
-                .put(
-                    &marker,
-                    bytes::Bytes::new(),
-                    "text/plain",
-                    PutMode::Overwrite,
-                )
-                .await?;
+            super::objects::mark_done(store, source_name, job_id, &id, outcome).await?;
             Ok(None)
         }
     }

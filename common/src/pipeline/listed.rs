@@ -13,10 +13,9 @@
 use chrono::{DateTime, Duration};
 
 use super::PipelineError;
-use super::records::record_still_there;
+use super::records::kept_state;
 use crate::domain::job::{DocumentState, HarvestObject, Listed};
-use crate::domain::keys;
-use crate::store::{ObjectStore, get_json};
+use crate::store::ObjectStore;
 
 /// The listing's resolution: a change this long after the time it shows moves the line.
 const RESOLUTION: Duration = Duration::seconds(60);
@@ -37,9 +36,9 @@ fn unchanged(previous: &DocumentState, listed: Option<&Listed>) -> bool {
     matches!((&previous.listed, listed), (Some(kept), Some(now)) if *kept == now.entry)
 }
 
-/// Whether `object`, as gathered, is unchanged by its listing line: its state's settled line
-/// is the one listed now, for the copy kept at the same place, and the record that copy made
-/// is still there. The gather decides it, so such a document needs no fetch.
+/// Whether `object`, as gathered, is unchanged by its listing line: the state kept for it
+/// (its record still there, `records::kept_state`) settled on the line listed now. The
+/// gather decides it, so such a document needs no fetch.
 pub(super) async fn unchanged_by_line(
     store: &dyn ObjectStore,
     source: &str,
@@ -48,13 +47,8 @@ pub(super) async fn unchanged_by_line(
     if object.listed.is_none() {
         return Ok(false);
     }
-    let key = keys::document_state(source, &object.id);
-    let Some((state, _)) = get_json::<DocumentState>(store, &key).await? else {
-        return Ok(false);
-    };
-    Ok(state.waf_key == object.waf_key
-        && unchanged(&state, object.listed.as_ref())
-        && record_still_there(store, source, &state).await?)
+    let kept = kept_state(store, source, &object.id, &object.waf_key).await?;
+    Ok(kept.is_some_and(|state| unchanged(&state, object.listed.as_ref())))
 }
 
 #[cfg(test)]

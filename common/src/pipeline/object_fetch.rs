@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::jobs::send;
 use super::listed;
 use super::objects::{finish_object, open_object, save_object, sha256_hex};
-use super::records::record_still_there;
+use super::records::kept_state;
 use super::{Kind, Message, PipelineError};
 use crate::domain::job::{DocumentState, Outcome};
 use crate::domain::keys;
@@ -15,7 +15,7 @@ use crate::harvest::{Fetched, harvester_for};
 use crate::queue::MAX_RECEIVE_COUNT;
 use crate::services::Services;
 use crate::sources::load_source;
-use crate::store::{PutMode, get_json, put_json};
+use crate::store::{PutMode, put_json};
 
 pub(super) async fn fetch(
     services: &Services,
@@ -41,17 +41,7 @@ pub(super) async fn fetch(
         )));
     };
     let state_key = keys::document_state(source_name, object_id);
-    // What the last harvest remembered counts only while its record is still there, held by
-    // this document at this place: otherwise the document is fetched and imported afresh.
-    let previous = match get_json::<DocumentState>(store, &state_key).await? {
-        Some((state, _))
-            if state.waf_key == tracked.object.waf_key
-                && record_still_there(store, source_name, &state).await? =>
-        {
-            Some(state)
-        }
-        _ => None,
-    };
+    let previous = kept_state(store, source_name, object_id, &tracked.object.waf_key).await?;
     // (A document unchanged by its listing line was ended by the gather.)
     let listed = tracked.object.listed.clone();
     let fetched = match harvester

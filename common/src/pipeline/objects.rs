@@ -13,7 +13,7 @@ use crate::domain::job::{HarvestObject, Outcome};
 use crate::domain::keys;
 use crate::domain::now;
 use crate::services::Services;
-use crate::store::{PutMode, StoreError, get_json, put_json};
+use crate::store::{ObjectStore, PutMode, StoreError, get_json, put_json};
 
 /// An object document as read, with the version its next write must match.
 #[derive(Debug, Clone)]
@@ -108,14 +108,28 @@ pub(super) async fn finish_object(
         save_object(services, source, job_id, &mut tracked).await?;
     }
     let outcome = tracked.object.outcome.unwrap_or(outcome);
-    services
-        .store
-        .put(
-            &keys::job_done(source, job_id, &tracked.object.id, outcome.as_str()),
-            Bytes::new(),
-            "text/plain",
-            PutMode::Overwrite,
-        )
+    mark_done(
+        services.store.as_ref(),
+        source,
+        job_id,
+        &tracked.object.id,
+        outcome,
+    )
+    .await
+}
+
+/// Writes the marker the check counts for an object whose document holds `outcome`: the
+/// same on a rerun.
+pub(super) async fn mark_done(
+    store: &dyn ObjectStore,
+    source: &str,
+    job_id: &str,
+    object_id: &str,
+    outcome: Outcome,
+) -> Result<(), PipelineError> {
+    let marker = keys::job_done(source, job_id, object_id, outcome.as_str());
+    store
+        .put(&marker, Bytes::new(), "text/plain", PutMode::Overwrite)
         .await?;
     Ok(())
 }

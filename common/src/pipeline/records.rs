@@ -140,9 +140,29 @@ async fn holder_status(
     })
 }
 
+/// What the last harvest remembered of object `object_id`, while it counts: its record is
+/// still there, held by this document kept at `waf_key`. Otherwise (`None`) the document is
+/// fetched and imported afresh.
+pub(super) async fn kept_state(
+    store: &dyn ObjectStore,
+    source: &str,
+    object_id: &str,
+    waf_key: &str,
+) -> Result<Option<DocumentState>, PipelineError> {
+    let key = keys::document_state(source, object_id);
+    match get_json::<DocumentState>(store, &key).await? {
+        Some((state, _))
+            if state.waf_key == waf_key && record_still_there(store, source, &state).await? =>
+        {
+            Ok(Some(state))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Whether the record a document produced last time is still in the catalogue, held by that
 /// document and made from the same bytes. Only then may a harvest skip it as unchanged.
-pub(super) async fn record_still_there(
+async fn record_still_there(
     store: &dyn ObjectStore,
     source: &str,
     state: &DocumentState,

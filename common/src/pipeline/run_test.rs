@@ -99,12 +99,11 @@ pub async fn run_test_with(
         let total = get_job(local.store.as_ref(), source, &job.id)
             .await?
             .object_count;
-        // Fetches and imports run CONCURRENCY at once, as the queue workers would, a new one
-        // started as soon as one ends (a fetch's import joins the queue it pops from). Progress
-        // is counted (a listing of the done markers) now and then, not after each message:
-        // counting that often made a large harvest quadratic.
-        // Each a task of its own, so that parsing runs on every core; dropping the set (on an
-        // error) stops the rest.
+        // Fetches and imports run CONCURRENCY at once, as the queue workers would, each a task
+        // of its own (so parsing runs on every core), a new one started as soon as one ends (a
+        // fetch's import joins the queue it pops from); dropping the set (on an error) stops
+        // the rest. Progress is counted (a listing of the done markers) now and then, not after
+        // each message: counting that often made a large harvest quadratic.
         let mut running = tokio::task::JoinSet::new();
         loop {
             while running.len() < CONCURRENCY {

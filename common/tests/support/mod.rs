@@ -243,6 +243,15 @@ pub fn fetcher() -> Arc<ReqwestFetcher> {
     )
 }
 
+/// Sets a file's modification time (what nginx's validators and listing show).
+pub fn set_modified(path: &Path, time: std::time::SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(time))
+        .expect("set mtime");
+}
+
 /// Local mode over a temporary folder.
 pub fn local_services(dir: &Path) -> Services {
     // One database for the store and the queues, as `sheaf` opens a data folder.

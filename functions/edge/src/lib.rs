@@ -215,7 +215,7 @@ pub async fn build_services(config: &Config) -> anyhow::Result<Built> {
 #[cfg(feature = "sqlite")]
 pub const DATABASE_FILE: &str = "sheaf.db";
 
-/// The data folder's adapters: the store and queues in SQLite files, the index, the outbox.
+/// The data folder's adapters: the store and queues in one SQLite file, the index, the outbox.
 #[cfg(feature = "sqlite")]
 fn build_local(config: &Config, settings: Settings) -> anyhow::Result<Built> {
     use anyhow::Context;

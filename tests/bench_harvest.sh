@@ -11,6 +11,9 @@
 # Usage: tests/bench_harvest.sh [N ...]   (default: 10000 100000)
 # SHEAF_BENCH_CSW=N adds a CSW source: pycsw (tests/pycsw_server.py, 100 records a page) loaded
 # with N of the same generated records, harvested first and unchanged, beside the WAF figures.
+# SHEAF_BENCH_RUNS (default 3): how many times the local pair of harvests runs, each into a
+# fresh data folder; the median of each figure is printed after them (a harvest's peak RSS
+# varies by a tenth from run to run, with the timing of the search index's merges).
 # SHEAF_BENCH_WRAP, when set, prefixes each harvest (a profiler: `strace -c -f -o FILE`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,6 +57,8 @@ import json, sys
 label, n, tfile, jfile = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 secs, kib = open(tfile).read().split()
 secs, kib = float(secs), int(kib)
+with open(tfile + ".all", "a") as all_runs:
+    all_runs.write(f"{label}\t{n}\t{secs}\t{kib}\n")
 s = json.load(open(jfile))["stats"]
 print(f"{label:<28} {n:>7} records {secs:8.2f} s {n / secs:9.0f} records/s  peak RSS {kib / 1024:6.1f} MiB "
       f"(added {s['added']}, unchanged {s['unchanged']}, errored {s['errored']})", flush=True)
@@ -140,15 +145,32 @@ req = urllib.request.Request(os.environ["AWS_ENDPOINT_URL"] + "/" + sys.argv[1],
 urllib.request.urlopen(req).read()
 PY
     fi
-    $sheaf source add "bench$n" "$base" --type waf >/dev/null
-    for run in first unchanged; do
-      logged=$(wc -l 2>/dev/null < "$work/moto.log" || echo 0)
-      /usr/bin/time -f '%e %M' -o "$work/time" ${SHEAF_BENCH_WRAP:-} $sheaf run-test "bench$n" --json > "$work/job.json" 2>"$work/stderr" \
-        || { cat "$work/stderr" "$work/job.json" >&2; exit 1; }
-      report "$mode $run harvest" "$n" "$work/time" "$work/job.json"
-      [ "$mode" = s3 ] && tail -n +"$((logged + 1))" "$work/moto.log" | requests "$n" "bench$n"
+    runs=1
+    [ "$mode" = local ] && runs=${SHEAF_BENCH_RUNS:-3}
+    rm -f "$work/time.all"
+    for _ in $(seq "$runs"); do
+      $sheaf source add "bench$n" "$base" --type waf >/dev/null
+      for run in first unchanged; do
+        logged=$(wc -l 2>/dev/null < "$work/moto.log" || echo 0)
+        /usr/bin/time -f '%e %M' -o "$work/time" ${SHEAF_BENCH_WRAP:-} $sheaf run-test "bench$n" --json > "$work/job.json" 2>"$work/stderr" \
+          || { cat "$work/stderr" "$work/job.json" >&2; exit 1; }
+        report "$mode $run harvest" "$n" "$work/time" "$work/job.json"
+        [ "$mode" = s3 ] && tail -n +"$((logged + 1))" "$work/moto.log" | requests "$n" "bench$n"
+      done
+      [ "$mode" = local ] && rm -rf "$work/data$n"
     done
-    [ "$mode" = local ] && rm -rf "$work/data$n"
+    [ "$runs" -gt 1 ] && python3 - "$work/time.all" <<'PY'
+import statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    label, n, secs, kib = line.rstrip("\n").split("\t")
+    runs.setdefault(label, []).append((int(n) / float(secs), int(kib) / 1024))
+for label, figures in runs.items():
+    rate = statistics.median(r for r, _ in figures)
+    rss = statistics.median(m for _, m in figures)
+    print(f"{'median of ' + str(len(figures)) + ', ' + label.split()[1]:<28} {n:>7} records {'':>10} {rate:9.0f} records/s  peak RSS {rss:6.1f} MiB "
+          f"(each: {', '.join(f'{m:.1f}' for _, m in figures)} MiB)", flush=True)
+PY
   done
   rm -rf "$site"
 done

@@ -14,6 +14,8 @@
 # SHEAF_BENCH_RUNS (default 3): how many times the local pair of harvests runs, each into a
 # fresh data folder; the median of each figure is printed after them (a harvest's peak RSS
 # varies by a tenth from run to run, with the timing of the search index's merges).
+# SHEAF_BENCH_BASELINE=PATH: a `sheaf` binary built from an earlier commit, whose local runs
+# alternate with this build's, for a change measured side by side in one run.
 # SHEAF_BENCH_WRAP, when set, prefixes each harvest (a profiler: `strace -c -f -o FILE`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -131,35 +133,42 @@ PY
   python3 -c "import sys; n, s = int(sys.argv[1]), float(sys.argv[3]) - float(sys.argv[2]); print(f'{\"curl x16, keep-alive\":<28} {n:>7} files   {s:8.2f} s {n / s:9.0f} files/s', flush=True)" "$n" "$start" "$end"
   rm -f "$work"/urls.*
 
-  modes=(local)
-  [ "${SHEAF_BENCH_S3:-0}" = 1 ] && modes+=(s3)
-  for mode in "${modes[@]}"; do
+  # One first harvest and its unchanged re-harvest, into a fresh data folder (or bucket).
+  pair() { # mode
+    local mode=$1 sheaf
     # The WAF is on loopback, which Sheaf refuses unless allowed.
-    if [ "$mode" = local ]; then
-      sheaf="env SHEAF_ALLOW_PRIVATE_URLS=true $root/target/release/sheaf --data-dir $work/data$n"
-    else
-      sheaf="env SHEAF_ALLOW_PRIVATE_URLS=true $root/target/release/sheaf --bucket bench$n"
-      python3 - "bench$n" <<'PY'
+    case $mode in
+      local) sheaf="env SHEAF_ALLOW_PRIVATE_URLS=true $root/target/release/sheaf --data-dir $work/data$n" ;;
+      baseline) sheaf="env SHEAF_ALLOW_PRIVATE_URLS=true $SHEAF_BENCH_BASELINE --data-dir $work/data$n" ;;
+      s3)
+        sheaf="env SHEAF_ALLOW_PRIVATE_URLS=true $root/target/release/sheaf --bucket bench$n"
+        python3 - "bench$n" <<'PY'
 import os, sys, urllib.request
 req = urllib.request.Request(os.environ["AWS_ENDPOINT_URL"] + "/" + sys.argv[1], method="PUT")
 urllib.request.urlopen(req).read()
 PY
-    fi
-    runs=1
-    [ "$mode" = local ] && runs=${SHEAF_BENCH_RUNS:-3}
-    rm -f "$work/time.all"
-    for _ in $(seq "$runs"); do
-      $sheaf source add "bench$n" "$base" --type waf >/dev/null
-      for run in first unchanged; do
-        logged=$(wc -l 2>/dev/null < "$work/moto.log" || echo 0)
-        /usr/bin/time -f '%e %M' -o "$work/time" ${SHEAF_BENCH_WRAP:-} $sheaf run-test "bench$n" --json > "$work/job.json" 2>"$work/stderr" \
-          || { cat "$work/stderr" "$work/job.json" >&2; exit 1; }
-        report "$mode $run harvest" "$n" "$work/time" "$work/job.json"
-        [ "$mode" = s3 ] && tail -n +"$((logged + 1))" "$work/moto.log" | requests "$n" "bench$n"
-      done
-      [ "$mode" = local ] && rm -rf "$work/data$n"
+        ;;
+    esac
+    $sheaf source add "bench$n" "$base" --type waf >/dev/null
+    for run in first unchanged; do
+      logged=$(wc -l 2>/dev/null < "$work/moto.log" || echo 0)
+      /usr/bin/time -f '%e %M' -o "$work/time" ${SHEAF_BENCH_WRAP:-} $sheaf run-test "bench$n" --json > "$work/job.json" 2>"$work/stderr" \
+        || { cat "$work/stderr" "$work/job.json" >&2; exit 1; }
+      report "$mode $run harvest" "$n" "$work/time" "$work/job.json"
+      [ "$mode" = s3 ] && tail -n +"$((logged + 1))" "$work/moto.log" | requests "$n" "bench$n"
     done
-    [ "$runs" -gt 1 ] && python3 - "$work/time.all" <<'PY'
+    rm -rf "$work/data$n"
+  }
+
+  # Local runs (with a baseline binary, alternating with it), then their medians.
+  local_modes=(local)
+  [ -n "${SHEAF_BENCH_BASELINE:-}" ] && local_modes+=(baseline)
+  runs=${SHEAF_BENCH_RUNS:-3}
+  rm -f "$work/time.all"
+  for _ in $(seq "$runs"); do
+    for mode in "${local_modes[@]}"; do pair "$mode"; done
+  done
+  [ "$runs" -gt 1 ] && python3 - "$work/time.all" <<'PY'
 import statistics, sys
 runs = {}
 for line in open(sys.argv[1]):
@@ -168,10 +177,11 @@ for line in open(sys.argv[1]):
 for label, figures in runs.items():
     rate = statistics.median(r for r, _ in figures)
     rss = statistics.median(m for _, m in figures)
-    print(f"{'median of ' + str(len(figures)) + ', ' + label.split()[1]:<28} {n:>7} records {'':>10} {rate:9.0f} records/s  peak RSS {rss:6.1f} MiB "
-          f"(each: {', '.join(f'{m:.1f}' for _, m in figures)} MiB)", flush=True)
+    mode, run = label.split()[:2]
+    print(f"{'median, ' + mode + ' ' + run:<28} {n:>7} records {'':>10} {rate:9.0f} records/s  peak RSS {rss:6.1f} MiB "
+          f"(each of {len(figures)}: {', '.join(f'{m:.1f}' for _, m in figures)} MiB)", flush=True)
 PY
-  done
+  [ "${SHEAF_BENCH_S3:-0}" = 1 ] && pair s3
   rm -rf "$site"
 done
 

@@ -103,6 +103,34 @@ async fn store_contract(store: &dyn ObjectStore) {
     assert_eq!(keys, ["a/b/two.xml", "a/one.json", "ab/three"]);
     assert!(store.list("nothing/").await.expect("list").is_empty());
 
+    // Several at once: each key's object or `None`, in the order asked, repeats included.
+    let asked: Vec<String> = [
+        "ab/three",
+        "a/missing",
+        "a/one.json",
+        "a/b/two.xml",
+        "a/one.json",
+    ]
+    .map(String::from)
+    .to_vec();
+    let got = store.get_many(&asked).await.expect("get_many");
+    let bodies: Vec<Option<&[u8]>> = got
+        .iter()
+        .map(|o| o.as_ref().map(|o| o.body.as_ref()))
+        .collect();
+    assert_eq!(
+        bodies,
+        [Some(&b""[..]), None, Some(b"3"), Some(b"<x/>"), Some(b"3")]
+    );
+    let one = store.get("a/one.json").await.expect("get");
+    assert_eq!(got[2].as_ref().map(|o| &o.etag), Some(&one.etag));
+    assert!(store.get_many(&[]).await.expect("none asked").is_empty());
+    let escaping = store.get_many(&["a/../one.json".to_string()]).await;
+    assert!(
+        matches!(escaping, Err(StoreError::InvalidKey(_))),
+        "{escaping:?}"
+    );
+
     // Pages of a listing, in S3's byte order ('-' < '.' < '/'), across nested folders.
     let paged = ["p/a-c", "p/a.x", "p/a/b", "p/a/c", "p/a/d/e", "p/b"];
     for key in paged.iter().rev() {

@@ -297,28 +297,44 @@ async fn create_objects(
     job_id: &str,
     documents: Vec<Gathered>,
 ) -> Result<usize, PipelineError> {
-    let pending: Vec<Option<String>> = futures::stream::iter(documents)
-        .map(|doc| {
-            let store = services.store.clone();
-            let (source_name, job_id) = (source_name.to_string(), job_id.to_string());
-            async move { create_object(store.as_ref(), &source_name, &job_id, doc).await }
-        })
-        .buffer_unordered(64)
-        .try_collect()
-        .await?;
-    let bodies: Vec<String> = pending
-        .into_iter()
-        .flatten()
-        .map(|id| Message::for_object(Kind::Fetch, source_name, job_id, &id).body())
-        .collect();
-    let sent = bodies.len();
-    services
-        .queues
-        .get(crate::queue::QueueName::Fetch)?
-        .send_batch(bodies)
-        .await?;
+    let store = services.store.as_ref();
+    let mut sent = 0;
+    let mut documents = documents.into_iter().peekable();
+    // A few hundred at a time: a listing page may be a whole folder of any length.
+    while documents.peek().is_some() {
+        let mut objects: Vec<HarvestObject> = documents
+            .by_ref()
+            .take(OBJECTS_AT_ONCE)
+            .map(|doc| new_object(source_name, doc))
+            .collect();
+        let unchanged = super::listed::unchanged_by_lines(store, source_name, &objects).await?;
+        for (object, unchanged) in objects.iter_mut().zip(unchanged) {
+            if unchanged {
+                object.outcome = Some(Outcome::Unchanged);
+            }
+        }
+        let pending: Vec<Option<String>> = futures::stream::iter(objects)
+            .map(|object| create_object(store, source_name, job_id, object))
+            .buffer_unordered(64)
+            .try_collect()
+            .await?;
+        let bodies: Vec<String> = pending
+            .into_iter()
+            .flatten()
+            .map(|id| Message::for_object(Kind::Fetch, source_name, job_id, &id).body())
+            .collect();
+        sent += bodies.len();
+        services
+            .queues
+            .get(crate::queue::QueueName::Fetch)?
+            .send_batch(bodies)
+            .await?;
+    }
     Ok(sent)
 }
+
+/// Documents a gather weighs and writes at once.
+const OBJECTS_AT_ONCE: usize = 500;
 
 /// Why a gather of `found` documents, after a last completed gather of `last`, must delete
 /// nothing; `None` when it is evidence enough.
@@ -386,34 +402,35 @@ async fn record_gather_error(
     Ok(())
 }
 
-/// Creates a gathered document's object once; `Some(id)` when it still needs its fetch. One
-/// unchanged by its listing line is created ended, with its done marker.
-async fn create_object(
-    store: &dyn crate::store::ObjectStore,
-    source_name: &str,
-    job_id: &str,
-    doc: Gathered,
-) -> Result<Option<String>, PipelineError> {
-    let id = keys::object_id(&doc.guid);
-    let mut object = HarvestObject {
-        id: id.clone(),
-        guid: doc.guid.clone(),
-        url: doc.url.clone(),
+/// The object a gathered document starts as.
+fn new_object(source_name: &str, doc: Gathered) -> HarvestObject {
+    HarvestObject {
+        id: keys::object_id(&doc.guid),
         waf_key: format!("{}{}", keys::waf_prefix(source_name), doc.waf_name),
         // Kept already (a re-import): the fetch hands it straight to the import.
-        sha256: doc.kept_sha256.clone(),
+        sha256: doc.kept_sha256,
+        guid: doc.guid,
+        url: doc.url,
         etag: None,
         last_modified: None,
         planned: None,
         outcome: None,
         error: None,
         record_id: None,
-        listed: doc.listed.clone(),
+        listed: doc.listed,
         settled_entry: None,
-    };
-    if super::listed::unchanged_by_line(store, source_name, &object).await? {
-        object.outcome = Some(Outcome::Unchanged);
     }
+}
+
+/// Creates a gathered document's object once; `Some(id)` when it still needs its fetch. One
+/// unchanged by its listing line is created ended, with its done marker.
+async fn create_object(
+    store: &dyn crate::store::ObjectStore,
+    source_name: &str,
+    job_id: &str,
+    object: HarvestObject,
+) -> Result<Option<String>, PipelineError> {
+    let id = object.id.clone();
     let key = keys::job_object(source_name, job_id, &id);
     let outcome = match put_json(store, &key, &object, PutMode::Create).await {
         Ok(_) => object.outcome,

@@ -13,7 +13,7 @@
 use chrono::{DateTime, Duration};
 
 use super::PipelineError;
-use super::records::kept_state;
+use super::records::kept_states;
 use crate::domain::job::{DocumentState, HarvestObject, Listed};
 use crate::store::ObjectStore;
 
@@ -36,19 +36,31 @@ fn unchanged(previous: &DocumentState, listed: Option<&Listed>) -> bool {
     matches!((&previous.listed, listed), (Some(kept), Some(now)) if *kept == now.entry)
 }
 
-/// Whether `object`, as gathered, is unchanged by its listing line: the state kept for it
-/// (its record still there, `records::kept_state`) settled on the line listed now. The
-/// gather decides it, so such a document needs no fetch.
-pub(super) async fn unchanged_by_line(
+/// For each of `objects`, as gathered, whether it is unchanged by its listing line: the state
+/// kept for it (its record still there, `records::kept_state`) settled on the line listed now.
+/// The gather decides it, so such a document needs no fetch; a page's states are read at once.
+pub(super) async fn unchanged_by_lines(
     store: &dyn ObjectStore,
     source: &str,
-    object: &HarvestObject,
-) -> Result<bool, PipelineError> {
-    if object.listed.is_none() {
-        return Ok(false);
-    }
-    let kept = kept_state(store, source, &object.id, &object.waf_key).await?;
-    Ok(kept.is_some_and(|state| unchanged(&state, object.listed.as_ref())))
+    objects: &[HarvestObject],
+) -> Result<Vec<bool>, PipelineError> {
+    // Only documents with a line can be unchanged by it; their states are read, in order.
+    let documents: Vec<(&str, &str)> = objects
+        .iter()
+        .filter(|o| o.listed.is_some())
+        .map(|o| (o.id.as_str(), o.waf_key.as_str()))
+        .collect();
+    let mut kept = kept_states(store, source, &documents).await?.into_iter();
+    Ok(objects
+        .iter()
+        .map(|object| {
+            object.listed.is_some()
+                && kept
+                    .next()
+                    .flatten()
+                    .is_some_and(|state| unchanged(&state, object.listed.as_ref()))
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use super::PipelineError;
 use crate::domain::job::{DocumentState, HarvestObject};
 use crate::domain::keys;
 use crate::services::Services;
-use crate::store::{ObjectStore, PutMode, StoreError, get_json, put_json};
+use crate::store::{Object, ObjectStore, PutMode, StoreError, get_json, parse_json, put_json};
 
 /// The catalogue marker of a record: which document of the source it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,41 +149,77 @@ pub(super) async fn kept_state(
     object_id: &str,
     waf_key: &str,
 ) -> Result<Option<DocumentState>, PipelineError> {
-    let key = keys::document_state(source, object_id);
-    match get_json::<DocumentState>(store, &key).await? {
-        Some((state, _))
-            if state.waf_key == waf_key && record_still_there(store, source, &state).await? =>
-        {
-            Ok(Some(state))
-        }
+    let mut kept = kept_states(store, source, &[(object_id, waf_key)]).await?;
+    Ok(kept.pop().flatten())
+}
+
+/// `kept_state` of each `(object_id, waf_key)`, in order, with each kind of object read for
+/// all of them at once (`ObjectStore::get_many`): a gather weighs a listing page so.
+pub(super) async fn kept_states(
+    store: &dyn ObjectStore,
+    source: &str,
+    documents: &[(&str, &str)],
+) -> Result<Vec<Option<DocumentState>>, PipelineError> {
+    let state_keys: Vec<String> = documents
+        .iter()
+        .map(|(object_id, _)| keys::document_state(source, object_id))
+        .collect();
+    let mut found = store
+        .get_many(&state_keys)
+        .await?
+        .into_iter()
+        .zip(&state_keys);
+    let mut states = Vec::with_capacity(documents.len());
+    for (_, waf_key) in documents {
+        let state = parse_found::<DocumentState>(found.next())?;
+        // Rejected last time (no record): its identifier's holder may have gone since, so
+        // look again.
+        states.push(state.filter(|s| s.waf_key == *waf_key && s.record_id.is_some()));
+    }
+    // Each record's marker (which document holds it) and the record itself, two keys a state.
+    let record_keys: Vec<String> = states
+        .iter()
+        .flatten()
+        .flat_map(|state| {
+            let id_key = keys::id_key(state.record_id.as_deref().unwrap_or_default());
+            [
+                keys::record_marker(source, &id_key),
+                keys::record_json(&id_key),
+            ]
+        })
+        .collect();
+    let mut found = store
+        .get_many(&record_keys)
+        .await?
+        .into_iter()
+        .zip(&record_keys);
+    let mut kept = Vec::with_capacity(states.len());
+    for state in states {
+        let Some(state) = state else {
+            kept.push(None);
+            continue;
+        };
+        // Still there: held by this document, and made from the same bytes. Only then may a
+        // harvest skip it as unchanged.
+        let held = parse_found::<Marker>(found.next())?.is_some_and(|m| m.guid == state.guid);
+        let same = parse_found::<RecordOrigin>(found.next())?
+            .is_some_and(|r| r.sha256 == state.sha256 && r.source == source);
+        kept.push((held && same).then_some(state));
+    }
+    Ok(kept)
+}
+
+/// An answer of `get_many` (zipped with its key) read as JSON; `None` when absent.
+fn parse_found<T: serde::de::DeserializeOwned>(
+    found: Option<(Option<Object>, &String)>,
+) -> Result<Option<T>, StoreError> {
+    match found {
+        Some((Some(object), key)) => parse_json(key, &object.body).map(Some),
         _ => Ok(None),
     }
 }
 
-/// Whether the record a document produced last time is still in the catalogue, held by that
-/// document and made from the same bytes. Only then may a harvest skip it as unchanged.
-async fn record_still_there(
-    store: &dyn ObjectStore,
-    source: &str,
-    state: &DocumentState,
-) -> Result<bool, PipelineError> {
-    let Some(id) = &state.record_id else {
-        // Rejected last time: its identifier's holder may have gone since, so look again.
-        return Ok(false);
-    };
-    let id_key = keys::id_key(id);
-    let held = get_json::<Marker>(store, &keys::record_marker(source, &id_key))
-        .await?
-        .is_some_and(|(m, _)| m.guid == state.guid);
-    if !held {
-        return Ok(false);
-    }
-    Ok(get_json::<RecordOrigin>(store, &keys::record_json(&id_key))
-        .await?
-        .is_some_and(|(r, _)| r.sha256 == state.sha256 && r.source == source))
-}
-
-/// The two fields of a record `record_still_there` weighs: read alone, without the metadata
+/// The two fields of a record `kept_states` weighs: read alone, without the metadata
 /// (whose flattened fields cost a whole record's parse, once per unchanged document).
 #[derive(Deserialize)]
 struct RecordOrigin {

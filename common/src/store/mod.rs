@@ -5,7 +5,7 @@
 //! `WriteMultipart`, without depending on it: that crate brings its own HTTP stack and TLS
 //! (we already have the AWS SDK's) and its local backend has no conditional update. Our trait is
 //! the handful of calls the pipeline needs, so both adapters implement exactly the same
-//! semantics and one contract suite (`tests/store_contract.rs`) runs against both.
+//! semantics and one contract suite (`common/tests/ports_contract.rs`) runs against both.
 
 pub mod claim;
 mod local;
@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 
 pub use local::LocalStore;
 pub use s3::S3Store;
@@ -69,6 +70,12 @@ pub struct ListEntry {
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
     async fn get(&self, key: &str) -> Result<Object, StoreError>;
+    /// Reads several objects, answering in the order of `keys` (`None`: absent): what a stage
+    /// weighing a page of documents asks at once. A store that can read them together (the
+    /// local database, in one snapshot) does; the default asks for each, a few at a time.
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Object>>, StoreError> {
+        get_each(self, keys).await
+    }
     /// Writes `body` at `key`; returns the new ETag.
     async fn put(
         &self,
@@ -112,6 +119,28 @@ pub trait ObjectStore: Send + Sync {
     async fn make_durable(&self) -> Result<(), StoreError> {
         Ok(())
     }
+}
+
+/// Gets a default `get_many` has in flight: as many as the gather's documents in flight.
+const GETS_IN_FLIGHT: usize = 64;
+
+/// `ObjectStore::get_many` by a get for each key, a few at a time.
+pub async fn get_each(
+    store: &(impl ObjectStore + ?Sized),
+    keys: &[String],
+) -> Result<Vec<Option<Object>>, StoreError> {
+    // Owned keys: a future borrowing one trips the compiler's `Send` check (rust#102211).
+    futures::stream::iter(keys.iter().cloned())
+        .map(|key| async move {
+            match store.get(&key).await {
+                Ok(object) => Ok(Some(object)),
+                Err(StoreError::NotFound(_)) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .buffered(GETS_IN_FLIGHT)
+        .try_collect()
+        .await
 }
 
 /// Keys this many to a page: S3's own page size.
@@ -226,14 +255,15 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(
     key: &str,
 ) -> Result<Option<(T, String)>, StoreError> {
     match store.get(key).await {
-        Ok(obj) => {
-            let value = serde_json::from_slice(&obj.body)
-                .map_err(|e| StoreError::io(key, format!("unreadable JSON: {e}")))?;
-            Ok(Some((value, obj.etag)))
-        }
+        Ok(obj) => Ok(Some((parse_json(key, &obj.body)?, obj.etag))),
         Err(StoreError::NotFound(_)) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// Reads the JSON body of object `key`.
+pub fn parse_json<T: serde::de::DeserializeOwned>(key: &str, body: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(body).map_err(|e| StoreError::io(key, format!("unreadable JSON: {e}")))
 }
 
 /// Writes a JSON object with the given mode.

@@ -23,6 +23,17 @@ const SCHEMA: &str = "
     );
     CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);";
 
+const GET_SQL: &str = "SELECT etag, body FROM objects WHERE key = ?1";
+
+/// An object as `GET_SQL` reads it.
+fn object_of(row: &rusqlite::Row<'_>) -> Result<Object, rusqlite::Error> {
+    Ok(Object {
+        etag: row.get(0)?,
+        body: Bytes::from(row.get::<_, Vec<u8>>(1)?),
+        content_type: None,
+    })
+}
+
 /// The database half of a `LocalStore`; cheap to clone.
 #[derive(Clone)]
 pub(super) struct DbStore {
@@ -67,15 +78,27 @@ impl DbStore {
 
     pub(super) fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
         self.read(key, |conn| {
-            conn.prepare_cached("SELECT etag, body FROM objects WHERE key = ?1")?
-                .query_row([key.as_bytes()], |row| {
-                    Ok(Object {
-                        etag: row.get(0)?,
-                        body: Bytes::from(row.get::<_, Vec<u8>>(1)?),
-                        content_type: None,
-                    })
-                })
+            conn.prepare_cached(GET_SQL)?
+                .query_row([key.as_bytes()], object_of)
                 .optional()
+        })
+    }
+
+    /// Reads `keys` in one read transaction: one snapshot, whose pages are read once however
+    /// many of the keys they hold (separate reads each start afresh after the writer's next
+    /// commit, which empties the connection's page cache).
+    pub(super) fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Object>>, StoreError> {
+        let first = keys.first().copied().unwrap_or_default();
+        self.read(first, |conn| {
+            let snapshot = conn.unchecked_transaction()?;
+            let mut stmt = snapshot.prepare_cached(GET_SQL)?;
+            let objects = keys
+                .iter()
+                .map(|key| stmt.query_row([key.as_bytes()], object_of).optional())
+                .collect();
+            drop(stmt);
+            snapshot.finish()?;
+            objects
         })
     }
 

@@ -174,6 +174,21 @@ impl ObjectStore for LocalStore {
         }
     }
 
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Object>>, StoreError> {
+        #[cfg(feature = "sqlite")]
+        if let Some(db) = &self.db
+            && keys.iter().all(|key| !in_files(key))
+        {
+            for key in keys {
+                super::validate_key(key)?;
+            }
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            return db.get_many(&keys);
+        }
+        // Packages among them (never asked for so): each on its own.
+        super::get_each(self, keys).await
+    }
+
     async fn put(
         &self,
         key: &str,

@@ -147,7 +147,7 @@ impl DbStore {
         let etag = etag_of(&body);
         let owned = key.to_string();
         self.db
-            .write(move |conn| put_row(conn, &owned, &body, etag, &mode))
+            .write_statement(move |conn| put_row(conn, &owned, &body, etag, &mode))
             .await
             .map_err(|e| db_error(key, e))?
     }
@@ -155,7 +155,7 @@ impl DbStore {
     pub(super) async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let owned = key.to_string();
         self.db
-            .write(move |conn| {
+            .write_statement(move |conn| {
                 conn.prepare_cached("DELETE FROM objects WHERE key = ?1")?
                     .execute([owned.as_bytes()])?;
                 Ok(())

@@ -357,4 +357,28 @@ mod tests {
         expected.sort();
         assert_eq!(keys, expected);
     }
+
+    /// Commits reach the database file without the writer checkpointing (it does only past
+    /// `WRITER_CHECKPOINT_PAGES`): the checkpointer thread copies them there.
+    #[tokio::test]
+    async fn the_checkpointer_copies_commits_into_the_database_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.db");
+        let schema = "CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY, v TEXT NOT NULL);";
+        let db = LocalDb::open(&path, schema).expect("open");
+        let value = "x".repeat(1000);
+        for i in 0..1000 {
+            let value = value.clone();
+            db.write_statement(move |conn| insert(conn, &format!("k{i}"), Some(&value)))
+                .await
+                .expect("write");
+        }
+        // A megabyte written, far below the writer's own threshold (40 MB of WAL).
+        let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while size() < 1_000_000 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(size() >= 1_000_000, "database file {} bytes", size());
+    }
 }

@@ -6,8 +6,9 @@
 //! Writes go to one writer thread a file, which runs whatever has queued up meanwhile in one
 //! transaction, however many tasks write at once. A write of several statements runs in its
 //! own savepoint, and one statement undoes itself when it fails, so a write that fails
-//! leaves the others; each is answered only after the commit: a read that follows it sees it. Reads run on a pooled connection in the calling
-//! task: a read of a cached page costs a few microseconds, less than handing it to a thread.
+//! leaves the others; each is answered only after the commit: a read that follows it sees
+//! it. Reads run on a pooled connection in the calling task: a read of a cached page costs a
+//! few microseconds, less than handing it to a thread.
 //! WAL mode lets reads go on beside the writer; SQLite's locks serialise the writers of
 //! several processes (a `sheaf` command beside a running `serve`). Another thread a file
 //! checkpoints the WAL, so that commits do not wait for a checkpoint's fsyncs.
@@ -248,10 +249,10 @@ fn write_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>, committed: mpsc::
 }
 
 /// The checkpointer thread: a while after a commit, copies what the WAL holds into the
-/// database file (PASSIVE: beside the writer, never blocking it), so the WAL starts over and
-/// stays short. Checkpointing in the writer's commits (SQLite's default, every 1,000 pages)
-/// held every write behind two fsyncs about 200 times a 10,000-document harvest. Ends with
-/// the writer.
+/// database file (PASSIVE: beside the writer, never blocking it), so that the writer seldom
+/// has to. Checkpointing in the writer's commits (SQLite's default, every 1,000 pages) held
+/// every write behind two fsyncs about 200 times a 10,000-document harvest. Ends with the
+/// writer.
 fn checkpoint_loop(conn: Connection, commits: mpsc::Receiver<()>) {
     while commits.recv().is_ok() {
         std::thread::sleep(CHECKPOINT_AFTER);

@@ -169,22 +169,23 @@ pub(super) async fn kept_states(
         .await?
         .into_iter()
         .zip(&state_keys);
+    // Each state kept here, with its record's key segment. Rejected last time (no record):
+    // its identifier's holder may have gone since, so look again.
     let mut states = Vec::with_capacity(documents.len());
     for (_, waf_key) in documents {
-        let state = parse_found::<DocumentState>(found.next())?;
-        // Rejected last time (no record): its identifier's holder may have gone since, so
-        // look again.
-        states.push(state.filter(|s| s.waf_key == *waf_key && s.record_id.is_some()));
+        let state = parse_found::<DocumentState>(found.next())?
+            .filter(|s| s.waf_key == *waf_key)
+            .and_then(|s| Some((keys::id_key(s.record_id.as_deref()?), s)));
+        states.push(state);
     }
     // Each record's marker (which document holds it) and the record itself, two keys a state.
     let record_keys: Vec<String> = states
         .iter()
         .flatten()
-        .flat_map(|state| {
-            let id_key = keys::id_key(state.record_id.as_deref().unwrap_or_default());
+        .flat_map(|(id_key, _)| {
             [
-                keys::record_marker(source, &id_key),
-                keys::record_json(&id_key),
+                keys::record_marker(source, id_key),
+                keys::record_json(id_key),
             ]
         })
         .collect();
@@ -195,7 +196,7 @@ pub(super) async fn kept_states(
         .zip(&record_keys);
     let mut kept = Vec::with_capacity(states.len());
     for state in states {
-        let Some(state) = state else {
+        let Some((_, state)) = state else {
             kept.push(None);
             continue;
         };

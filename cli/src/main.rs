@@ -266,6 +266,13 @@ fn parse_queue(name: &str) -> Result<common::queue::QueueName, String> {
     })
 }
 
+/// jemalloc, not glibc's allocator: glibc keeps what each thread's arena freed (the search
+/// index's merge threads, the store's blocking reads), so a harvest's peak memory grew with the
+/// source (69 against 80 MiB at 10,000 and 100,000 documents; 68 against 71 with jemalloc),
+/// and it is about a seventh faster here. Measured with `tests/bench_harvest.sh`.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -266,10 +266,10 @@ fn parse_queue(name: &str) -> Result<common::queue::QueueName, String> {
     })
 }
 
-/// jemalloc, not glibc's allocator: glibc keeps what each thread's arena freed (the search
-/// index's merge threads, the store's blocking reads), so a harvest's peak memory grew with the
-/// source (69 against 80 MiB at 10,000 and 100,000 documents; 68 against 71 with jemalloc),
-/// and it is about a seventh faster here. Measured with `tests/bench_harvest.sh`.
+/// jemalloc, not glibc's allocator: glibc's per-thread arenas kept what the search index's
+/// drain freed on its threads, so a harvest's peak grew with the source (69 against 78 MiB at
+/// 10,000 and 100,000 documents; 64 against 67 with jemalloc), and jemalloc's harvest is a
+/// sixth to a quarter faster (`tests/bench_harvest.sh`; ARCHITECTURE.md has the figures).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

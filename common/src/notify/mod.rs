@@ -24,7 +24,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::source::FieldError;
-use crate::queue::{QueueError, QueueName};
+use crate::queue::{QueueError, QueueName, Received};
 use crate::services::Services;
 use crate::store::StoreError;
 
@@ -124,18 +124,49 @@ pub async fn drain(services: &Services) -> Result<u64, NotifyError> {
         if batch.is_empty() {
             return Ok(handled);
         }
-        // Handled in order; the handled ones deleted together at the end (locally they share
-        // a commit: one at a time, a harvest of 5,000 records waited 0.4 s for them).
-        let mut done = Vec::with_capacity(batch.len());
+        // The batch's notify messages for one target are delivered as one (a message only
+        // says "look at these records"): the targets are read once a batch, not once a
+        // record, as an import announces each record alone. Backfills go one by one.
+        let mut merged: Vec<(NotifyMessage, Vec<&Received>)> = Vec::new();
+        let mut others = Vec::new();
         for m in &batch {
-            match handle_body(services, &m.body).await {
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "a notification failed; it will be retried");
-                    queue
-                        .change_visibility(&m.receipt, Duration::from_secs(5))
-                        .await?;
+            match serde_json::from_str::<NotifyMessage>(&m.body) {
+                Ok(message) if message.kind == MESSAGE_KIND => {
+                    match merged.iter_mut().find(|(k, _)| k.target == message.target) {
+                        Some((into, received)) => {
+                            into.keys.extend(message.keys);
+                            received.push(m);
+                        }
+                        None => merged.push((message, vec![m])),
+                    }
                 }
-                Some(Ok(())) | None => done.push(queue.delete(&m.receipt)),
+                _ => others.push(m),
+            }
+        }
+        let mut deliveries = Vec::with_capacity(merged.len() + others.len());
+        for (mut message, received) in merged {
+            let mut seen = std::collections::HashSet::new();
+            message.keys.retain(|key| seen.insert(key.clone()));
+            deliveries.push((received, deliver::handle_message(services, &message).await));
+        }
+        for m in others {
+            let outcome = handle_body(services, &m.body).await.unwrap_or(Ok(()));
+            deliveries.push((vec![m], outcome));
+        }
+        // The handled ones are deleted together (locally they share a commit: one at a time,
+        // a harvest of 5,000 records waited 0.4 s for them).
+        let mut done = Vec::with_capacity(batch.len());
+        for (received, outcome) in deliveries {
+            match outcome {
+                Ok(()) => done.extend(received.into_iter().map(|m| queue.delete(&m.receipt))),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a notification failed; it will be retried");
+                    for m in received {
+                        queue
+                            .change_visibility(&m.receipt, Duration::from_secs(5))
+                            .await?;
+                    }
+                }
             }
         }
         handled += done.len() as u64;

@@ -14,8 +14,19 @@ pub struct BatchMessage {
     pub receive_count: u32,
 }
 
+impl From<&Received> for BatchMessage {
+    fn from(m: &Received) -> Self {
+        BatchMessage {
+            id: m.id.clone(),
+            body: m.body.clone(),
+            receive_count: m.receive_count,
+        }
+    }
+}
+
 /// Handles a batch; returns the ids of the messages that failed, for SQS to deliver again.
-/// Index messages are applied together, in one commit.
+/// Index messages are applied together, in one commit; notify messages are merged per target
+/// (`notify::merge_by_target`); the rest are handled each alone, all at once.
 pub async fn process_batch(services: &Services, messages: Vec<BatchMessage>) -> Vec<String> {
     let (index, messages): (Vec<BatchMessage>, Vec<BatchMessage>) =
         messages.into_iter().partition(|m| {
@@ -36,17 +47,28 @@ pub async fn process_batch(services: &Services, messages: Vec<BatchMessage>) -> 
             failed.extend(index.iter().map(|m| m.id.clone()));
         }
     }
-    let results = futures::future::join_all(messages.iter().map(|m| async move {
-        match handle_body(services, &m.body, m.receive_count).await {
-            Ok(()) => None,
-            Err(e) => {
-                tracing::warn!(message = %m.id, error = %e, "message failed; it will be retried");
-                Some(m.id.clone())
+    // Notify messages merged per target, the rest one by one, all at once.
+    let bodies: Vec<&str> = messages.iter().map(|m| m.body.as_str()).collect();
+    let (merged, others) = crate::notify::merge_by_target(&bodies);
+    let messages = &messages;
+    let handled = futures::future::join_all(others.into_iter().map(|at| async move {
+        let m = &messages[at];
+        let outcome = handle_body(services, &m.body, m.receive_count).await;
+        (vec![at], outcome.map_err(|e| e.to_string()))
+    }));
+    let (notified, handled) =
+        tokio::join!(crate::notify::deliver_merged(services, merged), handled);
+    let notified = notified
+        .into_iter()
+        .map(|(positions, outcome)| (positions, outcome.map_err(|e| e.to_string())));
+    for (positions, outcome) in notified.chain(handled) {
+        if let Err(e) = outcome {
+            for at in positions {
+                tracing::warn!(message = %messages[at].id, error = %e, "message failed; it will be retried");
+                failed.push(messages[at].id.clone());
             }
         }
-    }))
-    .await;
-    failed.extend(results.into_iter().flatten());
+    }
     failed
 }
 
@@ -93,22 +115,23 @@ pub async fn run_queue_worker(
             tokio::time::sleep(idle).await;
             continue;
         }
-        // The batch's messages are independent: handle them together.
-        let handled = batch.iter().map(|m| async {
-            match handle_body(&services, &m.body, m.receive_count).await {
-                Ok(()) => {
-                    if let Err(e) = q.delete(&m.receipt).await {
-                        tracing::error!(queue = queue.as_str(), error = %e, "delete failed");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(queue = queue.as_str(), error = %e, attempt = m.receive_count, "message failed");
-                    let backoff = Duration::from_secs(2u64.pow(m.receive_count.min(8)));
-                    let _ = q.change_visibility(&m.receipt, backoff).await;
-                }
+        // Handled as a Lambda function handles its batch (notify messages merged per target).
+        let messages = batch.iter().map(BatchMessage::from).collect();
+        let failed = process_batch(&services, messages).await;
+        let settled = batch.iter().map(|m| async {
+            if failed.contains(&m.id) {
+                tracing::warn!(
+                    queue = queue.as_str(),
+                    attempt = m.receive_count,
+                    "message failed"
+                );
+                let backoff = Duration::from_secs(2u64.pow(m.receive_count.min(8)));
+                let _ = q.change_visibility(&m.receipt, backoff).await;
+            } else if let Err(e) = q.delete(&m.receipt).await {
+                tracing::error!(queue = queue.as_str(), error = %e, "delete failed");
             }
         });
-        futures::future::join_all(handled).await;
+        futures::future::join_all(settled).await;
     }
 }
 

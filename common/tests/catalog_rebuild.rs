@@ -314,14 +314,7 @@ async fn on_aws_the_api_hands_the_rebuild_to_the_rebuild_function() {
         .await
         .unwrap();
     assert_eq!(received.len(), 1, "one message a rebuild");
-    let first: Vec<BatchMessage> = received
-        .iter()
-        .map(|m| BatchMessage {
-            id: m.id.clone(),
-            body: m.body.clone(),
-            receive_count: m.receive_count,
-        })
-        .collect();
+    let first: Vec<BatchMessage> = received.iter().map(BatchMessage::from).collect();
     assert!(process_batch(&services, first).await.is_empty());
     queue.delete(&received[0].receipt).await.unwrap();
     let running = pipeline::rebuild_state(&services).await.unwrap().unwrap();

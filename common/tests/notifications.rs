@@ -3,7 +3,8 @@
 //! GeoNetwork's fields for every insert, update and delete of a harvest, once each; a failure
 //! is recorded, retried by the schedule and replaced by the record's newer change; a new or
 //! re-enabled target receives every record; a target that hangs fails in the notify timeout;
-//! two deliveries of one change at once send it once. Locally and on moto.
+//! two deliveries of one change at once send it once; one batch mixing targets, as a Lambda
+//! function receives it, reaches each target once. Locally and on moto.
 
 mod support;
 
@@ -22,6 +23,7 @@ use common::pipeline;
 use common::services::Services;
 use common::sources::add_source;
 use common::store::{Pages, PutMode, get_json, put_json};
+use common::worker::{BatchMessage, process_batch};
 use support::*;
 use tower::ServiceExt;
 
@@ -483,6 +485,94 @@ async fn racing_deliveries_send_each_change_once_on_moto() {
     let moto = Moto::start();
     let dir = tempfile::tempdir().expect("tempdir");
     racing_deliveries_send_each_change_once(aws_services(&moto, dir.path()).await).await;
+}
+
+/// One batch of notify messages for different targets, as a Lambda function or `serve`'s
+/// worker receives it (`worker::process_batch`): the messages are merged per target, and each
+/// target receives each record it is owed once, with its XML; a body that is not a message is
+/// dropped, not retried.
+async fn a_batch_mixing_targets_reaches_each_target_once(services: Services) {
+    let receiver = NotifyReceiver::start();
+    for name in ["a", "b"] {
+        notify::add_target(
+            &services,
+            NewTarget {
+                name: name.into(),
+                url: receiver.url(&format!("/{name}")),
+                enabled: None,
+            },
+        )
+        .await
+        .expect("target");
+    }
+    // The new targets' backfills find an empty catalogue.
+    deliver(&services).await;
+    assert!(receiver.received().is_empty());
+    let mut xml = BTreeMap::new();
+    for (version, id) in ["mix-1", "mix-2", "mix-3", "mix-4"].into_iter().enumerate() {
+        xml.insert(id, write_record(&services, id, version).await);
+    }
+    let notice = |ids: &[&str], target: Option<&str>| {
+        let keys: Vec<String> = ids.iter().map(|id| keys::id_key(id)).collect();
+        serde_json::json!({"kind": "notify", "keys": keys, "target": target}).to_string()
+    };
+    let bodies = [
+        notice(&["mix-1"], None),
+        notice(&["mix-2"], None),
+        notice(&["mix-3", "mix-1"], Some("a")),
+        notice(&["mix-1"], None),
+        notice(&["mix-4"], Some("b")),
+        "not a message".to_string(),
+        notice(&["mix-2"], Some("gone")),
+    ];
+    let batch = bodies
+        .iter()
+        .enumerate()
+        .map(|(n, body)| BatchMessage {
+            id: format!("m{n}"),
+            body: body.clone(),
+            receive_count: 1,
+        })
+        .collect();
+    let failed = process_batch(&services, batch).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    let got = receiver.received();
+    for (path, owed) in [
+        ("/a", ["mix-1", "mix-2", "mix-3"]),
+        ("/b", ["mix-1", "mix-2", "mix-4"]),
+    ] {
+        let mut at: Vec<&Notification> = got.iter().filter(|n| n.path == path).collect();
+        at.sort_by_key(|n| n.field("uuid").to_string());
+        assert_eq!(at.len(), owed.len(), "{path}: {at:#?}");
+        for (n, id) in at.into_iter().zip(owed) {
+            assert_update(n, id, &xml[id]);
+        }
+    }
+    assert_eq!(got.len(), 6, "{got:#?}");
+    // Delivered already: the same batch again sends nothing.
+    let again = bodies
+        .iter()
+        .map(|body| BatchMessage {
+            id: "again".into(),
+            body: body.clone(),
+            receive_count: 2,
+        })
+        .collect();
+    assert!(process_batch(&services, again).await.is_empty());
+    assert_eq!(receiver.received().len(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_mixing_targets_reaches_each_target_once_locally() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    a_batch_mixing_targets_reaches_each_target_once(local_services(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_mixing_targets_reaches_each_target_once_on_moto() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    a_batch_mixing_targets_reaches_each_target_once(aws_services(&moto, dir.path()).await).await;
 }
 
 /// A backfill whose chain of messages was lost (the queue purged, a process killed between

@@ -124,52 +124,129 @@ pub async fn drain(services: &Services) -> Result<u64, NotifyError> {
         if batch.is_empty() {
             return Ok(handled);
         }
-        // The batch's notify messages for one target are delivered as one (a message only
-        // says "look at these records"): the targets are read once a batch, not once a
-        // record, as an import announces each record alone. Backfills go one by one.
-        let mut merged: Vec<(NotifyMessage, Vec<&Received>)> = Vec::new();
-        let mut others = Vec::new();
-        for m in &batch {
-            match serde_json::from_str::<NotifyMessage>(&m.body) {
-                Ok(message) if message.kind == MESSAGE_KIND => {
-                    match merged.iter_mut().find(|(k, _)| k.target == message.target) {
-                        Some((into, received)) => {
-                            into.keys.extend(message.keys);
-                            received.push(m);
-                        }
-                        None => merged.push((message, vec![m])),
-                    }
-                }
-                _ => others.push(m),
-            }
-        }
-        let mut deliveries = Vec::with_capacity(merged.len() + others.len());
-        for (mut message, received) in merged {
-            let mut seen = std::collections::HashSet::new();
-            message.keys.retain(|key| seen.insert(key.clone()));
-            deliveries.push((received, deliver::handle_message(services, &message).await));
-        }
-        for m in others {
-            let outcome = handle_body(services, &m.body).await.unwrap_or(Ok(()));
-            deliveries.push((vec![m], outcome));
+        let bodies: Vec<&str> = batch.iter().map(|m| m.body.as_str()).collect();
+        let (merged, others) = merge_by_target(&bodies);
+        let mut outcomes = deliver_merged(services, merged).await;
+        for at in others {
+            // A backfill, one by one; a body that is neither is dropped.
+            let outcome = handle_body(services, bodies[at]).await.unwrap_or(Ok(()));
+            outcomes.push((vec![at], outcome));
         }
         // The handled ones are deleted together (locally they share a commit: one at a time,
         // a harvest of 5,000 records waited 0.4 s for them).
-        let mut done = Vec::with_capacity(batch.len());
-        for (received, outcome) in deliveries {
+        let mut done: Vec<&Received> = Vec::with_capacity(batch.len());
+        for (positions, outcome) in outcomes {
             match outcome {
-                Ok(()) => done.extend(received.into_iter().map(|m| queue.delete(&m.receipt))),
+                Ok(()) => done.extend(positions.into_iter().map(|at| &batch[at])),
                 Err(e) => {
                     tracing::warn!(error = %e, "a notification failed; it will be retried");
-                    for m in received {
+                    for at in positions {
                         queue
-                            .change_visibility(&m.receipt, Duration::from_secs(5))
+                            .change_visibility(&batch[at].receipt, Duration::from_secs(5))
                             .await?;
                     }
                 }
             }
         }
         handled += done.len() as u64;
-        futures::future::try_join_all(done).await?;
+        futures::future::try_join_all(done.into_iter().map(|m| queue.delete(&m.receipt))).await?;
+    }
+}
+
+/// One delivery's outcome, with the positions in the batch of the messages it stands for.
+pub type BatchOutcome = (Vec<usize>, Result<(), NotifyError>);
+
+/// Delivers notify messages merged by [`merge_by_target`], at once; returns each delivery's
+/// outcome.
+pub async fn deliver_merged(
+    services: &Services,
+    merged: Vec<(NotifyMessage, Vec<usize>)>,
+) -> Vec<BatchOutcome> {
+    futures::future::join_all(merged.into_iter().map(|(message, positions)| async move {
+        (positions, deliver::handle_message(services, &message).await)
+    }))
+    .await
+}
+
+/// The notify messages among a batch's `bodies` merged per target, each with the positions of
+/// the messages it merges; and the positions of the other bodies (backfills, other kinds), for
+/// the caller to handle. A message only says "look at these records", and an import announces
+/// each record alone: merged, the targets are read once a merged message, not once a record,
+/// and a target that does not answer costs one timeout. Keys are deduplicated, and no merged
+/// message holds more than one message may ([`KEYS_A_MESSAGE`]), so a delivery takes no longer
+/// than one did alone.
+pub fn merge_by_target(bodies: &[&str]) -> (Vec<(NotifyMessage, Vec<usize>)>, Vec<usize>) {
+    let mut merged: Vec<(NotifyMessage, Vec<usize>)> = Vec::new();
+    let mut others = Vec::new();
+    for (at, body) in bodies.iter().enumerate() {
+        let message = match serde_json::from_str::<NotifyMessage>(body) {
+            Ok(message) if message.kind == MESSAGE_KIND => message,
+            _ => {
+                others.push(at);
+                continue;
+            }
+        };
+        let room = merged.iter_mut().find(|(into, _)| {
+            into.target == message.target && into.keys.len() + message.keys.len() <= KEYS_A_MESSAGE
+        });
+        match room {
+            Some((into, positions)) => {
+                for key in message.keys {
+                    if !into.keys.contains(&key) {
+                        into.keys.push(key);
+                    }
+                }
+                positions.push(at);
+            }
+            None => merged.push((message, vec![at])),
+        }
+    }
+    (merged, others)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notice(keys: &[&str], target: Option<&str>) -> String {
+        serde_json::to_string(&NotifyMessage {
+            kind: MESSAGE_KIND.into(),
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+            target: target.map(str::to_string),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn merges_per_target_without_repeating_a_key_or_outgrowing_a_message() {
+        let mut bodies = vec![
+            notice(&["k1"], None),
+            notice(&["k2", "k1"], Some("a")),
+            r#"{"kind":"notify-backfill","target":"a"}"#.to_string(),
+            notice(&["k1", "k3"], None),
+            notice(&["k1"], Some("a")),
+            "not json".to_string(),
+        ];
+        // 150 more single-key messages for every target: two merged messages, not one.
+        bodies.extend((0..150).map(|n| notice(&[&format!("n{n}")], None)));
+        let bodies: Vec<&str> = bodies.iter().map(String::as_str).collect();
+        let (merged, others) = merge_by_target(&bodies);
+        assert_eq!(others, [2, 5]);
+        let summary: Vec<(Option<&str>, usize, usize)> = merged
+            .iter()
+            .map(|(m, at)| (m.target.as_deref(), m.keys.len(), at.len()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (None, KEYS_A_MESSAGE, 100),
+                (Some("a"), 2, 2),
+                (None, 52, 52)
+            ]
+        );
+        assert_eq!(merged[0].0.keys[..3], ["k1", "k3", "n0"]);
+        assert_eq!(merged[0].1[..3], [0, 3, 6]);
+        let all: usize = merged.iter().map(|(_, at)| at.len()).sum();
+        assert_eq!(all + others.len(), bodies.len());
     }
 }

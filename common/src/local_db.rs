@@ -121,11 +121,9 @@ impl LocalDb {
         // commits do not wait for the checkpoint's syncs; the writer does only when the WAL
         // has grown past `checkpoint_pages` all the same (the other thread, checkpointing
         // beside a writer that never pauses, never catches up with it, and the WAL starts
-        // over only then).
-        // SQLite checkpoints in the commit that passes its threshold, so every write in it
-        // waits for the checkpoint's two fsyncs; the writer checkpoints after answering
-        // instead, while the tasks it answered go on (`write_loop`). This hook, which
-        // counts the WAL's pages, replaces SQLite's automatic checkpoint.
+        // over only then). SQLite's own threshold would checkpoint inside the commit, every
+        // write in it waiting for the fsyncs; the writer checkpoints after answering them
+        // (`write_loop`), counting the WAL's pages with this hook, which replaces SQLite's.
         let wal_pages = Arc::new(AtomicI64::new(0));
         let counted = wal_pages.clone();
         conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: c_int| {

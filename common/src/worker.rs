@@ -1,5 +1,5 @@
-//! Running pipeline messages off queues: the local polling workers of `serve`, and the batch
-//! handling the Lambda functions share (partial batch failures).
+//! Running pipeline messages off queues: the batch handling the Lambda functions (with
+//! partial batch failures) and `serve`'s local polling workers share.
 
 use std::time::Duration;
 

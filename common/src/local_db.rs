@@ -58,9 +58,8 @@ type Run = Box<dyn FnOnce(Result<&Connection, &DbError>) -> (bool, Answer) + Sen
 /// A write queued for the writer.
 struct Job {
     run: Run,
-    /// Whether it needs a savepoint of its own to be all or nothing: not when it is one
-    /// statement, which SQLite undoes by itself when it fails. (A savepoint copies each page
-    /// the write changes to the statement journal: 5 % of a harvest.)
+    /// Whether it needs a savepoint of its own to be all or nothing (`LocalDb::write`), or
+    /// keeps what it did before failing (`LocalDb::write_in_order`).
     needs_savepoint: bool,
 }
 
@@ -211,8 +210,11 @@ impl LocalDb {
         self.queue_write(write, true).await
     }
 
-    /// `write` for a write that runs one SQL statement, which is all or nothing by itself.
-    pub async fn write_statement<T: Send + 'static>(
+    /// `write` for a write whose statements each stand alone: when one fails, it undoes
+    /// itself (as one statement does) and those before it stay, as writes made one after
+    /// another do. One statement is all or nothing. (A savepoint copies each page the write
+    /// changes to the statement journal: 5 % of a harvest.)
+    pub async fn write_in_order<T: Send + 'static>(
         &self,
         write: impl FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
     ) -> Result<T, DbError> {
@@ -373,10 +375,10 @@ mod tests {
                     })
                     .await;
                 let bad = db
-                    .write_statement(move |conn| insert(conn, &format!("null{i}"), None))
+                    .write_in_order(move |conn| insert(conn, &format!("null{i}"), None))
                     .await;
                 let good = db
-                    .write_statement(move |conn| insert(conn, &format!("good{i}"), Some("y")))
+                    .write_in_order(move |conn| insert(conn, &format!("good{i}"), Some("y")))
                     .await;
                 (halfway.is_err(), bad.is_err(), good.is_ok())
             });
@@ -407,7 +409,7 @@ mod tests {
         let value = "x".repeat(1000);
         for i in 0..1000 {
             let value = value.clone();
-            db.write_statement(move |conn| insert(conn, &format!("k{i}"), Some(&value)))
+            db.write_in_order(move |conn| insert(conn, &format!("k{i}"), Some(&value)))
                 .await
                 .expect("write");
         }
@@ -437,7 +439,7 @@ mod tests {
             writers.spawn(async move {
                 for i in 0..200 {
                     let value = value.clone();
-                    db.write_statement(move |conn| {
+                    db.write_in_order(move |conn| {
                         insert(conn, &format!("k{task}-{i}"), Some(&value))
                     })
                     .await

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::mail::{Email, Mailer, SesMailer};
 use common::queue::{LocalQueue, MAX_RECEIVE_COUNT, Queue};
-use common::store::{ListEntry, LocalStore, ObjectStore, Pages, PutMode, StoreError};
+use common::store::{ListEntry, LocalStore, ObjectStore, Pages, PutMode, StoreError, Write};
 use support::*;
 
 async fn store_contract(store: &dyn ObjectStore) {
@@ -311,12 +311,127 @@ async fn store_contract(store: &dyn ObjectStore) {
     // S3 answers NotFound (NoSuchUpload); moto fails with a 500.
     assert!(gone.is_err(), "a completed upload takes no more parts");
 
+    write_sequence_contract(store).await;
+
     // A presigned link fetches the object without credentials until it expires.
     let url = store
         .presign_get("a/b/two.xml", Duration::from_secs(300))
         .await
         .expect("presign");
     assert!(url.starts_with("http://127.0.0.1"), "{url}");
+}
+
+fn put(key: &str, body: &'static [u8], mode: PutMode) -> Write {
+    Write::Put {
+        key: key.into(),
+        body: Bytes::from_static(body),
+        content_type: "text/plain",
+        mode,
+    }
+}
+
+async fn body_at(store: &dyn ObjectStore, key: &str) -> Option<Vec<u8>> {
+    match store.get(key).await {
+        Ok(object) => Some(object.body.to_vec()),
+        Err(StoreError::NotFound(_)) => None,
+        Err(e) => panic!("get {key}: {e}"),
+    }
+}
+
+/// A sequence of writes is made in order and stops at the first refused: what came before
+/// it stays, nothing after it is made (the pipeline's crash and race arguments rely on it).
+async fn write_sequence_contract(store: &dyn ObjectStore) {
+    let plan = put("seq/object.json", b"planned", PutMode::Create);
+    let outcome = put("seq/object.json", b"done", PutMode::Overwrite);
+    store
+        .put(
+            "seq/stale.txt",
+            Bytes::from_static(b"x"),
+            "text/plain",
+            PutMode::Overwrite,
+        )
+        .await
+        .expect("put");
+    let versions = store
+        .write_in_order(vec![
+            vec![plan.clone()],
+            vec![
+                put("seq/a.txt", b"a", PutMode::Overwrite),
+                Write::Delete {
+                    key: "seq/stale.txt".into(),
+                },
+                // Deleting what is not there is no error.
+                Write::Delete {
+                    key: "seq/never.txt".into(),
+                },
+            ],
+            vec![outcome.clone()],
+            vec![put("seq/marker", b"", PutMode::Overwrite)],
+        ])
+        .await
+        .expect("a sequence");
+    // Each key put is answered at the version it was left at.
+    for key in ["seq/object.json", "seq/a.txt", "seq/marker"] {
+        let etag = store.get(key).await.expect("get").etag;
+        assert_eq!(versions.get(key), Some(&etag), "{key}");
+    }
+    assert_eq!(
+        body_at(store, "seq/object.json").await.as_deref(),
+        Some(&b"done"[..])
+    );
+    assert_eq!(
+        body_at(store, "seq/a.txt").await.as_deref(),
+        Some(&b"a"[..])
+    );
+    assert_eq!(body_at(store, "seq/stale.txt").await, None);
+    assert_eq!(
+        body_at(store, "seq/marker").await.as_deref(),
+        Some(&b""[..])
+    );
+
+    // The same sequence again: its create is refused, and nothing after it is made.
+    store.delete("seq/marker").await.expect("delete");
+    let again = store
+        .write_in_order(vec![
+            vec![put("seq/b.txt", b"b", PutMode::Overwrite)],
+            vec![plan],
+            vec![outcome],
+            vec![put("seq/marker", b"", PutMode::Overwrite)],
+        ])
+        .await;
+    assert!(
+        matches!(&again, Err(StoreError::Precondition(key)) if key == "seq/object.json"),
+        "{again:?}"
+    );
+    assert_eq!(
+        body_at(store, "seq/b.txt").await.as_deref(),
+        Some(&b"b"[..])
+    );
+    assert_eq!(
+        body_at(store, "seq/object.json").await.as_deref(),
+        Some(&b"done"[..])
+    );
+    assert_eq!(body_at(store, "seq/marker").await, None);
+
+    // An update of a version no longer there is refused the same way.
+    let stale = store
+        .write_in_order(vec![
+            vec![put(
+                "seq/object.json",
+                b"late",
+                PutMode::Update("not-its-version".into()),
+            )],
+            vec![put("seq/marker", b"", PutMode::Overwrite)],
+        ])
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::Precondition(_))),
+        "{stale:?}"
+    );
+    assert_eq!(body_at(store, "seq/marker").await, None);
+    for key in ["seq/object.json", "seq/a.txt", "seq/b.txt"] {
+        store.delete(key).await.expect("delete");
+    }
 }
 
 async fn queue_contract(queue: &dyn Queue) {

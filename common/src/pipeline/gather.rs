@@ -9,6 +9,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::jobs::{send, send_check, update_job};
+use super::objects::done_marker;
 use super::{Kind, Message, PipelineError};
 use crate::domain::job::{ErrorEntry, HarvestObject, Job, JobStatus, Outcome, SourceHarvestState};
 use crate::domain::keys;
@@ -16,7 +17,7 @@ use crate::domain::now;
 use crate::harvest::{GatherPage, Gathered, harvester_for};
 use crate::services::Services;
 use crate::sources::load_source;
-use crate::store::{ObjectStore, Pages, PutMode, StoreError, get_json, put_json};
+use crate::store::{ObjectStore, Pages, PutMode, StoreError, Write, get_json, put_json};
 
 /// A gather ends its invocation after the page it is on when less than this is left: time
 /// for one more listing page (the request timeout) and writing its objects.
@@ -432,9 +433,14 @@ async fn create_object(
 ) -> Result<Option<String>, PipelineError> {
     let id = object.id.clone();
     let key = keys::job_object(source_name, job_id, &id);
-    let outcome = match put_json(store, &key, &object, PutMode::Create).await {
-        Ok(_) => object.outcome,
-        Err(StoreError::Precondition(_)) => {
+    // The object, then its marker when it is ended already.
+    let mut steps = vec![vec![Write::json(&key, &object, PutMode::Create)?]];
+    if let Some(outcome) = object.outcome {
+        steps.push(vec![done_marker(source_name, job_id, &id, outcome)]);
+    }
+    let outcome = match store.write_in_order(steps).await {
+        Ok(_) => return Ok(object.outcome.is_none().then_some(id)),
+        Err(StoreError::Precondition(refused)) if refused == key => {
             // A page read again: the object as a delivery before left it.
             let existing = get_json::<HarvestObject>(store, &key).await?;
             existing.and_then(|(o, _)| o.outcome)

@@ -4,7 +4,10 @@
 use std::time::Duration;
 
 use super::jobs::send;
-use super::objects::{Tracked, finish_object, open_object, reject, save_object, sha256_hex};
+use super::objects::{
+    finish_object, finish_object_after, open_object_and_source, rejection, save_in_order,
+    sha256_hex,
+};
 use super::records::{Claim, claim, release_record};
 use super::{Message, PipelineError};
 use crate::domain::job::{DocumentState, Outcome};
@@ -13,8 +16,7 @@ use crate::domain::now;
 use crate::domain::record::Record;
 use crate::harvest::harvester_for;
 use crate::services::Services;
-use crate::sources::load_source;
-use crate::store::{PutMode, StoreError, get_json, put_json};
+use crate::store::{ObjectStore, PutMode, Write, parse_json};
 
 /// How often an import waits for the document holding its identifier before taking it over
 /// (two documents that swapped identifiers would otherwise wait for each other), and how long
@@ -29,20 +31,30 @@ pub(super) async fn import(
 ) -> Result<(), PipelineError> {
     let (source_name, job_id) = (message.source.as_str(), message.job.as_str());
     let store = services.store.as_ref();
-    let Some(mut tracked) = open_object(services, source_name, job_id, object_id).await? else {
+    let Some((mut tracked, source)) =
+        open_object_and_source(services, source_name, job_id, object_id).await?
+    else {
         return Ok(());
     };
-    let source = load_source(store, source_name).await?;
     let harvester = harvester_for(source.source_type).ok_or_else(|| {
         PipelineError::Conflict(format!(
             "{} sources are not supported yet",
             source.source_type.as_str()
         ))
     })?;
-    let document = match store.get(&tracked.object.waf_key).await {
-        Ok(document) => document,
+    // The kept copy and the document's state, read at once.
+    let state_key = keys::document_state(source_name, object_id);
+    let wanted = [tracked.object.waf_key.clone(), state_key.clone()];
+    let mut found = store.get_many(&wanted).await?.into_iter();
+    let (document, kept_state) = (found.next().flatten(), found.next().flatten());
+    let previous = match kept_state {
+        Some(kept) => parse_json::<DocumentState>(&state_key, &kept.body)?.record_id,
+        None => None,
+    };
+    let document = match document {
+        Some(document) => document,
         // Only a re-import finds no copy (a harvest keeps it before sending the import).
-        Err(StoreError::NotFound(_)) => {
+        None => {
             let reason = format!("no kept document at {}", tracked.object.waf_key);
             return finish_object(
                 services,
@@ -54,7 +66,6 @@ pub(super) async fn import(
             )
             .await;
         }
-        Err(e) => return Err(e.into()),
     };
     let sha256 = sha256_hex(&document.body);
     let original_url = harvester.original_url(&source, &tracked.object);
@@ -69,10 +80,6 @@ pub(super) async fn import(
         record_id,
         listed: object.settled_entry.clone(),
     };
-    let state_key = keys::document_state(source_name, object_id);
-    let previous = get_json::<DocumentState>(store, &state_key)
-        .await?
-        .and_then(|(s, _)| s.record_id);
 
     // A document that does not read, or whose identifier another document holds, is rejected.
     let waits = message.seq.unwrap_or(0);
@@ -109,15 +116,18 @@ pub(super) async fn import(
             if let Some(old_id) = &previous {
                 release_record(services, source_name, old_id, &object.guid).await?;
             }
-            reject(services, source_name, job_id, object, &reason).await?;
-            put_json(store, &state_key, &state(None), PutMode::Overwrite).await?;
-            return finish_object(
+            let before = vec![
+                vec![rejection(source_name, job_id, object, &reason)?],
+                vec![Write::json(&state_key, &state(None), PutMode::Overwrite)?],
+            ];
+            return finish_object_after(
                 services,
                 source_name,
                 job_id,
                 tracked,
                 Outcome::Errored,
                 Some(reason),
+                before,
             )
             .await;
         }
@@ -130,18 +140,17 @@ pub(super) async fn import(
         sha256: sha256.clone(),
     };
     let new_state = state(Some(record.metadata.id.clone()));
+    // The writes, in order: the plan (whether the record is added or updated, kept in the
+    // object before the record is written, so that a rerun counts the same), the record,
+    // then the state that says it is written.
+    let mut steps = Vec::new();
     let planned = match tracked.object.planned {
-        Some(p) => p,
+        Some(planned) => planned,
         None => {
-            plan(
-                services,
-                &mut tracked,
-                &id_key,
-                existed,
-                source_name,
-                job_id,
-            )
-            .await?
+            let planned = plan(store, &id_key, existed).await;
+            tracked.object.planned = Some(planned);
+            steps.push(vec![tracked.save(source_name, job_id)?]);
+            planned
         }
     };
     // The original beside the record: XML, or a CKAN dataset's JSON.
@@ -149,49 +158,45 @@ pub(super) async fn import(
         Some(b'{') => "application/json",
         _ => "application/xml",
     };
-    // Three independent writes, made at once (locally they share a commit); the state that
-    // says they are done comes after all three.
     let (xml_key, json_key) = (keys::record_xml(&id_key), keys::record_json(&id_key));
-    let rejected_key = keys::rejected(source_name, object_id);
-    tokio::try_join!(
-        store.put(
-            &xml_key,
-            document.body.clone(),
+    steps.push(vec![
+        Write::Put {
+            key: xml_key,
+            body: document.body,
             content_type,
-            PutMode::Overwrite,
-        ),
-        put_json(store, &json_key, &record, PutMode::Overwrite),
-        store.delete(&rejected_key),
-    )?;
-    // The document used to be another record (its identifier changed): that one is gone.
-    if let Some(old_id) = &previous
-        && *old_id != record.metadata.id
-    {
-        release_record(services, source_name, old_id, &tracked.object.guid).await?;
+            mode: PutMode::Overwrite,
+        },
+        Write::json(&json_key, &record, PutMode::Overwrite)?,
+        Write::Delete {
+            key: keys::rejected(source_name, object_id),
+        },
+    ]);
+    let state_write = Write::json(&state_key, &new_state, PutMode::Overwrite)?;
+    match previous.filter(|old_id| *old_id != record.metadata.id) {
+        None => {
+            steps.push(vec![state_write]);
+            save_in_order(services, source_name, job_id, &mut tracked, steps).await?;
+        }
+        // The document used to be another record (its identifier changed): that one goes
+        // once the new one is written, before the state says so.
+        Some(old_id) => {
+            save_in_order(services, source_name, job_id, &mut tracked, steps).await?;
+            release_record(services, source_name, &old_id, &tracked.object.guid).await?;
+            store.write_in_order(vec![vec![state_write]]).await?;
+        }
     }
-    put_json(store, &state_key, &new_state, PutMode::Overwrite).await?;
     super::changes::announce(services, std::slice::from_ref(&id_key), Duration::ZERO).await?;
     tracked.object.record_id = Some(record.metadata.id.clone());
     finish_object(services, source_name, job_id, tracked, planned, None).await
 }
 
-/// Decides, before the record is written, whether it is added or updated, and keeps the
-/// decision in the object so a rerun counts the same.
-async fn plan(
-    services: &Services,
-    tracked: &mut Tracked,
-    id_key: &str,
-    existed: bool,
-    source_name: &str,
-    job_id: &str,
-) -> Result<Outcome, PipelineError> {
-    let had_record = existed && services.store.get(&keys::record_json(id_key)).await.is_ok();
-    let planned = if had_record {
+/// Whether the record about to be written is added or updated: updated when the document
+/// held its identifier already and the record is there.
+async fn plan(store: &dyn ObjectStore, id_key: &str, existed: bool) -> Outcome {
+    let had_record = existed && store.get(&keys::record_json(id_key)).await.is_ok();
+    if had_record {
         Outcome::Updated
     } else {
         Outcome::Added
-    };
-    tracked.object.planned = Some(planned);
-    save_object(services, source_name, job_id, tracked).await?;
-    Ok(planned)
+    }
 }

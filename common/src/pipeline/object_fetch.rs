@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use super::jobs::send;
 use super::listed;
-use super::objects::{finish_object, open_object, save_object, sha256_hex};
+use super::objects::{
+    finish_object, finish_object_after, open_object_and_source, save_in_order, sha256_hex,
+};
 use super::records::kept_state;
 use super::{Kind, Message, PipelineError};
 use crate::domain::job::{DocumentState, Outcome};
@@ -14,8 +16,7 @@ use crate::domain::keys;
 use crate::harvest::{Fetched, harvester_for};
 use crate::queue::MAX_RECEIVE_COUNT;
 use crate::services::Services;
-use crate::sources::load_source;
-use crate::store::{PutMode, put_json};
+use crate::store::{PutMode, Write};
 
 pub(super) async fn fetch(
     services: &Services,
@@ -25,7 +26,9 @@ pub(super) async fn fetch(
     receive_count: u32,
 ) -> Result<(), PipelineError> {
     let store = services.store.as_ref();
-    let Some(mut tracked) = open_object(services, source_name, job_id, object_id).await? else {
+    let Some((mut tracked, source)) =
+        open_object_and_source(services, source_name, job_id, object_id).await?
+    else {
         return Ok(());
     };
     let import = Message::for_object(Kind::Import, source_name, job_id, object_id);
@@ -33,7 +36,6 @@ pub(super) async fn fetch(
         // Fetched before a crash: the import is what is left.
         return send(services, &import, Duration::ZERO).await;
     }
-    let source = load_source(store, source_name).await?;
     let Some(harvester) = harvester_for(source.source_type) else {
         return Err(PipelineError::Conflict(format!(
             "{} sources are not supported yet",
@@ -77,20 +79,22 @@ pub(super) async fn fetch(
             };
             // The listing line now describes the kept copy (or no longer does).
             let settled = listed::settled_entry(listed.as_ref(), last_modified.as_deref());
+            let mut before = Vec::new();
             if settled != prev.listed {
                 let state = DocumentState {
                     listed: settled,
                     ..prev.clone()
                 };
-                put_json(store, &state_key, &state, PutMode::Overwrite).await?;
+                before.push(vec![Write::json(&state_key, &state, PutMode::Overwrite)?]);
             }
-            return finish_object(
+            return finish_object_after(
                 services,
                 source_name,
                 job_id,
                 tracked,
                 Outcome::Unchanged,
                 None,
+                before,
             )
             .await;
         }
@@ -106,6 +110,7 @@ pub(super) async fn fetch(
         && prev.sha256 == sha256
     {
         // The same bytes as last time: nothing is rewritten, only the validators refreshed.
+        let mut before = Vec::new();
         if prev.etag != etag || prev.last_modified != last_modified || prev.listed != settled {
             let state = DocumentState {
                 etag,
@@ -113,30 +118,31 @@ pub(super) async fn fetch(
                 listed: settled,
                 ..prev.clone()
             };
-            put_json(store, &state_key, &state, PutMode::Overwrite).await?;
+            before.push(vec![Write::json(&state_key, &state, PutMode::Overwrite)?]);
         }
-        return finish_object(
+        return finish_object_after(
             services,
             source_name,
             job_id,
             tracked,
             Outcome::Unchanged,
             None,
+            before,
         )
         .await;
     }
-    store
-        .put(
-            &tracked.object.waf_key,
-            body,
-            "application/xml",
-            PutMode::Overwrite,
-        )
-        .await?;
+    let kept = Write::Put {
+        key: tracked.object.waf_key.clone(),
+        body,
+        content_type: "application/xml",
+        mode: PutMode::Overwrite,
+    };
     tracked.object.sha256 = Some(sha256);
     tracked.object.etag = etag;
     tracked.object.last_modified = last_modified;
     tracked.object.settled_entry = settled;
-    save_object(services, source_name, job_id, &mut tracked).await?;
+    // The copy first: the object's sha256 says it is kept.
+    let steps = vec![vec![kept], vec![tracked.save(source_name, job_id)?]];
+    save_in_order(services, source_name, job_id, &mut tracked, steps).await?;
     send(services, &import, Duration::ZERO).await
 }

@@ -9,7 +9,9 @@ use super::PipelineError;
 use crate::domain::job::{DocumentState, HarvestObject};
 use crate::domain::keys;
 use crate::services::Services;
-use crate::store::{Object, ObjectStore, PutMode, StoreError, get_json, parse_json, put_json};
+use crate::store::{
+    Object, ObjectStore, PutMode, StoreError, Write, get_json, parse_json, put_json,
+};
 
 /// The catalogue marker of a record: which document of the source it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,18 +48,28 @@ pub(super) async fn claim(
 ) -> Result<Claim, PipelineError> {
     let owner_key = keys::record_owner(id_key);
     let marker_key = keys::record_marker(source, id_key);
+    let mine = Marker {
+        guid: guid.to_string(),
+    };
+    let owner = Write::Put {
+        key: owner_key.clone(),
+        body: Bytes::from(source.to_string()),
+        content_type: "text/plain",
+        mode: PutMode::Create,
+    };
+    let marker = Write::json(&marker_key, &mine, PutMode::Create)?;
     for _ in 0..10 {
-        match store
-            .put(
-                &owner_key,
-                Bytes::from(source.to_string()),
-                "text/plain",
-                PutMode::Create,
-            )
+        // Both created at once, as a first import of an identifier finds neither.
+        let refused = match store
+            .write_in_order(vec![vec![owner.clone()], vec![marker.clone()]])
             .await
         {
-            Ok(_) => {}
-            Err(StoreError::Precondition(_)) => match store.get(&owner_key).await {
+            Ok(_) => return Ok(Claim::Held { existed: false }),
+            Err(StoreError::Precondition(refused)) => refused,
+            Err(e) => return Err(e.into()),
+        };
+        if refused == owner_key {
+            match store.get(&owner_key).await {
                 Ok(owner) if owner.body.as_ref() != source.as_bytes() => {
                     return Ok(Claim::Refused(format!(
                         "identifier {id} is already harvested from source {}",
@@ -67,35 +79,32 @@ pub(super) async fn claim(
                 Ok(_) => {}
                 Err(StoreError::NotFound(_)) => continue,
                 Err(e) => return Err(e.into()),
-            },
-            Err(e) => return Err(e.into()),
+            }
+            // The identifier is this source's: the marker alone.
+            match put_json(store, &marker_key, &mine, PutMode::Create).await {
+                Ok(_) => return Ok(Claim::Held { existed: false }),
+                Err(StoreError::Precondition(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
-        let mine = Marker {
-            guid: guid.to_string(),
-        };
-        let etag = match put_json(store, &marker_key, &mine, PutMode::Create).await {
-            Ok(_) => return Ok(Claim::Held { existed: false }),
-            Err(StoreError::Precondition(_)) => {
-                match get_json::<Marker>(store, &marker_key).await? {
-                    None => continue,
-                    Some((held, _)) if held.guid == guid => {
-                        return Ok(Claim::Held { existed: true });
+        // The marker is there: whose is it?
+        let etag = match get_json::<Marker>(store, &marker_key).await? {
+            None => continue,
+            Some((held, _)) if held.guid == guid => {
+                return Ok(Claim::Held { existed: true });
+            }
+            Some((held, etag)) => {
+                match holder_status(store, source, job_id, id, &held.guid).await? {
+                    Holder::Serving => {
+                        return Ok(Claim::Refused(format!(
+                            "identifier {id} is already used by {} in this source",
+                            held.guid
+                        )));
                     }
-                    Some((held, etag)) => {
-                        match holder_status(store, source, job_id, id, &held.guid).await? {
-                            Holder::Serving => {
-                                return Ok(Claim::Refused(format!(
-                                    "identifier {id} is already used by {} in this source",
-                                    held.guid
-                                )));
-                            }
-                            Holder::Pending if may_wait => return Ok(Claim::Wait),
-                            Holder::Pending | Holder::Gone => etag,
-                        }
-                    }
+                    Holder::Pending if may_wait => return Ok(Claim::Wait),
+                    Holder::Pending | Holder::Gone => etag,
                 }
             }
-            Err(e) => return Err(e.into()),
         };
         match put_json(store, &marker_key, &mine, PutMode::Update(etag)).await {
             Ok(_) => return Ok(Claim::Held { existed: true }),

@@ -140,6 +140,18 @@ impl LocalQueue {
             .await
             .map_err(|e| self.err(e))
     }
+
+    /// `write` for one SQL statement, all or nothing by itself without a savepoint.
+    async fn write_statement<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&Connection, &str) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, QueueError> {
+        let name = self.name.clone();
+        self.db
+            .write_in_order(move |conn| write(conn, &name))
+            .await
+            .map_err(|e| self.err(e))
+    }
 }
 
 /// The message id a receipt names (`ID:COUNT` for messages, `ID` for dead letters).
@@ -207,7 +219,7 @@ fn take(
 #[async_trait]
 impl Queue for LocalQueue {
     async fn send(&self, body: String, delay: Duration) -> Result<(), QueueError> {
-        self.write(move |conn, queue| {
+        self.write_statement(move |conn, queue| {
             conn.prepare_cached(
                 "INSERT INTO messages (queue, dead, visible_at_ms, receive_count, body)
                  VALUES (?1, 0, ?2, 0, ?3)",
@@ -240,7 +252,7 @@ impl Queue for LocalQueue {
 
     async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
         let id = receipt_id(receipt).map_err(|e| self.err(e))?;
-        self.write(move |conn, queue| {
+        self.write_statement(move |conn, queue| {
             conn.prepare_cached("DELETE FROM messages WHERE id = ?1 AND queue = ?2 AND dead = 0")?
                 .execute(params![id, queue])?;
             Ok(())
@@ -250,7 +262,7 @@ impl Queue for LocalQueue {
 
     async fn change_visibility(&self, receipt: &str, timeout: Duration) -> Result<(), QueueError> {
         let id = receipt_id(receipt).map_err(|e| self.err(e))?;
-        self.write(move |conn, queue| {
+        self.write_statement(move |conn, queue| {
             conn.prepare_cached(
                 "UPDATE messages SET visible_at_ms = ?3 WHERE id = ?1 AND queue = ?2 AND dead = 0",
             )?
@@ -311,7 +323,7 @@ impl Queue for LocalQueue {
 
     async fn delete_dead_letter(&self, receipt: &str) -> Result<(), QueueError> {
         let id = receipt_id(receipt).map_err(|e| self.err(e))?;
-        self.write(move |conn, queue| {
+        self.write_statement(move |conn, queue| {
             conn.prepare_cached("DELETE FROM messages WHERE id = ?1 AND queue = ?2 AND dead = 1")?
                 .execute(params![id, queue])?;
             Ok(())
@@ -320,7 +332,7 @@ impl Queue for LocalQueue {
     }
 
     async fn purge(&self) -> Result<(), QueueError> {
-        self.write(move |conn, queue| {
+        self.write_statement(move |conn, queue| {
             conn.prepare_cached("DELETE FROM messages WHERE queue = ?1 AND dead = 0")?
                 .execute([queue])?;
             Ok(())

@@ -96,6 +96,16 @@ pub trait ObjectStore: Send + Sync {
     ) -> Result<Vec<ListEntry>, StoreError>;
     /// Removes `key`; removing a missing key is not an error (deletes are replayed).
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Makes `steps` in order: a step's writes only once every write of the step before has
+    /// succeeded; the writes of one step are independent of each other (made at once where
+    /// that is faster). The first write refused or failed ends the sequence with its error:
+    /// the writes before it stay and none after it is made, as with separate calls, so a
+    /// caller's crash and race arguments hold unchanged. A store that can make a sequence in
+    /// one go (the local database, as one write of its next commit) does; the default makes
+    /// each write in turn. Answers the version each key put was left at.
+    async fn write_in_order(&self, steps: Vec<Vec<Write>>) -> Result<Versions, StoreError> {
+        write_each(self, steps).await
+    }
     /// Starts a multipart upload; parts are uploaded in order and the object appears only on
     /// `complete`.
     async fn start_multipart(
@@ -119,6 +129,77 @@ pub trait ObjectStore: Send + Sync {
     async fn make_durable(&self) -> Result<(), StoreError> {
         Ok(())
     }
+}
+
+/// The version (ETag) each key a sequence put was left at.
+pub type Versions = std::collections::HashMap<String, String>;
+
+/// One write of a sequence (`ObjectStore::write_in_order`).
+#[derive(Debug, Clone)]
+pub enum Write {
+    Put {
+        key: String,
+        body: Bytes,
+        content_type: &'static str,
+        mode: PutMode,
+    },
+    Delete {
+        key: String,
+    },
+}
+
+impl Write {
+    /// A put of `value` as JSON (the format `put_json` writes).
+    pub fn json<T: serde::Serialize>(
+        key: &str,
+        value: &T,
+        mode: PutMode,
+    ) -> Result<Write, StoreError> {
+        Ok(Write::Put {
+            key: key.to_string(),
+            body: json_body(key, value)?,
+            content_type: "application/json",
+            mode,
+        })
+    }
+
+    pub fn key(&self) -> &str {
+        match self {
+            Write::Put { key, .. } | Write::Delete { key } => key,
+        }
+    }
+}
+
+/// `ObjectStore::write_in_order` by a call for each write, a step's writes at once.
+pub async fn write_each(
+    store: &(impl ObjectStore + ?Sized),
+    steps: Vec<Vec<Write>>,
+) -> Result<Versions, StoreError> {
+    let mut written = Versions::new();
+    for step in steps {
+        let writes = step.into_iter().map(|write| async move {
+            match write {
+                Write::Put {
+                    key,
+                    body,
+                    content_type,
+                    mode,
+                } => {
+                    let etag = store.put(&key, body, content_type, mode).await?;
+                    Ok(Some((key, etag)))
+                }
+                Write::Delete { key } => store.delete(&key).await.map(|()| None),
+            }
+        });
+        for (key, etag) in futures::future::try_join_all(writes)
+            .await?
+            .into_iter()
+            .flatten()
+        {
+            written.insert(key, etag);
+        }
+    }
+    Ok(written)
 }
 
 /// Gets a default `get_many` has in flight: as many as the gather's documents in flight.
@@ -273,10 +354,15 @@ pub async fn put_json<T: serde::Serialize>(
     value: &T,
     mode: PutMode,
 ) -> Result<String, StoreError> {
-    let body = serde_json::to_vec_pretty(value).map_err(|e| StoreError::io(key, e))?;
     store
-        .put(key, Bytes::from(body), "application/json", mode)
+        .put(key, json_body(key, value)?, "application/json", mode)
         .await
+}
+
+/// The JSON a JSON object is stored as.
+fn json_body<T: serde::Serialize>(key: &str, value: &T) -> Result<Bytes, StoreError> {
+    let body = serde_json::to_vec_pretty(value).map_err(|e| StoreError::io(key, e))?;
+    Ok(Bytes::from(body))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::files::etag_of;
 use crate::local_db::{DbError, LocalDb};
-use crate::store::{ListEntry, Object, PutMode, StoreError};
+use crate::store::{ListEntry, Object, PutMode, StoreError, Versions, Write};
 
 /// Keys are BLOBs so that order and prefix bounds are byte order, as S3 lists.
 const SCHEMA: &str = "
@@ -147,7 +147,7 @@ impl DbStore {
         let etag = etag_of(&body);
         let owned = key.to_string();
         self.db
-            .write_statement(move |conn| put_row(conn, &owned, &body, etag, &mode))
+            .write_in_order(move |conn| put_row(conn, &owned, &body, etag, &mode))
             .await
             .map_err(|e| db_error(key, e))?
     }
@@ -155,13 +155,47 @@ impl DbStore {
     pub(super) async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let owned = key.to_string();
         self.db
-            .write_statement(move |conn| {
-                conn.prepare_cached("DELETE FROM objects WHERE key = ?1")?
-                    .execute([owned.as_bytes()])?;
-                Ok(())
-            })
+            .write_in_order(move |conn| delete_row(conn, &owned))
             .await
             .map_err(|e| db_error(key, e))
+    }
+
+    /// `ObjectStore::write_in_order` as one write of the writer's next commit: each put or
+    /// delete one statement, the sequence stopping at the first refused.
+    pub(super) async fn write_in_order(&self, writes: Vec<Write>) -> Result<Versions, StoreError> {
+        let first = writes
+            .first()
+            .map(|w| w.key().to_string())
+            .unwrap_or_default();
+        // Hashed here, not on the writer's one thread.
+        let etags: Vec<Option<String>> = writes
+            .iter()
+            .map(|write| match write {
+                Write::Put { body, .. } => Some(etag_of(body)),
+                Write::Delete { .. } => None,
+            })
+            .collect();
+        self.db
+            .write_in_order(move |conn| {
+                let mut written = Versions::new();
+                for (write, etag) in writes.into_iter().zip(etags) {
+                    match write {
+                        Write::Delete { key } => delete_row(conn, &key)?,
+                        Write::Put {
+                            key, body, mode, ..
+                        } => {
+                            let etag = etag.unwrap_or_default();
+                            match put_row(conn, &key, &body, etag, &mode)? {
+                                Ok(etag) => written.insert(key, etag),
+                                Err(refused) => return Ok(Err(refused)),
+                            };
+                        }
+                    }
+                }
+                Ok(Ok(written))
+            })
+            .await
+            .map_err(|e| db_error(&first, e))?
     }
 
     /// Whether the one-time move of files into the database is done.
@@ -193,6 +227,12 @@ impl DbStore {
             })
             .map_err(|e| db_error("meta", e))
     }
+}
+
+fn delete_row(conn: &Connection, key: &str) -> Result<(), DbError> {
+    conn.prepare_cached("DELETE FROM objects WHERE key = ?1")?
+        .execute([key.as_bytes()])?;
+    Ok(())
 }
 
 /// Writes one object as `mode` allows: its new ETag, or `Precondition` when refused.

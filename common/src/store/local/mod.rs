@@ -14,7 +14,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{ListEntry, MultipartUpload, Object, ObjectStore, PutMode, StoreError, UploadState};
+use super::{
+    ListEntry, MultipartUpload, Object, ObjectStore, PutMode, StoreError, UploadState, Versions,
+    Write,
+};
 use files::FileStore;
 
 /// Keys kept as files: packages, which arrive as multipart uploads and leave as downloads.
@@ -235,6 +238,22 @@ impl ObjectStore for LocalStore {
             Some(db) => db.delete(key).await,
             None => self.files.delete(key).await,
         }
+    }
+
+    async fn write_in_order(&self, steps: Vec<Vec<Write>>) -> Result<Versions, StoreError> {
+        for write in steps.iter().flatten() {
+            super::validate_key(write.key())?;
+        }
+        #[cfg(feature = "sqlite")]
+        if let Some(db) = &self.db
+            && steps.iter().flatten().all(|write| !in_files(write.key()))
+        {
+            // The writes of a step in the order given: one after another is in order.
+            return db
+                .write_in_order(steps.into_iter().flatten().collect())
+                .await;
+        }
+        super::write_each(self, steps).await
     }
 
     async fn start_multipart(

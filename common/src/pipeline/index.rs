@@ -7,7 +7,6 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::PipelineError;
@@ -16,7 +15,7 @@ use crate::domain::keys;
 use crate::domain::record::Record;
 use crate::queue::QueueName;
 use crate::services::Services;
-use crate::store::{ObjectStore, Pages, get_json};
+use crate::store::{ObjectStore, Pages, parse_json};
 
 pub const MESSAGE_KIND: &str = "index";
 
@@ -71,18 +70,21 @@ pub async fn apply_keys(services: &Services, id_keys: &[String]) -> Result<(), P
     Ok(())
 }
 
-/// The records at these object keys (`None` where there is none), read 16 at a time.
+/// The records at these object keys (`None` where there is none), read at once
+/// (`ObjectStore::get_many`: one snapshot locally).
 async fn read_records(
     store: &dyn ObjectStore,
     paths: Vec<String>,
 ) -> Result<Vec<Option<Record>>, PipelineError> {
-    futures::stream::iter(paths)
-        .map(|path| async move {
-            Ok::<_, PipelineError>(get_json::<Record>(store, &path).await?.map(|(r, _)| r))
-        })
-        .buffered(16)
-        .try_collect()
-        .await
+    let found = store.get_many(&paths).await?;
+    let mut records = Vec::with_capacity(found.len());
+    for (path, object) in paths.iter().zip(found) {
+        records.push(match object {
+            Some(object) => Some(parse_json::<Record>(path, &object.body)?),
+            None => None,
+        });
+    }
+    Ok(records)
 }
 
 pub(crate) async fn handle_message(

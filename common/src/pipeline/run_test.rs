@@ -35,6 +35,24 @@ async fn run(services: &Services, body: String) -> Result<(), PipelineError> {
     }
 }
 
+/// How long the indexer waits between drains: long enough that a commit takes in about a
+/// thousand records (a commit costs tens of milliseconds however few it holds).
+const INDEX_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Applies the waiting record changes to the index now and then until `stop` says so,
+/// never stopping within a drain (one stopped there would leave its messages hidden).
+async fn index_until(
+    services: Services,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), PipelineError> {
+    while !*stop.borrow() {
+        super::index::drain(&services).await?;
+        // Woken at once by the stop, or on the stop's sender going.
+        let _ = tokio::time::timeout(INDEX_EVERY, stop.changed()).await;
+    }
+    Ok(())
+}
+
 /// Messages handled at once: enough to overlap network waits and the store's commits (each
 /// document's writes wait for a group commit in turn).
 const CONCURRENCY: usize = 64;
@@ -65,8 +83,8 @@ pub async fn run_test_with(
     let gather = Arc::new(MemoryQueue::new());
     let fetch = Arc::new(MemoryQueue::new());
     let import = Arc::new(MemoryQueue::new());
-    // The stages run here; record changes go on the process's own index queue, applied at
-    // the end (or by `serve`'s indexer when it holds the index).
+    // The stages run here; record changes go on the process's own index queue, applied by
+    // an indexer task beside them (or by `serve`'s indexer when it holds the index).
     let local = Services {
         queues: services
             .queues
@@ -77,6 +95,11 @@ pub async fn run_test_with(
         ..services.clone()
     };
     let job = start_job_with(&local, source, options).await?;
+    // The index takes the records in as they come, as `serve`'s indexer would, so that its
+    // commits overlap the stages instead of following them.
+    let (stop_indexing, indexing) = tokio::sync::watch::channel(false);
+    let mut indexer = tokio::task::JoinSet::new();
+    indexer.spawn(index_until(local.clone(), indexing));
     progress.update(0, None);
     let mut counted = std::time::Instant::now();
     let mut count_cost = std::time::Duration::ZERO;
@@ -141,6 +164,12 @@ pub async fn run_test_with(
         let current = get_job(local.store.as_ref(), source, &job.id).await?;
         if current.status.is_done() {
             progress.update(current.done_count, current.object_count);
+            // Stopped between two drains (one stopped within would hide its messages).
+            let _ = stop_indexing.send(true);
+            if let Some(indexed) = indexer.join_next().await {
+                indexed
+                    .map_err(|e| PipelineError::Conflict(format!("the indexer failed: {e}")))??;
+            }
             super::index::drain(&local).await?;
             return Ok(current);
         }

@@ -67,8 +67,8 @@ impl FileStore {
         let path = dir.join(format!("{TEMP_PREFIX}{}", uuid::Uuid::new_v4()));
         let mut tries = 0;
         loop {
-            fs::create_dir_all(dir).map_err(|e| StoreError::io(key, e))?;
-            match File::create(&path) {
+            // Even `create_dir_all` meets it (a parent made, then pruned before its child).
+            match fs::create_dir_all(dir).and_then(|()| File::create(&path)) {
                 Ok(file) => return Ok((path, file)),
                 Err(e) if e.kind() == ErrorKind::NotFound && tries < 10 => tries += 1,
                 Err(e) => return Err(StoreError::io(key, e)),

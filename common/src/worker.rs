@@ -64,7 +64,8 @@ pub async fn process_batch(services: &Services, messages: Vec<BatchMessage>) -> 
     for (positions, outcome) in notified.chain(handled) {
         if let Err(e) = outcome {
             for at in positions {
-                tracing::warn!(message = %messages[at].id, error = %e, "message failed; it will be retried");
+                let m = &messages[at];
+                tracing::warn!(message = %m.id, attempt = m.receive_count, error = %e, "message failed; it will be retried");
                 failed.push(messages[at].id.clone());
             }
         }
@@ -118,20 +119,22 @@ pub async fn run_queue_worker(
         // Handled as a Lambda function handles its batch (notify messages merged per target).
         let messages = batch.iter().map(BatchMessage::from).collect();
         let failed = process_batch(&services, messages).await;
-        let settled = batch.iter().map(|m| async {
-            if failed.contains(&m.id) {
-                tracing::warn!(
-                    queue = queue.as_str(),
-                    attempt = m.receive_count,
-                    "message failed"
-                );
-                let backoff = Duration::from_secs(2u64.pow(m.receive_count.min(8)));
-                let _ = q.change_visibility(&m.receipt, backoff).await;
-            } else if let Err(e) = q.delete(&m.receipt).await {
-                tracing::error!(queue = queue.as_str(), error = %e, "delete failed");
-            }
+        // The failed ones come back after a back-off (`process_batch` warned of each); the
+        // rest are deleted together.
+        let (failed, done): (Vec<&Received>, Vec<&Received>) =
+            batch.iter().partition(|m| failed.contains(&m.id));
+        let backed_off = failed.iter().map(|m| {
+            let backoff = Duration::from_secs(2u64.pow(m.receive_count.min(8)));
+            q.change_visibility(&m.receipt, backoff)
         });
-        futures::future::join_all(settled).await;
+        let receipts: Vec<String> = done.iter().map(|m| m.receipt.clone()).collect();
+        let (_, deleted) = tokio::join!(
+            futures::future::join_all(backed_off),
+            q.delete_batch(&receipts)
+        );
+        if let Err(e) = deleted {
+            tracing::error!(queue = queue.as_str(), error = %e, "delete failed");
+        }
     }
 }
 

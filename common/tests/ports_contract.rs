@@ -453,9 +453,10 @@ async fn queue_contract(queue: &dyn Queue) {
             .receive(10, Duration::from_secs(30))
             .await
             .expect("receive");
+        let receipts: Vec<String> = got.iter().map(|m| m.receipt.clone()).collect();
+        queue.delete_batch(&receipts).await.expect("delete");
         for m in got {
             assert_eq!(m.receive_count, 1);
-            queue.delete(&m.receipt).await.expect("delete");
             seen.push(m.body);
         }
         if seen.len() == 13 {
@@ -468,6 +469,9 @@ async fn queue_contract(queue: &dyn Queue) {
         !seen.contains(&"later".to_string()),
         "a delayed message waits"
     );
+    // Deleted, not merely hidden: only the delayed message is left.
+    let depth = queue.depth().await.expect("depth");
+    assert_eq!((depth.visible, depth.in_flight), (1, 0), "{depth:?}");
 
     // Not deleted: it comes back once its visibility runs out, counted.
     queue.purge().await.expect("purge");

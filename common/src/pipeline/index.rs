@@ -139,8 +139,8 @@ pub async fn drain(services: &Services) -> Result<u64, PipelineError> {
             }
             Err(e) => return Err(e),
         }
-        // At once: locally they share a commit.
-        futures::future::try_join_all(batch.iter().map(|m| queue.delete(&m.receipt))).await?;
+        let receipts: Vec<String> = batch.iter().map(|m| m.receipt.clone()).collect();
+        queue.delete_batch(&receipts).await?;
         applied += batch.len() as u64;
     }
 }

@@ -141,7 +141,8 @@ impl LocalQueue {
             .map_err(|e| self.err(e))
     }
 
-    /// `write` for one SQL statement, all or nothing by itself without a savepoint.
+    /// `write` for SQL statements that each stand alone (one is all or nothing by itself),
+    /// without a savepoint.
     async fn write_statement<T: Send + 'static>(
         &self,
         write: impl FnOnce(&Connection, &str) -> Result<T, DbError> + Send + 'static,
@@ -255,6 +256,24 @@ impl Queue for LocalQueue {
         self.write_statement(move |conn, queue| {
             conn.prepare_cached("DELETE FROM messages WHERE id = ?1 AND queue = ?2 AND dead = 0")?
                 .execute(params![id, queue])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_batch(&self, receipts: &[String]) -> Result<(), QueueError> {
+        let ids = receipts
+            .iter()
+            .map(|r| receipt_id(r))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        // Each delete stands alone: a statement each, no savepoint.
+        self.write_statement(move |conn, queue| {
+            let mut delete = conn
+                .prepare_cached("DELETE FROM messages WHERE id = ?1 AND queue = ?2 AND dead = 0")?;
+            for id in ids {
+                delete.execute(params![id, queue])?;
+            }
             Ok(())
         })
         .await

@@ -71,6 +71,12 @@ pub trait Queue: Send + Sync {
     /// received more than `MAX_RECEIVE_COUNT` times goes to the dead-letter queue instead.
     async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Received>, QueueError>;
     async fn delete(&self, receipt: &str) -> Result<(), QueueError>;
+    /// Deletes several received messages: at once, and in one write where the backend can
+    /// (the local queue: one write of its next commit).
+    async fn delete_batch(&self, receipts: &[String]) -> Result<(), QueueError> {
+        futures::future::try_join_all(receipts.iter().map(|r| self.delete(r))).await?;
+        Ok(())
+    }
     async fn change_visibility(&self, receipt: &str, timeout: Duration) -> Result<(), QueueError>;
     async fn depth(&self) -> Result<QueueDepth, QueueError>;
     /// Drops every waiting message (not the dead letters).

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use crate::pipeline::{INDEX_MESSAGE_KIND, IndexMessage, handle_body};
+use crate::notify::NotifyQueued;
+use crate::pipeline::{Incoming, handle_incoming};
 use crate::queue::{QueueName, Received};
 use crate::services::Services;
 
@@ -25,37 +26,40 @@ impl From<&Received> for BatchMessage {
 }
 
 /// Handles a batch; returns the ids of the messages that failed, for SQS to deliver again.
-/// Index messages are applied together, in one commit; notify messages are merged per target
-/// (`notify::merge_by_target`); the rest are handled each alone, all at once.
+/// Each body is parsed once (`Incoming`). Index messages are applied together, in one
+/// commit; notify notices are merged per target (`notify::merge_by_target`); the rest are
+/// handled each alone, all at once. A body that is not a message is logged and dropped.
 pub async fn process_batch(services: &Services, messages: Vec<BatchMessage>) -> Vec<String> {
-    let (index, messages): (Vec<BatchMessage>, Vec<BatchMessage>) =
-        messages.into_iter().partition(|m| {
-            serde_json::from_str::<IndexMessage>(&m.body)
-                .is_ok_and(|i| i.kind == INDEX_MESSAGE_KIND)
-        });
-    let mut failed = Vec::new();
-    if !index.is_empty() {
-        let mut keys: Vec<String> = index
-            .iter()
-            .filter_map(|m| serde_json::from_str::<IndexMessage>(&m.body).ok())
-            .flat_map(|i| i.keys)
-            .collect();
-        keys.sort();
-        keys.dedup();
-        if let Err(e) = crate::pipeline::apply_index_keys(services, &keys).await {
-            tracing::warn!(error = %e, messages = index.len(), "indexing failed; it will be retried");
-            failed.extend(index.iter().map(|m| m.id.clone()));
+    let (mut index_keys, mut indexed) = (Vec::new(), Vec::new());
+    let (mut notices, mut others) = (Vec::new(), Vec::new());
+    for (at, m) in messages.iter().enumerate() {
+        match Incoming::parse(&m.body) {
+            Ok(Incoming::Index(message)) => {
+                index_keys.extend(message.keys);
+                indexed.push(at);
+            }
+            Ok(Incoming::Notify(NotifyQueued::Notice(notice))) => notices.push((at, notice)),
+            Ok(message) => others.push((at, message)),
+            Err(e) => {
+                tracing::error!(message = %m.id, error = %e, "dropping a message that is not a Sheaf message");
+            }
         }
     }
-    // Notify messages merged per target, the rest one by one, all at once.
-    let bodies: Vec<&str> = messages.iter().map(|m| m.body.as_str()).collect();
-    let (merged, others) = crate::notify::merge_by_target(&bodies);
+    let mut failed = Vec::new();
+    if !index_keys.is_empty() {
+        index_keys.sort();
+        index_keys.dedup();
+        if let Err(e) = crate::pipeline::apply_index_keys(services, &index_keys).await {
+            tracing::warn!(error = %e, messages = indexed.len(), "indexing failed; it will be retried");
+            failed.extend(indexed.iter().map(|&at| messages[at].id.clone()));
+        }
+    }
     let messages = &messages;
-    let handled = futures::future::join_all(others.into_iter().map(|at| async move {
-        let m = &messages[at];
-        let outcome = handle_body(services, &m.body, m.receive_count).await;
+    let handled = futures::future::join_all(others.into_iter().map(|(at, message)| async move {
+        let outcome = handle_incoming(services, &message, messages[at].receive_count).await;
         (vec![at], outcome.map_err(|e| e.to_string()))
     }));
+    let merged = crate::notify::merge_by_target(notices);
     let (notified, handled) =
         tokio::join!(crate::notify::deliver_merged(services, merged), handled);
     let notified = notified
@@ -66,7 +70,7 @@ pub async fn process_batch(services: &Services, messages: Vec<BatchMessage>) -> 
             for at in positions {
                 let m = &messages[at];
                 tracing::warn!(message = %m.id, attempt = m.receive_count, error = %e, "message failed; it will be retried");
-                failed.push(messages[at].id.clone());
+                failed.push(m.id.clone());
             }
         }
     }

@@ -453,12 +453,17 @@ async fn racing_deliveries_send_each_change_once(services: Services) {
             Some(write_record(&services, id, version).await)
         };
         expected.push((id, xml));
-        let (a, b) = tokio::join!(
-            notify::handle_body(&services, &body),
-            notify::handle_body(&services, &body)
+        let parsed = common::pipeline::Incoming::parse(&body).expect("a message");
+        assert!(
+            matches!(parsed, common::pipeline::Incoming::Notify(_)),
+            "a notify message"
         );
-        a.expect("a notify message").expect("first delivery");
-        b.expect("a notify message").expect("second delivery");
+        let (a, b) = tokio::join!(
+            common::pipeline::handle_incoming(&services, &parsed, 1),
+            common::pipeline::handle_incoming(&services, &parsed, 1)
+        );
+        a.expect("first delivery");
+        b.expect("second delivery");
         deliver(&services).await;
     }
     let got = receiver.received();

@@ -24,10 +24,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::source::FieldError;
-use crate::queue::{QueueError, QueueName, Received};
+use crate::queue::{QueueError, QueueName, Received, message_kind};
 use crate::services::Services;
 use crate::store::StoreError;
 
+pub use backfill::BackfillMessage;
 pub use deliver::{Failure, list_failures};
 pub use retry::{ScheduleReport, on_schedule, retry_now};
 pub use targets::{
@@ -97,19 +98,33 @@ pub(super) async fn send_keys(
     Ok(())
 }
 
-/// Handles a notify or backfill message; `None` when `body` is neither.
-pub async fn handle_body(services: &Services, body: &str) -> Option<Result<(), NotifyError>> {
-    if let Ok(message) = serde_json::from_str::<NotifyMessage>(body)
-        && message.kind == MESSAGE_KIND
-    {
-        return Some(deliver::handle_message(services, &message).await);
+/// A message of the notify queue, parsed once.
+#[derive(Debug, Clone)]
+pub enum NotifyQueued {
+    /// Records whose current state the targets should have.
+    Notice(NotifyMessage),
+    /// A page of a target's backfill.
+    Backfill(BackfillMessage),
+}
+
+impl NotifyQueued {
+    /// `body` read as the message its `kind` names; `None` when that is not a notify
+    /// queue's kind.
+    pub fn parse(kind: &str, body: &str) -> Option<Result<NotifyQueued, serde_json::Error>> {
+        match kind {
+            MESSAGE_KIND => Some(serde_json::from_str(body).map(NotifyQueued::Notice)),
+            backfill::MESSAGE_KIND => Some(serde_json::from_str(body).map(NotifyQueued::Backfill)),
+            _ => None,
+        }
     }
-    if let Ok(message) = serde_json::from_str::<backfill::BackfillMessage>(body)
-        && message.kind == backfill::MESSAGE_KIND
-    {
-        return Some(backfill::handle_message(services, &message).await);
+}
+
+/// Handles one message of the notify queue.
+pub async fn handle(services: &Services, message: &NotifyQueued) -> Result<(), NotifyError> {
+    match message {
+        NotifyQueued::Notice(notice) => deliver::handle_message(services, notice).await,
+        NotifyQueued::Backfill(page) => backfill::handle_message(services, page).await,
     }
-    None
 }
 
 /// Delivers everything waiting on the notify queue, in this process (the command line in local
@@ -124,12 +139,23 @@ pub async fn drain(services: &Services) -> Result<u64, NotifyError> {
         if batch.is_empty() {
             return Ok(handled);
         }
-        let bodies: Vec<&str> = batch.iter().map(|m| m.body.as_str()).collect();
-        let (merged, others) = merge_by_target(&bodies);
-        let mut outcomes = deliver_merged(services, merged).await;
-        for at in others {
-            // A backfill, one by one; a body that is neither is dropped.
-            let outcome = handle_body(services, bodies[at]).await.unwrap_or(Ok(()));
+        let (mut notices, mut others) = (Vec::new(), Vec::new());
+        for (at, m) in batch.iter().enumerate() {
+            let kind = message_kind(&m.body).unwrap_or_default();
+            match NotifyQueued::parse(&kind, &m.body) {
+                Some(Ok(NotifyQueued::Notice(notice))) => notices.push((at, notice)),
+                Some(Ok(backfill)) => others.push((at, Some(backfill))),
+                // Neither: dropped (deleted with the handled ones).
+                _ => others.push((at, None)),
+            }
+        }
+        let mut outcomes = deliver_merged(services, merge_by_target(notices)).await;
+        for (at, backfill) in others {
+            // A backfill, one by one.
+            let outcome = match backfill {
+                Some(backfill) => handle(services, &backfill).await,
+                None => Ok(()),
+            };
             outcomes.push((vec![at], outcome));
         }
         // The handled ones are deleted together (locally in one write: one at a time, a
@@ -169,24 +195,15 @@ pub async fn deliver_merged(
     .await
 }
 
-/// The notify messages among a batch's `bodies` merged per target, each with the positions of
-/// the messages it merges; and the positions of the other bodies (backfills, other kinds), for
-/// the caller to handle. A message only says "look at these records", and an import announces
-/// each record alone: merged, the targets are read once a merged message, not once a record,
-/// and a target that does not answer costs one timeout. Keys are deduplicated, and no merged
-/// message holds more than one message may ([`KEYS_A_MESSAGE`]), so a delivery takes no longer
-/// than one did alone.
-pub fn merge_by_target(bodies: &[&str]) -> (Vec<(NotifyMessage, Vec<usize>)>, Vec<usize>) {
+/// A batch's notify messages (each with its position in the batch) merged per target, each
+/// with the positions of the messages it merges. A message only says "look at these
+/// records", and an import announces each record alone: merged, the targets are read once a
+/// merged message, not once a record, and a target that does not answer costs one timeout.
+/// Keys are deduplicated, and no merged message holds more than one message may
+/// ([`KEYS_A_MESSAGE`]), so a delivery takes no longer than one did alone.
+pub fn merge_by_target(notices: Vec<(usize, NotifyMessage)>) -> Vec<(NotifyMessage, Vec<usize>)> {
     let mut merged: Vec<(NotifyMessage, Vec<usize>)> = Vec::new();
-    let mut others = Vec::new();
-    for (at, body) in bodies.iter().enumerate() {
-        let message = match serde_json::from_str::<NotifyMessage>(body) {
-            Ok(message) if message.kind == MESSAGE_KIND => message,
-            _ => {
-                others.push(at);
-                continue;
-            }
-        };
+    for (at, message) in notices {
         let room = merged.iter_mut().find(|(into, _)| {
             into.target == message.target && into.keys.len() + message.keys.len() <= KEYS_A_MESSAGE
         });
@@ -202,37 +219,35 @@ pub fn merge_by_target(bodies: &[&str]) -> (Vec<(NotifyMessage, Vec<usize>)>, Ve
             None => merged.push((message, vec![at])),
         }
     }
-    (merged, others)
+    merged
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn notice(keys: &[&str], target: Option<&str>) -> String {
-        serde_json::to_string(&NotifyMessage {
+    fn notice(keys: &[&str], target: Option<&str>) -> NotifyMessage {
+        NotifyMessage {
             kind: MESSAGE_KIND.into(),
             keys: keys.iter().map(|k| k.to_string()).collect(),
             target: target.map(str::to_string),
-        })
-        .unwrap()
+        }
     }
 
     #[test]
     fn merges_per_target_without_repeating_a_key_or_outgrowing_a_message() {
-        let mut bodies = vec![
+        let mut notices = vec![
             notice(&["k1"], None),
             notice(&["k2", "k1"], Some("a")),
-            r#"{"kind":"notify-backfill","target":"a"}"#.to_string(),
             notice(&["k1", "k3"], None),
             notice(&["k1"], Some("a")),
-            "not json".to_string(),
         ];
         // 150 more single-key messages for every target: two merged messages, not one.
-        bodies.extend((0..150).map(|n| notice(&[&format!("n{n}")], None)));
-        let bodies: Vec<&str> = bodies.iter().map(String::as_str).collect();
-        let (merged, others) = merge_by_target(&bodies);
-        assert_eq!(others, [2, 5]);
+        notices.extend((0..150).map(|n| notice(&[&format!("n{n}")], None)));
+        let count = notices.len();
+        // Positions as in a batch where others sit among them (at 2 and 5, say).
+        let positions = (0..).filter(|at| *at != 2 && *at != 5);
+        let merged = merge_by_target(positions.zip(notices).collect());
         let summary: Vec<(Option<&str>, usize, usize)> = merged
             .iter()
             .map(|(m, at)| (m.target.as_deref(), m.keys.len(), at.len()))
@@ -248,6 +263,6 @@ mod tests {
         assert_eq!(merged[0].0.keys[..3], ["k1", "k3", "n0"]);
         assert_eq!(merged[0].1[..3], [0, 3, 6]);
         let all: usize = merged.iter().map(|(_, at)| at.len()).sum();
-        assert_eq!(all + others.len(), bodies.len());
+        assert_eq!(all, count);
     }
 }

@@ -11,6 +11,7 @@ mod clear;
 mod error;
 mod gather;
 mod import;
+mod incoming;
 mod index;
 mod integrity;
 mod jobs;
@@ -31,6 +32,7 @@ mod stale;
 pub use crate::sources::load_source;
 pub use clear::clear_source;
 pub use error::PipelineError;
+pub use incoming::{Incoming, handle_body, handle_incoming};
 pub use index::{
     IndexMessage, MESSAGE_KIND as INDEX_MESSAGE_KIND, apply_keys as apply_index_keys,
     drain as drain_index, reindex,
@@ -50,7 +52,6 @@ pub use redrive::{RedriveReport, redrive};
 pub use run_test::{run_test, run_test_with};
 pub use schedule::{RunReport, run_scheduled};
 
-use crate::package::{self, PackageMessage};
 use crate::queue::MAX_RECEIVE_COUNT;
 use crate::services::Services;
 
@@ -86,39 +87,5 @@ pub async fn handle(
                 .map_err(|_| error)
         }
         (result, _) => result,
-    }
-}
-
-/// Handles a raw message body (a pipeline or a package message); a body that is not a message is logged and dropped (retrying
-/// cannot mend it).
-pub async fn handle_body(
-    services: &Services,
-    body: &str,
-    receive_count: u32,
-) -> Result<(), PipelineError> {
-    if let Ok(message) = serde_json::from_str::<PackageMessage>(body)
-        && message.kind == package::MESSAGE_KIND
-    {
-        return Ok(package::handle_message(services, &message, receive_count).await?);
-    }
-    if let Ok(message) = serde_json::from_str::<index::IndexMessage>(body)
-        && message.kind == index::MESSAGE_KIND
-    {
-        return index::handle_message(services, &message).await;
-    }
-    if let Some(result) = crate::notify::handle_body(services, body).await {
-        return Ok(result?);
-    }
-    if let Ok(message) = serde_json::from_str::<rebuild::RebuildMessage>(body)
-        && message.kind == rebuild::MESSAGE_KIND
-    {
-        return rebuild::handle_message(services, &message).await;
-    }
-    match serde_json::from_str::<Message>(body) {
-        Ok(message) => handle(services, &message, receive_count).await,
-        Err(e) => {
-            tracing::error!(error = %e, "dropping a message that is not a Sheaf message");
-            Ok(())
-        }
     }
 }

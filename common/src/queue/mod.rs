@@ -15,6 +15,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Serialize;
 
+/// The `kind` every Sheaf message carries, read without the rest of it: which shape to
+/// parse the message as (`None`: not a JSON object with one).
+pub fn message_kind(body: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Kind {
+        kind: String,
+    }
+    serde_json::from_str::<Kind>(body).ok().map(|k| k.kind)
+}
+
 #[cfg(feature = "sqlite")]
 pub use local::LocalQueue;
 pub use memory::MemoryQueue;

@@ -103,9 +103,23 @@ const KEYS_A_COMMIT: usize = 1000;
 /// when this process can write the index; when another process writes it (`serve`'s
 /// indexer), the changes are left to it. Returns the messages applied.
 pub async fn drain(services: &Services) -> Result<u64, PipelineError> {
+    Ok(drain_unless_busy(services).await?.applied)
+}
+
+/// What a drain did.
+pub(super) struct Drained {
+    /// Messages applied.
+    pub applied: u64,
+    /// Whether it stopped because another process writes the index.
+    pub busy: bool,
+}
+
+/// `drain`, telling whether it stopped because another process writes the index.
+pub(super) async fn drain_unless_busy(services: &Services) -> Result<Drained, PipelineError> {
+    let done = |applied, busy| Ok(Drained { applied, busy });
     let Ok(queue) = services.queues.get(QueueName::Index) else {
         // Without an index queue every change was applied as it was made.
-        return Ok(0);
+        return done(0, false);
     };
     let mut applied = 0;
     loop {
@@ -124,7 +138,7 @@ pub async fn drain(services: &Services) -> Result<u64, PipelineError> {
             batch.extend(received);
         }
         if batch.is_empty() {
-            return Ok(applied);
+            return done(applied, false);
         }
         keys.sort();
         keys.dedup();
@@ -135,7 +149,7 @@ pub async fn drain(services: &Services) -> Result<u64, PipelineError> {
                     .iter()
                     .map(|m| queue.change_visibility(&m.receipt, Duration::ZERO));
                 futures::future::try_join_all(shown).await?;
-                return Ok(applied);
+                return done(applied, true);
             }
             Err(e) => return Err(e),
         }

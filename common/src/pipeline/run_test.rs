@@ -40,13 +40,16 @@ async fn run(services: &Services, body: String) -> Result<(), PipelineError> {
 const INDEX_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Applies the waiting record changes to the index now and then until `stop` says so,
-/// never stopping within a drain (one stopped there would leave its messages hidden).
+/// never stopping within a drain (one stopped there would leave its messages hidden), or
+/// until it finds that another process (`serve`) writes the index: that one applies them.
 async fn index_until(
     services: Services,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), PipelineError> {
     while !*stop.borrow() {
-        super::index::drain(&services).await?;
+        if super::index::drain_unless_busy(&services).await?.busy {
+            return Ok(());
+        }
         // Woken at once by the stop, or on the stop's sender going.
         let _ = tokio::time::timeout(INDEX_EVERY, stop.changed()).await;
     }

@@ -185,3 +185,69 @@ pub async fn run_test_with(
         }
     }
 }
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::catalog::{SearchIndex, TantivyIndex};
+    use crate::fetch::{AddressPolicy, ReqwestFetcher};
+    use crate::mail::OutboxMailer;
+    use crate::pipeline::IndexMessage;
+    use crate::queue::{LocalQueue, Queue, QueueName, Queues};
+    use crate::services::Settings;
+    use crate::store::LocalStore;
+
+    /// Beside another writer of the index (`serve`'s indexer), the indexer leaves the waiting
+    /// changes to it after one look: each is taken up once, not every 250 ms until the
+    /// dead-letter queue takes it (the fifth time).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_indexer_leaves_the_changes_to_another_writer_of_the_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index_dir = dir.path().join("index");
+        // The other writer takes the index's writer lock with its first change and keeps it.
+        let other = TantivyIndex::open(&index_dir).expect("index");
+        other
+            .apply(Vec::new(), vec!["none".into()])
+            .await
+            .expect("the other writer's change");
+        let queues_dir = dir.path().join("queues");
+        let queue = Arc::new(LocalQueue::open(&queues_dir, "index").expect("queue"));
+        let services = Services {
+            store: Arc::new(
+                LocalStore::open(&dir.path().join("store"), "http://127.0.0.1").expect("store"),
+            ),
+            queues: Queues::new().with(QueueName::Index, queue.clone()),
+            mailer: Arc::new(OutboxMailer::new(dir.path().join("outbox"))),
+            fetcher: Arc::new(
+                ReqwestFetcher::new(AddressPolicy::PublicOnly, Duration::from_secs(5))
+                    .expect("fetcher"),
+            ),
+            index: Arc::new(TantivyIndex::open(&index_dir).expect("index")),
+            settings: Settings::default(),
+        };
+        let change = IndexMessage {
+            kind: crate::pipeline::INDEX_MESSAGE_KIND.into(),
+            keys: vec!["some-record".into()],
+        };
+        let body = serde_json::to_string(&change).expect("json");
+        queue.send(body, Duration::ZERO).await.expect("send");
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let indexer = tokio::spawn(index_until(services, stopped));
+        // Five of its periods.
+        tokio::time::sleep(INDEX_EVERY * 5).await;
+        // (It may have ended already: then nobody listens.)
+        let _ = stop.send(true);
+        indexer.await.expect("indexer").expect("no error");
+        let waiting = queue
+            .receive(10, Duration::from_secs(60))
+            .await
+            .expect("receive");
+        assert_eq!(waiting.len(), 1, "the change waits for the other writer");
+        assert_eq!(
+            waiting[0].receive_count, 2,
+            "taken up once by the indexer, then here"
+        );
+    }
+}

@@ -252,13 +252,7 @@ impl Queue for LocalQueue {
     }
 
     async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
-        let id = receipt_id(receipt).map_err(|e| self.err(e))?;
-        self.write_statement(move |conn, queue| {
-            conn.prepare_cached("DELETE FROM messages WHERE id = ?1 AND queue = ?2 AND dead = 0")?
-                .execute(params![id, queue])?;
-            Ok(())
-        })
-        .await
+        self.delete_batch(&[receipt.to_string()]).await
     }
 
     async fn delete_batch(&self, receipts: &[String]) -> Result<(), QueueError> {

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{KillOnDrop, free_port, wait_for_port};
+use support::{KillOnDrop, free_port, python_waf, wait_for_port};
 
 mod support;
 
@@ -46,19 +46,7 @@ fn the_admin_page_adds_a_source_and_shows_its_harvest_in_chromium() {
     // A WAF (Python's own directory listing) of ISO 19139 documents.
     let waf = dir.path().join("waf");
     let documents = copy_tree(&root().join("tests/records/waf/iso19139"), &waf);
-    let waf_port = free_port();
-    let _waf = KillOnDrop(
-        Command::new(&python)
-            .args(["-m", "http.server", "--bind", "127.0.0.1"])
-            .arg(waf_port.to_string())
-            .arg("--directory")
-            .arg(&waf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python http.server"),
-    );
-    wait_for_port(waf_port, "the WAF", Duration::from_secs(30));
+    let (_waf, waf_port) = python_waf(&python, &waf);
 
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");

@@ -5,7 +5,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{KillOnDrop, free_port, wait_for_port};
+use support::{KillOnDrop, free_port, python_waf, wait_for_port};
 
 mod support;
 
@@ -195,6 +195,128 @@ fn serve_harvests_its_example_and_the_commands_manage_sources_and_jobs() {
     assert_eq!(status["sources"][0]["records"], 4, "{status}");
     assert_eq!(status["indexed"], 4, "{status}");
     assert_eq!(status["consistent"], true, "{status}");
+}
+
+/// `serve`'s search, polled until `done` holds of its answer to `query` (the indexer applies
+/// changes a moment after the harvest that made them).
+fn search_until(listen: &str, query: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let client = reqwest::blocking::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = Value::Null;
+    while Instant::now() < deadline {
+        if let Ok(v) = client
+            .get(format!("http://{listen}/api/catalog/search?{query}"))
+            .send()
+            .and_then(|r| r.json::<Value>())
+        {
+            if done(&v) {
+                return v;
+            }
+            last = v;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("serve's search for {query} did not catch up: {last}");
+}
+
+/// `run-test` beside a running `serve`, which holds the search index: the records a harvest
+/// adds, changes and removes reach serve's search all the same (run-test leaves the changes
+/// to serve's indexer rather than taking them up again and again).
+#[test]
+fn run_test_beside_serve_leaves_its_record_changes_to_serves_index() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = root.join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "the tests' Python is missing: run tests/run.sh"
+    );
+    // A WAF (Python's own directory listing) of four ISO 19139 documents.
+    let waf = dir.path().join("waf");
+    std::fs::create_dir_all(&waf).expect("mkdir");
+    let records = root.join("tests/records/waf/iso19139");
+    for name in [
+        "coastal-erosion.xml",
+        "seabed-habitats.xml",
+        "glider-mission.xml",
+        "wms-service.xml",
+    ] {
+        std::fs::copy(records.join(name), waf.join(name)).expect("copy");
+    }
+    let (_waf, waf_port) = python_waf(&python, &waf);
+    let data = dir.path().join("data");
+    let (_serve, listen) = serve(&data, ALLOW_PRIVATE);
+    let serve_port = listen
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    wait_for_port(serve_port, "serve", Duration::from_secs(30));
+    let url = format!("http://127.0.0.1:{waf_port}/");
+    json(&sheaf_with(
+        &data,
+        &["source", "add", "mirror", &url, "--type", "waf", "--json"],
+        ALLOW_PRIVATE,
+    ));
+
+    let first = json(&sheaf_with(
+        &data,
+        &["run-test", "mirror", "--json"],
+        ALLOW_PRIVATE,
+    ));
+    assert_eq!(first["stats"]["added"], 4, "{first}");
+    search_until(&listen, "source=mirror", |v| v["total"] == 4);
+
+    // One document retitled, one removed.
+    let coastal = waf.join("coastal-erosion.xml");
+    let text = std::fs::read_to_string(&coastal).expect("read");
+    let retitled = text.replace(
+        "Coastal erosion rates, Atlantic coast",
+        "Shoreline retreat rates, Atlantic coast",
+    );
+    assert_ne!(text, retitled);
+    std::fs::write(&coastal, retitled).expect("write");
+    // Its Last-Modified moves on even within the second of the first harvest.
+    let later = std::time::SystemTime::now() + Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(&coastal)
+        .and_then(|f| f.set_modified(later))
+        .expect("mtime");
+    std::fs::remove_file(waf.join("seabed-habitats.xml")).expect("remove");
+
+    let second = json(&sheaf_with(
+        &data,
+        &["run-test", "mirror", "--json"],
+        ALLOW_PRIVATE,
+    ));
+    let stats = &second["stats"];
+    assert_eq!(
+        (&stats["updated"], &stats["deleted"], &stats["unchanged"]),
+        (&Value::from(1), &Value::from(1), &Value::from(2)),
+        "{second}"
+    );
+    let found = search_until(&listen, "source=mirror&q=shoreline%20retreat", |v| {
+        v["total"] == 1
+    });
+    assert_eq!(
+        found["records"][0]["id"], "b8e0c8a2-1f7e-4c55-9d0e-2f4a1c3e7a01",
+        "{found}"
+    );
+    let all = search_until(&listen, "source=mirror", |v| v["total"] == 3);
+    let ids: Vec<&str> = all["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert!(
+        !ids.contains(&"a9f1d3b4-7c2e-4e8a-b1f0-5d6e7c8b9a02"),
+        "{all}"
+    );
+    search_until(&listen, "source=mirror&q=coastal%20erosion", |v| {
+        v["total"] == 0
+    });
 }
 
 #[test]

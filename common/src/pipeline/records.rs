@@ -81,7 +81,7 @@ pub(super) async fn claim(
                 Err(e) => return Err(e.into()),
             }
             // The identifier is this source's: the marker alone.
-            match put_json(store, &marker_key, &mine, PutMode::Create).await {
+            match store.write_in_order(vec![vec![marker.clone()]]).await {
                 Ok(_) => return Ok(Claim::Held { existed: false }),
                 Err(StoreError::Precondition(_)) => {}
                 Err(e) => return Err(e.into()),

@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
-    SendMessageBatchRequestEntry,
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
 };
 use aws_smithy_types::error::display::DisplayErrorContext;
 
@@ -231,6 +231,49 @@ impl Queue for SqsQueue {
 
     async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
         self.delete_from(&self.url, receipt).await
+    }
+
+    /// Ten deletes a request (DeleteMessageBatch), the requests at once; an entry the batch
+    /// could not delete is deleted alone, so its error, if any, is the one answered.
+    async fn delete_batch(&self, receipts: &[String]) -> Result<(), QueueError> {
+        let batches = receipts.chunks(10).map(|chunk| async move {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, receipt)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(receipt)
+                        .build()
+                        .map_err(|e| self.err(e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let out = self
+                .client
+                .delete_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| self.err(e))?;
+            for failed in out.failed() {
+                let receipt = failed
+                    .id()
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| chunk.get(i))
+                    .ok_or_else(|| {
+                        QueueError::backend(
+                            &self.url,
+                            format!("unknown failed entry {}", failed.id()),
+                        )
+                    })?;
+                self.delete(receipt).await?;
+            }
+            Ok::<(), QueueError>(())
+        });
+        futures::future::try_join_all(batches).await?;
+        Ok(())
     }
 
     async fn change_visibility(&self, receipt: &str, timeout: Duration) -> Result<(), QueueError> {

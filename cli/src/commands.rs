@@ -201,7 +201,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let report = pipeline::run_scheduled(services).await?;
             if local {
                 // No worker may be running: the notifications the run queued go now.
-                common::notify::drain(services).await?;
+                common::worker::drain(services, common::queue::QueueName::Notify).await?;
             }
             if cli.json {
                 output::json(&report)?
@@ -258,7 +258,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let job = run_test_with_progress(services, &name, options).await?;
             if local {
-                common::notify::drain(services).await?;
+                common::worker::drain(services, common::queue::QueueName::Notify).await?;
             }
             if cli.json {
                 output::json(&job)?

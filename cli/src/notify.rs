@@ -100,7 +100,7 @@ async fn set_enabled(services: &Services, name: &str, enabled: bool) -> anyhow::
 /// In local mode, delivers what the command queued (no worker may be running).
 async fn drain_here(services: &Services, local: bool) -> anyhow::Result<()> {
     if local {
-        notify::drain(services).await?;
+        common::worker::drain(services, common::queue::QueueName::Notify).await?;
     }
     Ok(())
 }

@@ -102,7 +102,8 @@ impl LocalDb {
         Self::open_with(path, schema, WRITER_CHECKPOINT_PAGES)
     }
 
-    /// `open`, the writer checkpointing once the WAL holds `checkpoint_pages`.
+    /// `open`, the writer checkpointing once the WAL holds `checkpoint_pages`: a threshold
+    /// only the call that opens the file sets (a later opener shares its writer as it is).
     fn open_with(
         path: &Path,
         schema: &str,

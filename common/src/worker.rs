@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::notify::NotifyQueued;
 use crate::pipeline::{Incoming, handle_incoming};
-use crate::queue::{QueueName, Received};
+use crate::queue::{Queue, QueueError, QueueName, Received};
 use crate::services::Services;
 
 /// One message of a batch, as an SQS event carries it.
@@ -120,25 +120,53 @@ pub async fn run_queue_worker(
             tokio::time::sleep(idle).await;
             continue;
         }
-        // Handled as a Lambda function handles its batch (notify messages merged per target).
-        let messages = batch.iter().map(BatchMessage::from).collect();
-        let failed = process_batch(&services, messages).await;
-        // The failed ones come back after a back-off (`process_batch` warned of each); the
-        // rest are deleted together.
-        let (failed, done): (Vec<&Received>, Vec<&Received>) =
-            batch.iter().partition(|m| failed.contains(&m.id));
-        let backed_off = failed.iter().map(|m| {
-            let backoff = Duration::from_secs(2u64.pow(m.receive_count.min(8)));
-            q.change_visibility(&m.receipt, backoff)
-        });
-        let receipts: Vec<String> = done.iter().map(|m| m.receipt.clone()).collect();
-        let (_, deleted) = tokio::join!(
-            futures::future::join_all(backed_off),
-            q.delete_batch(&receipts)
-        );
-        if let Err(e) = deleted {
+        if let Err(e) = settle(&services, q.as_ref(), &batch).await {
             tracing::error!(queue = queue.as_str(), error = %e, "delete failed");
         }
+    }
+}
+
+/// Handles what one receive gave as a Lambda function handles its batch (`process_batch`:
+/// notify messages merged per target, which warns of each failure): the handled ones are
+/// deleted together, the failed ones come back after a back-off that grows with their receive
+/// count. Returns how many were handled.
+async fn settle(services: &Services, q: &dyn Queue, batch: &[Received]) -> Result<u64, QueueError> {
+    let messages = batch.iter().map(BatchMessage::from).collect();
+    let failed = process_batch(services, messages).await;
+    let (failed, done): (Vec<&Received>, Vec<&Received>) =
+        batch.iter().partition(|m| failed.contains(&m.id));
+    // A back-off not set leaves the message hidden for its receive's visibility: it comes
+    // back all the same.
+    let backed_off = failed.iter().map(|m| {
+        let backoff = Duration::from_secs(2u64.pow(m.receive_count.min(8)));
+        q.change_visibility(&m.receipt, backoff)
+    });
+    let receipts: Vec<String> = done.iter().map(|m| m.receipt.clone()).collect();
+    let (_, deleted) = tokio::join!(
+        futures::future::join_all(backed_off),
+        q.delete_batch(&receipts)
+    );
+    deleted?;
+    Ok(done.len() as u64)
+}
+
+/// Handles everything waiting on `queue` in this process until none is visible: the command
+/// line in local mode, where no worker may be running, delivers the notifications it queued so.
+/// A failed message waits out its back-off for a later run or a worker. Returns the messages
+/// handled.
+pub async fn drain(services: &Services, queue: QueueName) -> Result<u64, QueueError> {
+    let Ok(q) = services.queues.get(queue) else {
+        return Ok(0);
+    };
+    let mut handled = 0;
+    loop {
+        // A hundred at once where the queue gives that many (locally): the notices of a
+        // harvest are merged per target across them.
+        let batch = q.receive(100, Duration::from_secs(300)).await?;
+        if batch.is_empty() {
+            return Ok(handled);
+        }
+        handled += settle(services, q.as_ref(), &batch).await?;
     }
 }
 

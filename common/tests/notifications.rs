@@ -70,10 +70,14 @@ async fn harvest(services: &Services) {
 /// Delivers what waits on the notify queue (a busy record comes back after the check delay).
 async fn deliver(services: &Services) {
     for _ in 0..3 {
-        notify::drain(services).await.expect("deliveries");
+        common::worker::drain(services, common::queue::QueueName::Notify)
+            .await
+            .expect("deliveries");
         tokio::time::sleep(services.settings.check_delay * 2).await;
     }
-    notify::drain(services).await.expect("deliveries");
+    common::worker::drain(services, common::queue::QueueName::Notify)
+        .await
+        .expect("deliveries");
 }
 
 /// What `path` received after the first `seen` of all POSTs.

@@ -24,7 +24,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::source::FieldError;
-use crate::queue::{QueueError, QueueName, Received, message_kind};
+use crate::queue::{QueueError, QueueName};
 use crate::services::Services;
 use crate::store::StoreError;
 
@@ -124,59 +124,6 @@ pub async fn handle(services: &Services, message: &NotifyQueued) -> Result<(), N
     match message {
         NotifyQueued::Notice(notice) => deliver::handle_message(services, notice).await,
         NotifyQueued::Backfill(page) => backfill::handle_message(services, page).await,
-    }
-}
-
-/// Delivers everything waiting on the notify queue, in this process (the command line in local
-/// mode, where no worker may be running). Returns the messages handled.
-pub async fn drain(services: &Services) -> Result<u64, NotifyError> {
-    let Ok(queue) = services.queues.get(QueueName::Notify) else {
-        return Ok(0);
-    };
-    let mut handled = 0;
-    loop {
-        let batch = queue.receive(100, Duration::from_secs(300)).await?;
-        if batch.is_empty() {
-            return Ok(handled);
-        }
-        let (mut notices, mut others) = (Vec::new(), Vec::new());
-        for (at, m) in batch.iter().enumerate() {
-            let kind = message_kind(&m.body).unwrap_or_default();
-            match NotifyQueued::parse(&kind, &m.body) {
-                Some(Ok(NotifyQueued::Notice(notice))) => notices.push((at, notice)),
-                Some(Ok(backfill)) => others.push((at, Some(backfill))),
-                // Neither: dropped (deleted with the handled ones).
-                _ => others.push((at, None)),
-            }
-        }
-        let mut outcomes = deliver_merged(services, merge_by_target(notices)).await;
-        for (at, backfill) in others {
-            // A backfill, one by one.
-            let outcome = match backfill {
-                Some(backfill) => handle(services, &backfill).await,
-                None => Ok(()),
-            };
-            outcomes.push((vec![at], outcome));
-        }
-        // The handled ones are deleted together (locally in one write: one at a time, a
-        // harvest of 5,000 records waited 0.4 s for them).
-        let mut done: Vec<&Received> = Vec::with_capacity(batch.len());
-        for (positions, outcome) in outcomes {
-            match outcome {
-                Ok(()) => done.extend(positions.into_iter().map(|at| &batch[at])),
-                Err(e) => {
-                    tracing::warn!(error = %e, "a notification failed; it will be retried");
-                    for at in positions {
-                        queue
-                            .change_visibility(&batch[at].receipt, Duration::from_secs(5))
-                            .await?;
-                    }
-                }
-            }
-        }
-        handled += done.len() as u64;
-        let receipts: Vec<String> = done.into_iter().map(|m| m.receipt.clone()).collect();
-        queue.delete_batch(&receipts).await?;
     }
 }
 

@@ -30,6 +30,17 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# Both builds run from copies written here, one after the other: a file just written sits in
+# the page cache in larger folios than one read from disk, and a process maps more of its
+# executable at each fault then (the same build peaked 3 to 4 MiB higher, freshly copied, than
+# its copy read back from disk), so binaries with different histories would not compare.
+mkdir -p "$work/bin"
+cp target/release/sheaf "$work/bin/sheaf"
+baseline=""
+if [ -n "${SHEAF_BENCH_BASELINE:-}" ]; then
+  cp "$SHEAF_BENCH_BASELINE" "$work/bin/baseline"
+  baseline="$work/bin/baseline"
+fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat > "$work/nginx.conf" <<CONF
 daemon on; worker_processes 1; pid $work/nginx.pid; error_log $work/error.log;
@@ -138,10 +149,10 @@ PY
     local mode=$1 sheaf
     # The WAF is on loopback, which Sheaf refuses unless allowed.
     case $mode in
-      local) sheaf="env SHEAF_ALLOW_PRIVATE_URLS=true $root/target/release/sheaf --data-dir $work/data$n" ;;
-      baseline) sheaf="env SHEAF_ALLOW_PRIVATE_URLS=true $SHEAF_BENCH_BASELINE --data-dir $work/data$n" ;;
+      local) sheaf="env SHEAF_ALLOW_PRIVATE_URLS=true $work/bin/sheaf --data-dir $work/data$n" ;;
+      baseline) sheaf="env SHEAF_ALLOW_PRIVATE_URLS=true $baseline --data-dir $work/data$n" ;;
       s3)
-        sheaf="env SHEAF_ALLOW_PRIVATE_URLS=true $root/target/release/sheaf --bucket bench$n"
+        sheaf="env SHEAF_ALLOW_PRIVATE_URLS=true $work/bin/sheaf --bucket bench$n"
         python3 - "bench$n" <<'PY'
 import os, sys, urllib.request
 req = urllib.request.Request(os.environ["AWS_ENDPOINT_URL"] + "/" + sys.argv[1], method="PUT")
@@ -234,7 +245,7 @@ PY
   wait "${curls[@]}"
   end=$(date +%s.%N)
   python3 -c "import sys; n, s = int(sys.argv[1]), float(sys.argv[3]) - float(sys.argv[2]); print(f'{\"csw curl x16 GetRecordById\":<28} {n:>7} records {s:8.2f} s {n / s:9.0f} records/s', flush=True)" "$n" "$start" "$end"
-  sheaf="env SHEAF_ALLOW_PRIVATE_URLS=true $root/target/release/sheaf --data-dir $work/data-csw"
+  sheaf="env SHEAF_ALLOW_PRIVATE_URLS=true $work/bin/sheaf --data-dir $work/data-csw"
   $sheaf source add benchcsw "$csw_url" --type csw \
     --config '{"page_size": 100}' >/dev/null
   for run in first unchanged; do

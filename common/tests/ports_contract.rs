@@ -184,9 +184,16 @@ async fn store_contract(store: &dyn ObjectStore) {
     let mut pages = Pages::new(store, "p/");
     let mut all = Vec::new();
     while let Some(page) = pages.next().await.expect("pages") {
-        all.extend(keys(page));
+        all.extend(page.into_iter().map(|listed| listed.key));
     }
     assert_eq!(all, paged);
+    // The keys alone, page by page, are `list_page`'s keys.
+    for (prefix, after) in [("p/", None), ("p/", Some("p/a/b")), ("p/a/", Some("p/a/c"))] {
+        let sized = keys(store.list_page(prefix, after, 2).await.expect("page"));
+        let bare = store.list_keys_page(prefix, after, 2).await.expect("keys");
+        let bare: Vec<String> = bare.into_iter().map(|listed| listed.key).collect();
+        assert_eq!(bare, sized, "{prefix} after {after:?}");
+    }
     for key in paged {
         store.delete(key).await.expect("delete");
     }
@@ -213,6 +220,16 @@ async fn store_contract(store: &dyn ObjectStore) {
                 .await
                 .expect("page")
         ),
+        ["ab/three", "packages/k.json"]
+    );
+    let bare = store
+        .list_keys_page("", Some("a/one.json"), 2)
+        .await
+        .expect("keys");
+    assert_eq!(
+        bare.into_iter()
+            .map(|listed| listed.key)
+            .collect::<Vec<_>>(),
         ["ab/three", "packages/k.json"]
     );
     assert_eq!(

@@ -67,6 +67,19 @@ pub struct ListEntry {
     pub size: u64,
 }
 
+/// A key a listing walk (`Pages`) found: no size, which a local store would read each
+/// object's row for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+}
+
+impl From<ListEntry> for Listed {
+    fn from(entry: ListEntry) -> Self {
+        Listed { key: entry.key }
+    }
+}
+
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
     async fn get(&self, key: &str) -> Result<Object, StoreError>;
@@ -94,6 +107,17 @@ pub trait ObjectStore: Send + Sync {
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<ListEntry>, StoreError>;
+    /// `list_page`'s keys alone, for the walks that need no sizes (`Pages`): the local store
+    /// answers them from its key index, without reading a row a key.
+    async fn list_keys_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Listed>, StoreError> {
+        let page = self.list_page(prefix, start_after, limit).await?;
+        Ok(page.into_iter().map(Listed::from).collect())
+    }
     /// Removes `key`; removing a missing key is not an error (deletes are replayed).
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Makes `steps` in order: a step's writes only once every write of the step before has
@@ -246,13 +270,13 @@ impl<'a> Pages<'a> {
     }
 
     /// The next page, or `None` after the last.
-    pub async fn next(&mut self) -> Result<Option<Vec<ListEntry>>, StoreError> {
+    pub async fn next(&mut self) -> Result<Option<Vec<Listed>>, StoreError> {
         if self.done {
             return Ok(None);
         }
         let page = self
             .store
-            .list_page(&self.prefix, self.after.as_deref(), PAGE_SIZE)
+            .list_keys_page(&self.prefix, self.after.as_deref(), PAGE_SIZE)
             .await?;
         self.done = page.len() < PAGE_SIZE;
         match page.last() {

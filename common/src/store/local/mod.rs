@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{
-    ListEntry, MultipartUpload, Object, ObjectStore, PutMode, StoreError, UploadState, Versions,
-    Write,
+    ListEntry, Listed, MultipartUpload, Object, ObjectStore, PutMode, StoreError, UploadState,
+    Versions, Write,
 };
 use files::FileStore;
 
@@ -230,6 +230,25 @@ impl ObjectStore for LocalStore {
             }
         }
         self.files.list_page(prefix, start_after, limit).await
+    }
+
+    async fn list_keys_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Listed>, StoreError> {
+        // The database's keys from its key index; a listing in or across the files, as the
+        // files list them.
+        #[cfg(feature = "sqlite")]
+        if let Some(db) = &self.db
+            && !in_files(prefix)
+            && !FILE_PREFIX.starts_with(prefix)
+        {
+            return db.list_keys_page(prefix, start_after, limit);
+        }
+        let page = self.list_page(prefix, start_after, limit).await?;
+        Ok(page.into_iter().map(Listed::from).collect())
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {

@@ -82,7 +82,7 @@ pub async fn clean(store: &dyn ObjectStore, days: u32) -> Result<u64, StoreError
     let after = format!("{PREFIX}{}", countdown(cutoff));
     let mut removed = 0;
     loop {
-        let entries = store.list_page(PREFIX, Some(&after), 1000).await?;
+        let entries = store.list_keys_page(PREFIX, Some(&after), 1000).await?;
         if entries.is_empty() {
             return Ok(removed);
         }

@@ -87,7 +87,7 @@ async fn step(
         return Ok(None);
     }
     let page = store
-        .list_page(keys::RECORDS, message.after.as_deref(), PAGE_SIZE)
+        .list_keys_page(keys::RECORDS, message.after.as_deref(), PAGE_SIZE)
         .await?;
     let record_keys: Vec<String> = page
         .iter()

@@ -54,7 +54,7 @@ pub async fn on_schedule(services: &Services) -> Result<ScheduleReport, NotifyEr
             continue;
         }
         let has_failures = !store
-            .list_page(&keys::notify_failures_of(&target.name), None, 1)
+            .list_keys_page(&keys::notify_failures_of(&target.name), None, 1)
             .await?
             .is_empty();
         match next_round {

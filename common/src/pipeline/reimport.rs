@@ -21,7 +21,7 @@ pub(super) async fn kept_page(
     let after = cursor.and_then(|c| c.as_str());
     let prefix = keys::document_states(source);
     let entries = store
-        .list_page(&prefix, after, PAGE_SIZE)
+        .list_keys_page(&prefix, after, PAGE_SIZE)
         .await
         .map_err(failed)?;
     let waf = keys::waf_prefix(source);

@@ -41,6 +41,15 @@ impl SqsQueue {
         QueueError::backend(&self.url, DisplayErrorContext(e))
     }
 
+    /// The item of a batch request's `chunk` that its entry `id` (the item's position, as
+    /// the batch calls number their entries) stands for.
+    fn failed_entry<'a, T>(&self, chunk: &'a [T], id: &str) -> Result<&'a T, QueueError> {
+        id.parse::<usize>()
+            .ok()
+            .and_then(|at| chunk.get(at))
+            .ok_or_else(|| QueueError::backend(&self.url, format!("unknown failed entry {id}")))
+    }
+
     /// Up to `max` (at most ten) messages of the queue at `url`, waiting up to `wait_seconds`
     /// for the first (long polling).
     async fn receive_from(
@@ -158,11 +167,8 @@ impl Queue for SqsQueue {
                 .map_err(|e| self.err(e))?;
             // A partly failed batch: re-send the failed entries one by one, so none is lost.
             for failed in out.failed() {
-                let index: usize = failed.id().parse().unwrap_or(usize::MAX);
-                let body = chunk.get(index).cloned().ok_or_else(|| {
-                    QueueError::backend(&self.url, format!("unknown failed entry {}", failed.id()))
-                })?;
-                self.send(body, Duration::ZERO).await?;
+                let body = self.failed_entry(chunk, failed.id())?;
+                self.send(body.clone(), Duration::ZERO).await?;
             }
         }
         Ok(())
@@ -257,18 +263,7 @@ impl Queue for SqsQueue {
                 .await
                 .map_err(|e| self.err(e))?;
             for failed in out.failed() {
-                let receipt = failed
-                    .id()
-                    .parse::<usize>()
-                    .ok()
-                    .and_then(|i| chunk.get(i))
-                    .ok_or_else(|| {
-                        QueueError::backend(
-                            &self.url,
-                            format!("unknown failed entry {}", failed.id()),
-                        )
-                    })?;
-                self.delete(receipt).await?;
+                self.delete(self.failed_entry(chunk, failed.id())?).await?;
             }
             Ok::<(), QueueError>(())
         });

@@ -339,3 +339,33 @@ async fn changes_applied_twice_count_once_and_a_folder_index_outlives_its_proces
     assert!(ids(&reopened, text("first")).await.is_empty());
     assert_eq!(reopened.keys().await.unwrap(), ["a"]);
 }
+
+/// The reader opens on the first search, which may come while other changes commit: each
+/// change shows in every search made after it was applied, whether that search opened the
+/// reader or found it open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_shows_in_every_search_after_it_while_the_reader_opens() {
+    for round in 0..5 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = TantivyIndex::open(dir.path()).expect("open");
+        let writers = (0..8).map(|i| {
+            let index = index.clone();
+            tokio::spawn(async move {
+                let id = format!("r{round}-{i}");
+                index
+                    .apply(vec![record(&id, &format!("Title {id}"), "")], vec![])
+                    .await
+                    .unwrap();
+                let keys = index.keys().await.unwrap();
+                assert!(
+                    keys.iter().any(|k| k.ends_with(&id)),
+                    "{id} applied, then not found among {keys:?}"
+                );
+            })
+        });
+        for writer in writers.collect::<Vec<_>>() {
+            writer.await.expect("writer");
+        }
+        assert_eq!(index.count().await.unwrap(), 8);
+    }
+}

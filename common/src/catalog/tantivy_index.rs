@@ -5,7 +5,7 @@
 
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use tantivy::aggregation::AggregationCollector;
@@ -96,7 +96,11 @@ fn schema() -> (Schema, Fields) {
 
 struct Inner {
     index: Index,
-    reader: IndexReader,
+    /// Opened on the first search: a process that only harvests (`run-test`, whose indexer
+    /// only writes) never opens every segment, nor reloads them after each commit. An open
+    /// segment costs resident pages (its files' headers, mapped) and memory, and segments
+    /// grow in number with the index (`MAX_DOCS_BEFORE_MERGE`).
+    reader: OnceLock<IndexReader>,
     /// Opened on the first write: a process that only searches never takes the lock.
     writer: Mutex<Option<IndexWriter>>,
     fields: Fields,
@@ -127,16 +131,10 @@ impl TantivyIndex {
     }
 
     fn with(index: Index, fields: Fields) -> Result<TantivyIndex, IndexError> {
-        // Another process's commits (serve's indexer, seen by the CLI) show after a moment.
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::OnCommitWithDelay)
-            .try_into()
-            .map_err(index_error)?;
         Ok(TantivyIndex {
             inner: Arc::new(Inner {
                 index,
-                reader,
+                reader: OnceLock::new(),
                 writer: Mutex::new(None),
                 fields,
             }),
@@ -176,8 +174,32 @@ impl Inner {
         let writer = guard.as_mut().expect("a writer");
         change(writer, &self.fields)?;
         writer.commit().map_err(index_error)?;
-        self.reader.reload().map_err(index_error)?;
+        // A reader opened later starts from this commit.
+        if let Some(reader) = self.reader.get() {
+            reader.reload().map_err(index_error)?;
+        }
         Ok(())
+    }
+
+    /// The index as last committed (this process's commits at once; another process's, such
+    /// as serve's indexer seen by the CLI, after a moment).
+    fn searcher(&self) -> Result<Searcher, IndexError> {
+        if let Some(reader) = self.reader.get() {
+            return Ok(reader.searcher());
+        }
+        // Opened between this process's commits: one that came before shows in it, one
+        // that comes after reloads it.
+        let _commits = self.writer.lock().map_err(index_error)?;
+        if let Some(reader) = self.reader.get() {
+            return Ok(reader.searcher());
+        }
+        let reader: IndexReader = self
+            .index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::OnCommitWithDelay)
+            .try_into()
+            .map_err(index_error)?;
+        Ok(self.reader.get_or_init(|| reader).searcher())
     }
 
     fn document(&self, record: &Record) -> Result<TantivyDocument, IndexError> {
@@ -374,7 +396,7 @@ impl Inner {
     }
 
     fn search(&self, search: &Search) -> Result<Hits, IndexError> {
-        let searcher = self.reader.searcher();
+        let searcher = self.searcher()?;
         let query = self.query(search);
         let limit = search.limit.max(1) as usize;
         // The collector keeps a buffer of offset + limit entries: past the last record a page
@@ -551,13 +573,13 @@ impl SearchIndex for TantivyIndex {
     }
 
     async fn count(&self) -> Result<u64, IndexError> {
-        self.blocking(|inner| Ok(inner.reader.searcher().num_docs()))
+        self.blocking(|inner| Ok(inner.searcher()?.num_docs()))
             .await
     }
 
     async fn holds(&self, keys: Vec<String>) -> Result<Vec<bool>, IndexError> {
         self.blocking(move |inner| {
-            let searcher = inner.reader.searcher();
+            let searcher = inner.searcher()?;
             keys.iter()
                 .map(|key| {
                     let query = TermQuery::new(
@@ -573,7 +595,7 @@ impl SearchIndex for TantivyIndex {
 
     async fn keys(&self) -> Result<Vec<String>, IndexError> {
         self.blocking(|inner| {
-            let searcher = inner.reader.searcher();
+            let searcher = inner.searcher()?;
             let addresses = searcher
                 .search(&AllQuery, &DocSetCollector)
                 .map_err(index_error)?;

@@ -122,23 +122,23 @@ impl TantivyIndex {
         let (schema, fields) = schema();
         let directory = MmapDirectory::open(dir).map_err(index_error)?;
         let index = Index::open_or_create(directory, schema).map_err(index_error)?;
-        Self::with(index, fields)
+        Ok(Self::with(index, fields))
     }
 
     pub fn in_memory() -> TantivyIndex {
         let (schema, fields) = schema();
-        Self::with(Index::create_in_ram(schema), fields).expect("an index in memory")
+        Self::with(Index::create_in_ram(schema), fields)
     }
 
-    fn with(index: Index, fields: Fields) -> Result<TantivyIndex, IndexError> {
-        Ok(TantivyIndex {
+    fn with(index: Index, fields: Fields) -> TantivyIndex {
+        TantivyIndex {
             inner: Arc::new(Inner {
                 index,
                 reader: OnceLock::new(),
                 writer: Mutex::new(None),
                 fields,
             }),
-        })
+        }
     }
 
     async fn blocking<T: Send + 'static>(

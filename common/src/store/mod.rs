@@ -80,6 +80,17 @@ impl From<ListEntry> for Listed {
     }
 }
 
+/// `list_page`'s keys without their sizes: `list_keys_page` where a store has no cheaper way.
+pub(crate) async fn keys_of_list_page<S: ObjectStore + ?Sized>(
+    store: &S,
+    prefix: &str,
+    start_after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<Listed>, StoreError> {
+    let page = store.list_page(prefix, start_after, limit).await?;
+    Ok(page.into_iter().map(Listed::from).collect())
+}
+
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
     async fn get(&self, key: &str) -> Result<Object, StoreError>;
@@ -115,8 +126,7 @@ pub trait ObjectStore: Send + Sync {
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Listed>, StoreError> {
-        let page = self.list_page(prefix, start_after, limit).await?;
-        Ok(page.into_iter().map(Listed::from).collect())
+        keys_of_list_page(self, prefix, start_after, limit).await
     }
     /// Removes `key`; removing a missing key is not an error (deletes are replayed).
     async fn delete(&self, key: &str) -> Result<(), StoreError>;

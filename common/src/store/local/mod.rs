@@ -247,8 +247,7 @@ impl ObjectStore for LocalStore {
         {
             return db.list_keys_page(prefix, start_after, limit);
         }
-        let page = self.list_page(prefix, start_after, limit).await?;
-        Ok(page.into_iter().map(Listed::from).collect())
+        super::keys_of_list_page(self, prefix, start_after, limit).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {

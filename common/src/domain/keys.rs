@@ -52,6 +52,10 @@ pub fn job_works(source: &str) -> String {
 pub fn job_object(source: &str, job: &str, object: &str) -> String {
     format!("job-work/{source}/{job}/objects/{object}.json")
 }
+/// A job's object documents: one per GUID its gather listed, so also the listing deduplicated.
+pub fn job_objects(source: &str, job: &str) -> String {
+    format!("job-work/{source}/{job}/objects/")
+}
 /// An empty marker whose key carries the outcome, so a job's counts are one listing.
 pub fn job_done(source: &str, job: &str, object: &str, outcome: &str) -> String {
     format!("job-work/{source}/{job}/done/{object}={outcome}")
@@ -145,14 +149,7 @@ pub fn notify_lease(id_key: &str) -> String {
 
 /// A stable short id for a GUID (a URL, an identifier), safe as a key segment.
 pub fn object_id(guid: &str) -> String {
-    hex::encode(object_id_bytes(guid))
-}
-
-/// The bytes `object_id` writes in hex, for sets of many ids.
-pub fn object_id_bytes(guid: &str) -> [u8; 12] {
-    let mut id = [0u8; 12];
-    id.copy_from_slice(&Sha256::digest(guid.as_bytes())[..12]);
-    id
+    hex::encode(&Sha256::digest(guid.as_bytes())[..12])
 }
 
 /// A record identifier as a key segment: readable where it is safe, hashed where it is not.

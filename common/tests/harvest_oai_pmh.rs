@@ -300,6 +300,56 @@ async fn an_incremental_harvest_removes_what_the_repository_deleted() {
     );
 }
 
+/// A repository whose paging shifts while it is read repeats a record on the next page: the
+/// job counts each record once (its object documents, one per identifier), so it finishes with
+/// every record imported once.
+#[tokio::test]
+async fn a_record_on_two_pages_counts_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let services = local_services(dir.path());
+    let site = dir.path().join("site/repo");
+    std::fs::create_dir_all(&site).unwrap();
+    let write = |name: &str, body: String| std::fs::write(site.join(name), body).unwrap();
+    write(
+        "ListRecords-.xml",
+        list_records(&[("a", false), ("b", false)], Some(("p2", None))),
+    );
+    write(
+        "ListRecords-p2.xml",
+        list_records(&[("b", false), ("c", false)], None),
+    );
+    for id in ["a", "b", "c"] {
+        write(&format!("GetRecord-{id}.xml"), get_record_answer(id, id));
+    }
+    let nginx = Nginx::serve_with(
+        &dir.path().join("site"),
+        "rewrite ^/([a-z]+)/oai$ /$1/$arg_verb-$arg_resumptionToken$arg_identifier.xml break;",
+    );
+    add_source(
+        services.store.as_ref(),
+        oai_source(
+            &nginx.url("/repo/oai"),
+            serde_json::json!({"metadata_prefix": "oai_dc"}),
+        ),
+    )
+    .await
+    .expect("add source");
+    let job = harvest(&services).await;
+    assert_eq!(job.status, JobStatus::Finished, "{job:?}");
+    assert!(job.gather_errors.is_empty(), "{:?}", job.gather_errors);
+    assert_eq!(job.object_count, Some(3), "{job:?}");
+    assert_eq!(
+        (job.stats.added, job.stats.errored),
+        (3, 0),
+        "{:?}",
+        job.stats
+    );
+    assert_eq!(
+        catalogue_ids(&services, SOURCE).await,
+        ["a", "b", "c"].map(String::from).into()
+    );
+}
+
 fn oai_error(code: &str, text: &str) -> String {
     format!(
         r#"<?xml version="1.0"?><OAI-PMH xmlns="http://www.openarchives.org/OAI/2.0/"><responseDate>2020-01-01T00:00:00Z</responseDate><request>x</request><error code="{code}">{text}</error></OAI-PMH>"#

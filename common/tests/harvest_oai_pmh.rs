@@ -217,6 +217,44 @@ fn get_record_answer(id: &str, title: &str) -> String {
     )
 }
 
+/// A repository as files under `dir` (see `list_records`), added as the source with `config`:
+/// the ListRecords answers named in `listings` (file name, body) and a GetRecord answer for
+/// each of a, b and c; nginx picks the file by verb, token and identifier, after `first_rule`
+/// (an nginx rule tried before that one, or nothing). Returns the files' folder and nginx.
+async fn file_repository(
+    services: &Services,
+    dir: &std::path::Path,
+    listings: &[(&str, String)],
+    first_rule: &str,
+    config: serde_json::Value,
+) -> (std::path::PathBuf, Nginx) {
+    let site = dir.join("site/repo");
+    std::fs::create_dir_all(&site).unwrap();
+    for (name, body) in listings {
+        std::fs::write(site.join(name), body).unwrap();
+    }
+    for id in ["a", "b", "c"] {
+        std::fs::write(
+            site.join(format!("GetRecord-{id}.xml")),
+            get_record_answer(id, id),
+        )
+        .unwrap();
+    }
+    let nginx = Nginx::serve_with(
+        &dir.join("site"),
+        &format!(
+            "{first_rule}\n rewrite ^/([a-z]+)/oai$ /$1/$arg_verb-$arg_resumptionToken$arg_identifier.xml break;"
+        ),
+    );
+    add_source(
+        services.store.as_ref(),
+        oai_source(&nginx.url("/repo/oai"), config),
+    )
+    .await
+    .expect("add source");
+    (site, nginx)
+}
+
 /// A repository as files: the full listing names a, b and c; asked `from` a date, it names b
 /// (changed) and c under a deleted header. The incremental harvest updates b, removes c, and
 /// keeps a, which it did not list.
@@ -224,34 +262,23 @@ fn get_record_answer(id: &str, title: &str) -> String {
 async fn an_incremental_harvest_removes_what_the_repository_deleted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let services = local_services(dir.path());
-    let site = dir.path().join("site/repo");
-    std::fs::create_dir_all(&site).unwrap();
-    let write = |name: &str, body: String| std::fs::write(site.join(name), body).unwrap();
-    write(
-        "ListRecords-.xml",
-        list_records(&[("a", false), ("b", false), ("c", false)], None),
-    );
-    write(
-        "ListRecords-since.xml",
-        list_records(&[("b", false), ("c", true)], None),
-    );
-    for id in ["a", "b", "c"] {
-        write(&format!("GetRecord-{id}.xml"), get_record_answer(id, id));
-    }
-    let nginx = Nginx::serve_with(
-        &dir.path().join("site"),
-        r#"if ($arg_from != "") { rewrite ^/([a-z]+)/oai$ /$1/$arg_verb-since.xml break; }
-           rewrite ^/([a-z]+)/oai$ /$1/$arg_verb-$arg_resumptionToken$arg_identifier.xml break;"#,
-    );
-    add_source(
-        services.store.as_ref(),
-        oai_source(
-            &nginx.url("/repo/oai"),
-            serde_json::json!({"metadata_prefix": "oai_dc", "default_tags": ["harvested", {"name": "a"}]}),
-        ),
+    let (site, _nginx) = file_repository(
+        &services,
+        dir.path(),
+        &[
+            (
+                "ListRecords-.xml",
+                list_records(&[("a", false), ("b", false), ("c", false)], None),
+            ),
+            (
+                "ListRecords-since.xml",
+                list_records(&[("b", false), ("c", true)], None),
+            ),
+        ],
+        r#"if ($arg_from != "") { rewrite ^/([a-z]+)/oai$ /$1/$arg_verb-since.xml break; }"#,
+        serde_json::json!({"metadata_prefix": "oai_dc", "default_tags": ["harvested", {"name": "a"}]}),
     )
-    .await
-    .expect("add source");
+    .await;
     let first = harvest(&services).await;
     // Every source type takes `default_tags`; a tag the record has already is not repeated.
     let a = get_record(services.store.as_ref(), "a").await.expect("a");
@@ -262,7 +289,11 @@ async fn an_incremental_harvest_removes_what_the_repository_deleted() {
         "{first:?}"
     );
 
-    write("GetRecord-b.xml", get_record_answer("b", "b, revised"));
+    std::fs::write(
+        site.join("GetRecord-b.xml"),
+        get_record_answer("b", "b, revised"),
+    )
+    .unwrap();
     let second = harvest(&services).await;
     assert!(
         second.gather_errors.is_empty(),
@@ -307,33 +338,23 @@ async fn an_incremental_harvest_removes_what_the_repository_deleted() {
 async fn a_record_on_two_pages_counts_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let services = local_services(dir.path());
-    let site = dir.path().join("site/repo");
-    std::fs::create_dir_all(&site).unwrap();
-    let write = |name: &str, body: String| std::fs::write(site.join(name), body).unwrap();
-    write(
-        "ListRecords-.xml",
-        list_records(&[("a", false), ("b", false)], Some(("p2", None))),
-    );
-    write(
-        "ListRecords-p2.xml",
-        list_records(&[("b", false), ("c", false)], None),
-    );
-    for id in ["a", "b", "c"] {
-        write(&format!("GetRecord-{id}.xml"), get_record_answer(id, id));
-    }
-    let nginx = Nginx::serve_with(
-        &dir.path().join("site"),
-        "rewrite ^/([a-z]+)/oai$ /$1/$arg_verb-$arg_resumptionToken$arg_identifier.xml break;",
-    );
-    add_source(
-        services.store.as_ref(),
-        oai_source(
-            &nginx.url("/repo/oai"),
-            serde_json::json!({"metadata_prefix": "oai_dc"}),
-        ),
+    let (_site, _nginx) = file_repository(
+        &services,
+        dir.path(),
+        &[
+            (
+                "ListRecords-.xml",
+                list_records(&[("a", false), ("b", false)], Some(("p2", None))),
+            ),
+            (
+                "ListRecords-p2.xml",
+                list_records(&[("b", false), ("c", false)], None),
+            ),
+        ],
+        "",
+        serde_json::json!({"metadata_prefix": "oai_dc"}),
     )
-    .await
-    .expect("add source");
+    .await;
     let job = harvest(&services).await;
     assert_eq!(job.status, JobStatus::Finished, "{job:?}");
     assert!(job.gather_errors.is_empty(), "{:?}", job.gather_errors);

@@ -15,7 +15,7 @@ use crate::domain::job::{
 use crate::domain::keys;
 use crate::domain::now;
 use crate::services::Services;
-use crate::store::{ObjectStore, Pages, PutMode, StoreError, get_json, put_json};
+use crate::store::{ObjectStore, Pages, PutMode, StoreError, for_each_name, get_json, put_json};
 use serde::{Deserialize, Serialize};
 
 /// Object errors kept in a job document at most (the rest stay in the object documents).
@@ -161,17 +161,12 @@ async fn plan_removals(
             .await?;
         removals.records.extend(gone.into_iter().flatten());
     }
-    let prefix = keys::document_states(source);
-    let mut pages = Pages::new(store, &prefix);
-    while let Some(entries) = pages.next().await? {
-        for entry in entries {
-            if let Some(id) = entry.key[prefix.len()..].strip_suffix(".json")
-                && departures.has_left(id)
-            {
-                removals.documents.push(id.to_string());
-            }
+    for_each_name(store, &keys::document_states(source), ".json", |id| {
+        if departures.has_left(id) {
+            removals.documents.push(id.to_string());
         }
-    }
+    })
+    .await?;
     match put_json(store, &key, &removals, PutMode::Create).await {
         Ok(_) => Ok(removals),
         Err(StoreError::Precondition(_)) => Ok(get_json::<Removals>(store, &key)

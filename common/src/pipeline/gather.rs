@@ -17,7 +17,9 @@ use crate::domain::now;
 use crate::harvest::{GatherPage, Gathered, harvester_for};
 use crate::services::Services;
 use crate::sources::load_source;
-use crate::store::{ObjectStore, Pages, PutMode, StoreError, Write, get_json, put_json};
+use crate::store::{
+    ObjectStore, Pages, PutMode, StoreError, Write, for_each_name, get_json, put_json,
+};
 
 /// A gather ends its invocation after the page it is on when less than this is left: time
 /// for one more listing page (the request timeout) and writing its objects.
@@ -282,7 +284,8 @@ async fn listed_ids(
     capacity: usize,
 ) -> Result<GatheredIds, PipelineError> {
     let mut ids = Vec::with_capacity(capacity);
-    walk_object_ids(store, source, job_id, |id| ids.extend(id_prefix(id))).await?;
+    let prefix = keys::job_objects(source, job_id);
+    for_each_name(store, &prefix, ".json", |id| ids.extend(id_prefix(id))).await?;
     Ok(GatheredIds::from_ids(ids))
 }
 
@@ -294,26 +297,11 @@ async fn count_listed(
     job_id: &str,
 ) -> Result<u64, PipelineError> {
     let mut count = 0;
-    walk_object_ids(store, source, job_id, |_| count += 1).await?;
+    for_each_name(store, &keys::job_objects(source, job_id), ".json", |_| {
+        count += 1
+    })
+    .await?;
     Ok(count)
-}
-
-async fn walk_object_ids(
-    store: &dyn ObjectStore,
-    source: &str,
-    job_id: &str,
-    mut each: impl FnMut(&str),
-) -> Result<(), PipelineError> {
-    let prefix = keys::job_objects(source, job_id);
-    let mut pages = Pages::new(store, &prefix);
-    while let Some(entries) = pages.next().await? {
-        for entry in entries {
-            if let Some(id) = entry.key[prefix.len()..].strip_suffix(".json") {
-                each(id);
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The documents an incremental listing said the source deleted (a few: what changed).

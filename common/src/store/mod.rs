@@ -297,6 +297,25 @@ impl<'a> Pages<'a> {
     }
 }
 
+/// Walks the keys under `prefix` a page at a time, handing `each` what lies between the
+/// prefix and `suffix` (an id); keys not ending in `suffix` are passed over.
+pub async fn for_each_name(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    suffix: &str,
+    mut each: impl FnMut(&str),
+) -> Result<(), StoreError> {
+    let mut pages = Pages::new(store, prefix);
+    while let Some(entries) = pages.next().await? {
+        for entry in entries {
+            if let Some(name) = entry.key[prefix.len()..].strip_suffix(suffix) {
+                each(name);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One page of a listing whose keys sort in the order wanted (newest first, say): the keys
 /// `keep` accepts, from the `offset`-th of them, at most `limit`. Listing stops once the page
 /// is full, so a page costs the page, not the whole prefix.

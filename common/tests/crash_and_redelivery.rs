@@ -1,7 +1,7 @@
 //! Every stage is idempotent: a harvest whose handler dies at any write and is delivered
 //! again, whose every message is delivered twice, or whose every message is handled by two
 //! deliveries at the same time (on the local store and on S3 in moto), ends in exactly the
-//! state of a clean run.
+//! state of a clean run; and `run-test` ends with an error as soon as its job cannot finish.
 
 mod support;
 
@@ -25,13 +25,24 @@ use support::*;
 
 /// A store that fails every write once its budget of writes is spent, as if the process had
 /// died at that line; `heal` lets writes through again (the redelivery's fresh process).
+/// Puts of the keys `lost` picks answer success and write nothing.
 struct CrashingStore {
     inner: Arc<dyn ObjectStore>,
     budget: AtomicI64,
     writes: AtomicU64,
+    lost: fn(&str) -> bool,
 }
 
 impl CrashingStore {
+    fn new(inner: Arc<dyn ObjectStore>) -> Self {
+        CrashingStore {
+            inner,
+            budget: AtomicI64::new(-1),
+            writes: AtomicU64::new(0),
+            lost: |_| false,
+        }
+    }
+
     fn spend(&self, key: &str) -> Result<(), StoreError> {
         if self.budget.load(Ordering::SeqCst) == 0 {
             return Err(StoreError::io(key, "injected crash"));
@@ -59,6 +70,9 @@ impl ObjectStore for CrashingStore {
         mode: PutMode,
     ) -> Result<String, StoreError> {
         self.spend(key)?;
+        if (self.lost)(key) {
+            return Ok(format!("\"lost-{}\"", self.writes.load(Ordering::SeqCst)));
+        }
         self.inner.put(key, body, content_type, mode).await
     }
     async fn list(&self, prefix: &str) -> Result<Vec<ListEntry>, StoreError> {
@@ -163,11 +177,7 @@ async fn run(
     crash_after: Option<i64>,
     delivery: Delivery,
 ) -> (Outcome, u64) {
-    let crashing = Arc::new(CrashingStore {
-        inner: base.store.clone(),
-        budget: AtomicI64::new(-1),
-        writes: AtomicU64::new(0),
-    });
+    let crashing = Arc::new(CrashingStore::new(base.store.clone()));
     let (gather, fetch, import) = (
         Arc::new(MemoryQueue::new()),
         Arc::new(MemoryQueue::new()),
@@ -412,5 +422,44 @@ async fn a_document_whose_identifier_changes_replaces_its_old_record() {
             .await
             .is_err(),
         "the old identifier's record is gone"
+    );
+}
+
+/// A job whose objects are all worked on but not all counted (here the store loses the
+/// markers of the added documents) can never finish: `run-test` says so as soon as it has
+/// nothing left to run, with the count, rather than rerunning the job's check until the job
+/// stalls out (it waited 586 s before failing so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_test_ends_at_once_when_its_job_cannot_finish() {
+    let (_site, nginx) = small_waf();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = local_services(dir.path());
+    let losing = CrashingStore {
+        lost: |key| key.contains("/done/") && key.ends_with("=added"),
+        ..CrashingStore::new(base.store.clone())
+    };
+    let services = Services {
+        store: Arc::new(losing),
+        ..base
+    };
+    add_source(
+        services.store.as_ref(),
+        support::waf_source("counted", nginx.url("waf/")),
+    )
+    .await
+    .expect("source");
+    let quiet = |_: u64, _: Option<u64>| {};
+    let ran = tokio::time::timeout(
+        Duration::from_secs(60),
+        pipeline::run_test(&services, "counted", &quiet),
+    )
+    .await
+    .expect("run-test ends, not waiting for the job to stall");
+    let error = ran
+        .expect_err("a job that cannot finish is an error")
+        .to_string();
+    assert!(
+        error.contains("nothing left to run") && error.contains("(1 of 3 documents done)"),
+        "{error}"
     );
 }

@@ -112,6 +112,8 @@ pub async fn run_test_with(
         // messages waits in memory. Checks wait until the fetches and imports they count are
         // done.
         let mut checks = Vec::new();
+        // Whether this round ran anything but checks.
+        let mut worked = false;
         while let Some(body) = gather.pop() {
             let message: Message =
                 serde_json::from_str(&body).map_err(|e| PipelineError::Message(e.to_string()))?;
@@ -119,6 +121,7 @@ pub async fn run_test_with(
                 checks.push(body);
             } else {
                 crate::deadline::scope(Some(std::time::Instant::now()), run(&local, body)).await?;
+                worked = true;
                 break;
             }
         }
@@ -137,6 +140,7 @@ pub async fn run_test_with(
                     Some(body) => {
                         let local = local.clone();
                         running.spawn(async move { run(&local, body).await });
+                        worked = true;
                     }
                     None => break,
                 }
@@ -176,11 +180,18 @@ pub async fn run_test_with(
             super::index::drain(&local).await?;
             return Ok(current);
         }
+        // Every fetch and import has run to its end, each retried in place: a check that
+        // still finds objects not done will find the same on every round after (it only
+        // sends itself again), so the run ends now rather than when the job stalls out.
         let idle = gather.depth_now() == 0 && fetch.depth_now() == 0 && import.depth_now() == 0;
-        if idle {
+        if idle || !worked {
             return Err(PipelineError::Conflict(format!(
-                "job {} has nothing left to run but is not finished",
-                job.id
+                "job {} has nothing left to run but is not finished ({} of {} documents done)",
+                job.id,
+                current.done_count,
+                current
+                    .object_count
+                    .map_or_else(|| "?".to_string(), |n| n.to_string()),
             )));
         }
     }

@@ -7,6 +7,8 @@
 //! whose bytes are not UTF-8 is refused instead of guessed at. The tree keeps namespace URIs,
 //! so readers match `gmd`/`mdb`/`dc` by namespace, never by prefix.
 
+use std::sync::Arc;
+
 use encoding_rs::Encoding;
 use quick_xml::NsReader;
 use quick_xml::events::Event;
@@ -48,9 +50,11 @@ impl Default for XmlLimits {
 }
 
 /// An element: namespace URI, local name, attributes by local name, children and own text.
+/// The namespace is shared by every element of a document that uses it (a record names a
+/// few namespaces over hundreds of elements).
 #[derive(Debug, Clone, Default)]
 pub struct Element {
-    pub ns: String,
+    pub ns: Namespace,
     pub name: String,
     pub attrs: Vec<(String, String)>,
     pub children: Vec<Element>,
@@ -172,6 +176,71 @@ fn strip_declared_encoding(text: &str) -> String {
 }
 
 /// Reads `bytes` into an element tree, refusing what is unsafe or unreadable.
+/// A namespace URI (empty: none), shared by the elements of a document that use it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Namespace(Arc<str>);
+
+impl Namespace {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Namespace {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for Namespace {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Namespace {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl std::fmt::Display for Namespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Attributes an element may have before its duplicate check moves to a set.
+const FEW_ATTRIBUTES: usize = 16;
+
+/// The namespaces a document has named so far, each kept once.
+#[derive(Default)]
+struct Namespaces(Vec<Namespace>);
+
+impl Namespaces {
+    fn shared(&mut self, uri: &[u8]) -> Namespace {
+        if let Some(known) = self.0.iter().find(|known| known.0.as_bytes() == uri) {
+            return known.clone();
+        }
+        let new = Namespace(Arc::from(text_of(uri)));
+        // A hostile document may name a new namespace on every element: past a few, each
+        // element keeps its own rather than the search growing with them.
+        if self.0.len() < 64 {
+            self.0.push(new.clone());
+        }
+        new
+    }
+}
+
+/// A name or namespace from the decoded text (so valid UTF-8; lossy only in case).
+fn text_of(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
 pub fn parse(bytes: &[u8], limits: XmlLimits) -> Result<Element, XmlError> {
     if bytes.len() > limits.max_bytes {
         return fail(format!(
@@ -188,6 +257,7 @@ pub fn parse(bytes: &[u8], limits: XmlLimits) -> Result<Element, XmlError> {
     reader.config_mut().trim_text(false);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
+    let namespaces = std::cell::RefCell::new(Namespaces::default());
     let mut elements = 0usize;
     let total_attributes = std::cell::Cell::new(0usize);
     loop {
@@ -197,13 +267,15 @@ pub fn parse(bytes: &[u8], limits: XmlLimits) -> Result<Element, XmlError> {
         let open =
             |ns: ResolveResult, e: &quick_xml::events::BytesStart| -> Result<Element, XmlError> {
                 let ns = match ns {
-                    ResolveResult::Bound(n) => String::from_utf8_lossy(n.as_ref()).into_owned(),
-                    _ => String::new(),
+                    ResolveResult::Bound(n) => namespaces.borrow_mut().shared(n.as_ref()),
+                    _ => Namespace::default(),
                 };
-                let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                let name = text_of(e.local_name().as_ref());
                 // quick-xml's own duplicate check compares each attribute with every earlier
-                // one (quadratic): it is off, and a set does the same in linear time.
-                let mut attrs = Vec::new();
+                // one (quadratic): it is off; the attributes so far are compared while they
+                // are few, and a set takes over past that, so the check stays linear.
+                let mut attrs: Vec<(String, String)> = Vec::new();
+                let mut keys: Vec<&[u8]> = Vec::new();
                 let mut seen = std::collections::HashSet::new();
                 for a in e.attributes().with_checks(false) {
                     let a = a.map_err(|e| XmlError(format!("malformed attribute: {e}")))?;
@@ -220,7 +292,18 @@ pub fn parse(bytes: &[u8], limits: XmlLimits) -> Result<Element, XmlError> {
                             limits.max_attributes
                         ));
                     }
-                    if !seen.insert(a.key.as_ref().to_vec()) {
+                    let key: &[u8] = a.key.into_inner();
+                    let repeated = if keys.len() < FEW_ATTRIBUTES {
+                        let repeated = keys.contains(&key);
+                        keys.push(key);
+                        repeated
+                    } else {
+                        if seen.is_empty() {
+                            seen.extend(keys.iter().copied());
+                        }
+                        !seen.insert(key)
+                    };
+                    if repeated {
                         return fail(format!(
                             "malformed attribute: {} repeated",
                             String::from_utf8_lossy(a.key.as_ref())
@@ -229,10 +312,7 @@ pub fn parse(bytes: &[u8], limits: XmlLimits) -> Result<Element, XmlError> {
                     let value = a
                         .unescape_value()
                         .map_err(|e| XmlError(format!("malformed attribute value: {e}")))?;
-                    attrs.push((
-                        String::from_utf8_lossy(a.key.local_name().as_ref()).into_owned(),
-                        value.into_owned(),
-                    ));
+                    attrs.push((text_of(a.key.local_name().as_ref()), value.into_owned()));
                 }
                 Ok(Element {
                     ns,

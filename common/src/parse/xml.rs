@@ -175,7 +175,6 @@ fn strip_declared_encoding(text: &str) -> String {
     text.to_string()
 }
 
-/// Reads `bytes` into an element tree, refusing what is unsafe or unreadable.
 /// A namespace URI (empty: none), shared by the elements of a document that use it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Namespace(Arc<str>);
@@ -241,6 +240,7 @@ fn text_of(bytes: &[u8]) -> String {
     }
 }
 
+/// Reads `bytes` into an element tree, refusing what is unsafe or unreadable.
 pub fn parse(bytes: &[u8], limits: XmlLimits) -> Result<Element, XmlError> {
     if bytes.len() > limits.max_bytes {
         return fail(format!(

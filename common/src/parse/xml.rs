@@ -185,19 +185,6 @@ impl Namespace {
     }
 }
 
-impl std::ops::Deref for Namespace {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl PartialEq<str> for Namespace {
-    fn eq(&self, other: &str) -> bool {
-        &*self.0 == other
-    }
-}
-
 impl PartialEq<&str> for Namespace {
     fn eq(&self, other: &&str) -> bool {
         &*self.0 == *other

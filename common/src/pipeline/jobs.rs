@@ -5,9 +5,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{Kind, Message, PipelineError};
-use crate::domain::job::{Job, JobStatus};
+use crate::domain::job::Job;
 use crate::domain::keys;
-use crate::domain::now;
 use crate::services::Services;
 use crate::sources::load_source;
 use crate::store::{ObjectStore, PutMode, StoreError, get_json, page_of_keys, put_json};
@@ -229,40 +228,6 @@ pub async fn start_job_with(
         store,
         "INFO",
         format!("Job {} of source {source_name} created", job.id),
-    )
-    .await;
-    Ok(job)
-}
-
-/// Ends an unfinished job as aborted; its messages still in flight are dropped when they
-/// find it ended.
-pub async fn abort_job(
-    services: &Services,
-    source: &str,
-    id: &str,
-    reason: &str,
-) -> Result<Job, PipelineError> {
-    let store = services.store.as_ref();
-    let job = update_job(store, source, id, |job| {
-        if job.status.is_done() {
-            return false;
-        }
-        job.status = JobStatus::Aborted;
-        job.finished = Some(now());
-        job.gather_errors.push(crate::domain::job::ErrorEntry {
-            message: format!("aborted: {reason}"),
-            original_url: None,
-        });
-        job.owner_notice = super::owner_notice::on_ending(job);
-        true
-    })
-    .await?;
-    super::owner_notice::try_deliver(services, &job).await;
-    tracing::warn!(source, job = id, reason, "job aborted");
-    crate::harvest_log::log(
-        store,
-        "WARNING",
-        format!("Job {id} of source {source} aborted: {reason}"),
     )
     .await;
     Ok(job)

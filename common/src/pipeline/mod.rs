@@ -5,6 +5,7 @@
 //! writes its outcome last, so a message delivered twice or a handler killed at any line and
 //! run again leaves the same state.
 
+mod abort;
 mod changes;
 mod check;
 mod clear;
@@ -30,6 +31,7 @@ mod schedule;
 mod stale;
 
 pub use crate::sources::load_source;
+pub use abort::abort_job;
 pub use clear::clear_source;
 pub use error::PipelineError;
 pub use incoming::{Incoming, handle_body, handle_incoming};
@@ -40,7 +42,7 @@ pub use index::{
 pub use integrity::{
     CatalogIntegrity, SourceIntegrity, catalog_integrity, list_rejected, source_integrity,
 };
-pub use jobs::{JobOptions, abort_job, find_job, get_job, list_jobs, start_job, start_job_with};
+pub use jobs::{JobOptions, find_job, get_job, list_jobs, start_job, start_job_with};
 pub use message::{Kind, Message};
 pub use objects::Rejected;
 pub use purge::{PURGE_REASON, PurgeReport, purge_queues};

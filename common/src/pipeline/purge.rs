@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::PipelineError;
-use super::jobs::abort_job;
+use super::abort::abort_job;
 use super::schedule::latest_job;
 use crate::queue::QueueName;
 use crate::services::Services;

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::jobs::{abort_job, send_check, start_job, update_job};
+use super::abort::abort_job;
+use super::jobs::{send_check, start_job, update_job};
 use super::{Message, PipelineError};
 use crate::domain::job::{Job, JobStatus};
 use crate::domain::keys;

@@ -13,12 +13,11 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::http::{AppState, DeployedOrigin, router};
 use common::package::PackagerSettings;
-use common::pipeline::handle_body;
 use common::queue::QueueName;
 use common::services::Services;
 use common::store::LocalStore;
 use serde_json::Value;
-use support::{CkanDatastore, email_parts, three_readers};
+use support::{CkanDatastore, email_parts, handle_body, three_readers};
 use tower::ServiceExt;
 
 const SECRET: &str = "8ba6d280d4ce9a416e9b604f3f0ebb";

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::domain::job::{HarvestObject, Job, JobStatus};
 use common::domain::keys;
-use common::pipeline::{self, get_job, handle_body, run_scheduled};
+use common::pipeline::{self, get_job, run_scheduled};
 use common::queue::{MAX_RECEIVE_COUNT, QueueName};
 use common::services::Services;
 use common::sources::{add_source, deactivate_source};
@@ -183,7 +183,9 @@ async fn run_until_one_fetch_dies(services: &Services, job: &Job) -> String {
         .await
         .expect("gather")
     {
-        handle_body(services, &m.body, 1).await.expect("gathered");
+        support::handle_body(services, &m.body, 1)
+            .await
+            .expect("gathered");
         gather.delete(&m.receipt).await.expect("delete");
     }
     let mut messages = Vec::new();
@@ -199,7 +201,7 @@ async fn run_until_one_fetch_dies(services: &Services, job: &Job) -> String {
         }
     }
     assert_eq!(messages.len(), 2, "one fetch message a document");
-    handle_body(services, &messages[0].body, 1)
+    support::handle_body(services, &messages[0].body, 1)
         .await
         .expect("fetched");
     fetch.delete(&messages[0].receipt).await.expect("delete");
@@ -239,7 +241,7 @@ async fn pump_until_done(services: &Services, job: &Job) -> Job {
                 .await
                 .expect("receive")
             {
-                handle_body(services, &m.body, m.receive_count)
+                support::handle_body(services, &m.body, m.receive_count)
                     .await
                     .expect("handled");
                 queue.delete(&m.receipt).await.expect("delete");

@@ -103,7 +103,7 @@ async fn dead_letter_scenario(services: Services, nginx: &support::Nginx) {
         .await
         .expect("gather")
     {
-        pipeline::handle_body(&services, &m.body, 1)
+        support::handle_body(&services, &m.body, 1)
             .await
             .expect("gathered");
         gather.delete(&m.receipt).await.expect("delete");
@@ -131,7 +131,7 @@ async fn dead_letter_scenario(services: Services, nginx: &support::Nginx) {
             .await
             .expect("check")
         {
-            pipeline::handle_body(&services, &m.body, 1)
+            support::handle_body(&services, &m.body, 1)
                 .await
                 .expect("checked");
             gather.delete(&m.receipt).await.expect("delete");

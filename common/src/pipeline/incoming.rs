@@ -51,22 +51,6 @@ pub async fn handle_incoming(
     }
 }
 
-/// Handles a raw message body; a body that is not a message is logged and dropped (retrying
-/// cannot mend it).
-pub async fn handle_body(
-    services: &Services,
-    body: &str,
-    receive_count: u32,
-) -> Result<(), PipelineError> {
-    match Incoming::parse(body) {
-        Ok(message) => handle_incoming(services, &message, receive_count).await,
-        Err(e) => {
-            tracing::error!(error = %e, "dropping a message that is not a Sheaf message");
-            Ok(())
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,7 +34,7 @@ pub use crate::sources::load_source;
 pub use abort::abort_job;
 pub use clear::clear_source;
 pub use error::PipelineError;
-pub use incoming::{Incoming, handle_body, handle_incoming};
+pub use incoming::{Incoming, handle_incoming};
 pub use index::{
     IndexMessage, MESSAGE_KIND as INDEX_MESSAGE_KIND, apply_keys as apply_index_keys,
     drain as drain_index, reindex,

@@ -252,6 +252,17 @@ pub fn set_modified(path: &Path, time: std::time::SystemTime) {
         .expect("set mtime");
 }
 
+/// Handles a message's body as a queue worker would; a body that is not a Sheaf message
+/// fails the test (a worker would log and drop it).
+pub async fn handle_body(
+    services: &Services,
+    body: &str,
+    receive_count: u32,
+) -> Result<(), common::pipeline::PipelineError> {
+    let message = common::pipeline::Incoming::parse(body).expect("a Sheaf message");
+    common::pipeline::handle_incoming(services, &message, receive_count).await
+}
+
 /// Local mode over a temporary folder.
 pub fn local_services(dir: &Path) -> Services {
     // One database for the store and the queues, as `sheaf` opens a data folder.

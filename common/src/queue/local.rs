@@ -130,6 +130,15 @@ impl LocalQueue {
         Ok(())
     }
 
+    /// The message ids the receipts name.
+    fn ids_of(&self, receipts: &[String]) -> Result<Vec<i64>, QueueError> {
+        receipts
+            .iter()
+            .map(|r| receipt_id(r))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))
+    }
+
     async fn write<T: Send + 'static>(
         &self,
         write: impl FnOnce(&Connection, &str) -> Result<T, DbError> + Send + 'static,
@@ -154,6 +163,10 @@ impl LocalQueue {
             .map_err(|e| self.err(e))
     }
 }
+
+const INSERT_MESSAGE: &str =
+    "INSERT INTO messages (queue, dead, visible_at_ms, receive_count, body)
+     VALUES (?1, 0, ?2, 0, ?3)";
 
 /// The message id a receipt names (`ID:COUNT` for messages, `ID` for dead letters).
 fn receipt_id(receipt: &str) -> Result<i64, String> {
@@ -221,11 +234,11 @@ fn take(
 impl Queue for LocalQueue {
     async fn send(&self, body: String, delay: Duration) -> Result<(), QueueError> {
         self.write_statement(move |conn, queue| {
-            conn.prepare_cached(
-                "INSERT INTO messages (queue, dead, visible_at_ms, receive_count, body)
-                 VALUES (?1, 0, ?2, 0, ?3)",
-            )?
-            .execute(params![queue, now_ms() + ms(delay), body])?;
+            conn.prepare_cached(INSERT_MESSAGE)?.execute(params![
+                queue,
+                now_ms() + ms(delay),
+                body
+            ])?;
             Ok(())
         })
         .await
@@ -233,10 +246,7 @@ impl Queue for LocalQueue {
 
     async fn send_batch(&self, bodies: Vec<String>) -> Result<(), QueueError> {
         self.write(move |conn, queue| {
-            let mut insert = conn.prepare_cached(
-                "INSERT INTO messages (queue, dead, visible_at_ms, receive_count, body)
-                 VALUES (?1, 0, ?2, 0, ?3)",
-            )?;
+            let mut insert = conn.prepare_cached(INSERT_MESSAGE)?;
             let now = now_ms();
             for body in bodies {
                 insert.execute(params![queue, now, body])?;
@@ -256,11 +266,7 @@ impl Queue for LocalQueue {
     }
 
     async fn delete_batch(&self, receipts: &[String]) -> Result<(), QueueError> {
-        let ids = receipts
-            .iter()
-            .map(|r| receipt_id(r))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.err(e))?;
+        let ids = self.ids_of(receipts)?;
         // Each delete stands alone: a statement each, no savepoint.
         self.write_statement(move |conn, queue| {
             let mut delete = conn
@@ -317,11 +323,7 @@ impl Queue for LocalQueue {
     }
 
     async fn release_dead_letters(&self, receipts: &[String]) -> Result<(), QueueError> {
-        let ids = receipts
-            .iter()
-            .map(|r| receipt_id(r))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.err(e))?;
+        let ids = self.ids_of(receipts)?;
         self.write(move |conn, queue| {
             let mut release = conn.prepare_cached(
                 "UPDATE messages SET visible_at_ms = 0 WHERE id = ?1 AND queue = ?2 AND dead = 1",

@@ -4,8 +4,9 @@
 # side in one run:
 #  - the network limit: 16 curl processes with keep-alive, each `curl -K` over a sixteenth of
 #    the URL list, downloading every document to /dev/null (files/s);
-#  - a first harvest by a release `sheaf run-test` into a fresh data folder (records/s, peak RSS);
-#  - the unchanged re-harvest (records/s, peak RSS);
+#  - a first harvest by a release `sheaf run-test` into a fresh data folder (records/s, peak RSS,
+#    CPU time a record: user and system);
+#  - the unchanged re-harvest (records/s, peak RSS, CPU time a record);
 #  - with SHEAF_BENCH_S3=1 the same two harvests into S3 and SQS on moto (from .venv), and the
 #    requests each made a document (read from moto's request log), priced at S3's list prices.
 # Usage: tests/bench_harvest.sh [N ...]   (default: 10000 100000)
@@ -68,13 +69,16 @@ report() { # label n time_file job_file
   python3 - "$@" <<'PY'
 import json, sys
 label, n, tfile, jfile = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-secs, kib = open(tfile).read().split()
+secs, kib, user, system = open(tfile).read().split()
 secs, kib = float(secs), int(kib)
+# CPU time (user and system) a record, in microseconds: what the harvest costs, apart from
+# how much of the two cores it keeps busy.
+cpu_us = (float(user) + float(system)) * 1e6 / n
 with open(tfile + ".all", "a") as all_runs:
-    all_runs.write(f"{label}\t{n}\t{secs}\t{kib}\n")
+    all_runs.write(f"{label}\t{n}\t{secs}\t{kib}\t{cpu_us}\n")
 s = json.load(open(jfile))["stats"]
 print(f"{label:<28} {n:>7} records {secs:8.2f} s {n / secs:9.0f} records/s  peak RSS {kib / 1024:6.1f} MiB "
-      f"(added {s['added']}, unchanged {s['unchanged']}, errored {s['errored']})", flush=True)
+      f"CPU {cpu_us:5.0f} µs/record (added {s['added']}, unchanged {s['unchanged']}, errored {s['errored']})", flush=True)
 PY
 }
 
@@ -163,7 +167,7 @@ PY
     $sheaf source add "bench$n" "$base" --type waf >/dev/null
     for run in first unchanged; do
       logged=$(wc -l 2>/dev/null < "$work/moto.log" || echo 0)
-      /usr/bin/time -f '%e %M' -o "$work/time" ${SHEAF_BENCH_WRAP:-} $sheaf run-test "bench$n" --json > "$work/job.json" 2>"$work/stderr" \
+      /usr/bin/time -f '%e %M %U %S' -o "$work/time" ${SHEAF_BENCH_WRAP:-} $sheaf run-test "bench$n" --json > "$work/job.json" 2>"$work/stderr" \
         || { cat "$work/stderr" "$work/job.json" >&2; exit 1; }
       report "$mode $run harvest" "$n" "$work/time" "$work/job.json"
       [ "$mode" = s3 ] && tail -n +"$((logged + 1))" "$work/moto.log" | requests "$n" "bench$n"
@@ -183,14 +187,15 @@ PY
 import statistics, sys
 runs = {}
 for line in open(sys.argv[1]):
-    label, n, secs, kib = line.rstrip("\n").split("\t")
-    runs.setdefault(label, []).append((int(n) / float(secs), int(kib) / 1024))
+    label, n, secs, kib, cpu_us = line.rstrip("\n").split("\t")
+    runs.setdefault(label, []).append((int(n) / float(secs), int(kib) / 1024, float(cpu_us)))
 for label, figures in runs.items():
-    rate = statistics.median(r for r, _ in figures)
-    rss = statistics.median(m for _, m in figures)
+    rate = statistics.median(r for r, _, _ in figures)
+    rss = statistics.median(m for _, m, _ in figures)
+    cpu = statistics.median(c for _, _, c in figures)
     mode, run = label.split()[:2]
     print(f"{'median, ' + mode + ' ' + run:<28} {n:>7} records {'':>10} {rate:9.0f} records/s  peak RSS {rss:6.1f} MiB "
-          f"(each of {len(figures)}: {', '.join(f'{m:.1f}' for _, m in figures)} MiB)", flush=True)
+          f"CPU {cpu:5.0f} µs/record (each of {len(figures)}: {', '.join(f'{m:.1f}' for _, m, _ in figures)} MiB)", flush=True)
 PY
   [ "${SHEAF_BENCH_S3:-0}" = 1 ] && pair s3
   rm -rf "$site"
@@ -249,7 +254,7 @@ PY
   $sheaf source add benchcsw "$csw_url" --type csw \
     --config '{"page_size": 100}' >/dev/null
   for run in first unchanged; do
-    /usr/bin/time -f '%e %M' -o "$work/time" ${SHEAF_BENCH_WRAP:-} $sheaf run-test benchcsw --json \
+    /usr/bin/time -f '%e %M %U %S' -o "$work/time" ${SHEAF_BENCH_WRAP:-} $sheaf run-test benchcsw --json \
       > "$work/job.json" 2>"$work/stderr" || { cat "$work/stderr" "$work/job.json" >&2; kill "$pycsw_pid"; exit 1; }
     report "csw (pycsw) $run harvest" "$n" "$work/time" "$work/job.json"
   done

@@ -18,6 +18,8 @@ q, offset, limit and sort by _id. The resource id chooses the data:
 
 GET /files/NAME?size=BYTES serves a generated file; GET /_calls counts datastore_search
 calls. `render` writes pre-rendered pages for the benchmark; `--pages DIR` serves them.
+`serve --port-file FILE` binds a free port and writes it to FILE once it listens (a port
+chosen by the caller and released before this binds it can be taken by another test meanwhile).
 """
 import argparse
 import base64
@@ -271,7 +273,8 @@ def main():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command")
     serve = sub.add_parser("serve")
-    serve.add_argument("--port", type=int, required=True)
+    serve.add_argument("--port", type=int, default=0, help="0 (the default): a free port")
+    serve.add_argument("--port-file", help="where to write the port once it listens")
     serve.add_argument("--pages")
     r = sub.add_parser("render")
     r.add_argument("--rows", type=int, required=True)
@@ -284,6 +287,11 @@ def main():
         return
     Handler.pages_dir = args.pages
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    if args.port_file:
+        # Written whole, then renamed, so a reader never sees half a port.
+        with open(args.port_file + ".part", "w", encoding="utf-8") as f:
+            f.write(str(server.server_address[1]))
+        os.rename(args.port_file + ".part", args.port_file)
     print("ready", flush=True)
     server.serve_forever()
 

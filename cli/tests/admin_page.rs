@@ -50,7 +50,7 @@ fn the_admin_page_adds_a_source_and_shows_its_harvest_in_chromium() {
 
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let _serve = KillOnDrop(
+    let mut serve = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_sheaf"))
             .args(["serve", "--listen", &listen, "--data-dir"])
             .arg(dir.path().join("data"))
@@ -63,7 +63,7 @@ fn the_admin_page_adds_a_source_and_shows_its_harvest_in_chromium() {
             .spawn()
             .expect("sheaf serve"),
     );
-    wait_for_port(port, "sheaf serve", Duration::from_secs(30));
+    wait_for_port(port, &mut serve.0, "sheaf serve", Duration::from_secs(30));
 
     let screenshot = std::env::temp_dir().join("sheaf-admin-page.png");
     let _ = std::fs::remove_file(&screenshot);

@@ -5,7 +5,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{KillOnDrop, free_port, python_waf, wait_for_port};
+use support::{KillOnDrop, free_port, python_waf, wait_for_port, wait_for_port_file};
 
 mod support;
 
@@ -245,13 +245,13 @@ fn run_test_beside_serve_leaves_its_record_changes_to_serves_index() {
     }
     let (_waf, waf_port) = python_waf(&python, &waf);
     let data = dir.path().join("data");
-    let (_serve, listen) = serve(&data, ALLOW_PRIVATE);
+    let (mut serve, listen) = serve(&data, ALLOW_PRIVATE);
     let serve_port = listen
         .rsplit(':')
         .next()
         .and_then(|p| p.parse().ok())
         .expect("port");
-    wait_for_port(serve_port, "serve", Duration::from_secs(30));
+    wait_for_port(serve_port, &mut serve.0, "serve", Duration::from_secs(30));
     let url = format!("http://127.0.0.1:{waf_port}/");
     json(&sheaf_with(
         &data,
@@ -410,8 +410,8 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("{program}: {e} (run tests/run.sh, which installs moto)"));
-        let child = KillOnDrop(child);
-        wait_for_port(port, "moto_server", Duration::from_secs(30));
+        let mut child = KillOnDrop(child);
+        wait_for_port(port, &mut child.0, "moto_server", Duration::from_secs(30));
         Moto {
             _process: child,
             port,
@@ -597,21 +597,30 @@ fn serve_reads_its_token_from_secrets_manager() {
     }
 }
 
-/// tests/ckan_datastore.py on a free port (a CKAN datastore_search endpoint).
-fn ckan_datastore() -> (KillOnDrop, String) {
-    let port = free_port();
+/// tests/ckan_datastore.py on a free port (a CKAN datastore_search endpoint), and the folder
+/// its port file is in.
+fn ckan_datastore() -> (KillOnDrop, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port_file = dir.path().join("port");
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let child = Command::new("python3")
         .arg(format!("{root}/tests/ckan_datastore.py"))
-        .args(["serve", "--port", &port.to_string()])
+        .args(["serve", "--port-file"])
+        .arg(&port_file)
         .stdout(Stdio::null())
         .spawn()
         .expect("python3 tests/ckan_datastore.py");
-    let child = KillOnDrop(child);
-    wait_for_port(port, "the datastore", Duration::from_secs(20));
+    let mut child = KillOnDrop(child);
+    let port = wait_for_port_file(
+        &port_file,
+        &mut child.0,
+        "the datastore",
+        Duration::from_secs(20),
+    );
     (
         child,
         format!("http://127.0.0.1:{port}/api/3/action/datastore_search"),
+        dir,
     )
 }
 
@@ -639,7 +648,7 @@ fn csv_rows(zip: &std::path::Path, entry: &str) -> u64 {
 
 #[test]
 fn package_datastore_writes_a_zip_file_or_a_stored_package_with_its_link() {
-    let (_ckan, api_url) = ckan_datastore();
+    let (_ckan, api_url, _ckan_dir) = ckan_datastore();
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let out = dir.path().join("rows.zip");
@@ -721,7 +730,7 @@ fn package_datastore_writes_a_zip_file_or_a_stored_package_with_its_link() {
 
 #[test]
 fn serve_packages_a_request_and_serves_the_emailed_link() {
-    let (_ckan, api_url) = ckan_datastore();
+    let (_ckan, api_url, _ckan_dir) = ckan_datastore();
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let (_serve, listen) = serve(

@@ -4,11 +4,10 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 use common::aws::{AwsSettings, load_sdk_config, s3_client};
@@ -19,33 +18,14 @@ use common::queue::{LocalQueue, QueueName, Queues, SqsQueue};
 use common::services::{Services, Settings};
 use common::store::{LocalStore, S3Store};
 
+mod ports;
+pub use ports::{KillOnDrop, free_port, wait_for_port, wait_for_port_file};
+
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace root")
         .to_path_buf()
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn wait_for_port(port: u16, child: &mut Child, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited before listening: {status}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{what} did not listen on port {port} within 30 s");
 }
 
 fn find_program(env_var: &str, candidates: &[PathBuf], hint: &str) -> PathBuf {
@@ -58,16 +38,6 @@ fn find_program(env_var: &str, candidates: &[PathBuf], hint: &str) -> PathBuf {
         }
     }
     panic!("{hint} not found (set {env_var}, or run tests/run.sh, which installs it)");
-}
-
-/// A server process, killed (and reaped) when the test lets go of it.
-pub struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// nginx serving `root` with `autoindex on`, as a real WAF server does.
@@ -113,7 +83,7 @@ http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d
             .stderr(Stdio::null())
             .spawn()
             .expect("start nginx");
-        wait_for_port(port, &mut child, "nginx");
+        wait_for_port(port, &mut child, "nginx", Duration::from_secs(30));
         Nginx {
             port,
             _child: KillOnDrop(child),
@@ -150,7 +120,7 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .expect("start moto_server");
-        wait_for_port(port, &mut child, "moto_server");
+        wait_for_port(port, &mut child, "moto_server", Duration::from_secs(30));
         Moto {
             port,
             _child: KillOnDrop(child),
@@ -462,21 +432,8 @@ fn start_python_server(
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("start {script}: {e}"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let port = loop {
-        if let Ok(text) = std::fs::read_to_string(port_file) {
-            break text.trim().parse::<u16>().expect("a port");
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited before serving: {status} (is it in .venv? run tests/run.sh)");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not start within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    wait_for_port(port, &mut child, what);
+    let what = format!("{what} (from .venv, which tests/run.sh installs)");
+    let port = wait_for_port_file(port_file, &mut child, &what, Duration::from_secs(60));
     (port, KillOnDrop(child))
 }
 
@@ -652,21 +609,27 @@ impl Pycsw {
 pub struct CkanDatastore {
     pub port: u16,
     _child: KillOnDrop,
+    _dir: tempfile::TempDir,
 }
 
 impl CkanDatastore {
     pub fn start() -> CkanDatastore {
-        let port = free_port();
-        let mut child = Command::new(python())
-            .arg(workspace_root().join("tests/ckan_datastore.py"))
-            .args(["serve", "--port", &port.to_string()])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start tests/ckan_datastore.py");
-        wait_for_port(port, &mut child, "ckan_datastore.py");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port_file = dir.path().join("port");
+        let (port, child) = start_python_server(
+            "tests/ckan_datastore.py",
+            &[
+                "serve".as_ref(),
+                "--port-file".as_ref(),
+                port_file.as_os_str(),
+            ],
+            &port_file,
+            "ckan_datastore.py",
+        );
         CkanDatastore {
             port,
-            _child: KillOnDrop(child),
+            _child: child,
+            _dir: dir,
         }
     }
 

@@ -7,8 +7,9 @@
 #  - a first harvest by a release `sheaf run-test` into a fresh data folder (records/s, peak RSS,
 #    CPU time a record: user and system);
 #  - the unchanged re-harvest (records/s, peak RSS, CPU time a record);
-#  - with SHEAF_BENCH_S3=1 the same two harvests into S3 and SQS on moto (from .venv), and the
-#    requests each made a document (read from moto's request log), priced at S3's list prices.
+#  - with SHEAF_BENCH_S3=1 the same two harvests into S3 on moto (from .venv; run-test hands
+#    its stages' messages over in memory), and the requests each made a document (read from
+#    moto's request log), priced at S3's list prices.
 # Usage: tests/bench_harvest.sh [N ...]   (default: 10000 100000)
 # SHEAF_BENCH_CSW=N adds a CSW source: pycsw (tests/pycsw_server.py, 100 records a page) loaded
 # with N of the same generated records, harvested first and unchanged, beside the WAF figures.

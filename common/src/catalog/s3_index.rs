@@ -55,6 +55,38 @@ fn index_error(e: impl std::fmt::Display) -> IndexError {
     IndexError::Index(e.to_string())
 }
 
+/// How often a publish starts again when merges keep removing the segments it reads.
+const PUBLISH_ATTEMPTS: u32 = 10;
+
+/// The files in `dir` of the commit `meta` (tantivy's `meta.json`) describes: its own files
+/// (`MUTABLE`) and those of the segments it names (each segment's files start with its id).
+fn committed_names(dir: &Path, meta: &[u8]) -> Result<Vec<String>, IndexError> {
+    let meta: serde_json::Value = serde_json::from_slice(meta).map_err(index_error)?;
+    let segments: std::collections::HashSet<String> = meta["segments"]
+        .as_array()
+        .ok_or_else(|| index_error("meta.json names no segments"))?
+        .iter()
+        .filter_map(|segment| segment["segment_id"].as_str())
+        .map(|id| id.replace('-', ""))
+        .collect();
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(index_error)? {
+        let name = entry
+            .map_err(index_error)?
+            .file_name()
+            .to_string_lossy()
+            .to_string();
+        let of_a_segment = name
+            .split_once('.')
+            .is_some_and(|(id, _)| segments.contains(id));
+        let whole = !name.ends_with(".temp");
+        if MUTABLE.contains(&name.as_str()) || (of_a_segment && whole) {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
 impl S3Index {
     /// An index whose copies live under `root` (the function's /tmp).
     pub fn new(store: Arc<dyn ObjectStore>, root: &Path) -> S3Index {
@@ -120,32 +152,19 @@ impl S3Index {
     /// removes the files neither it nor the one before names.
     async fn publish(&self, loaded: &mut Loaded) -> Result<(), IndexError> {
         let generation = loaded.generation + 1;
-        let mut files = BTreeMap::new();
-        for entry in std::fs::read_dir(&loaded.dir).map_err(index_error)? {
-            let entry = entry.map_err(index_error)?;
-            let name = entry.file_name().to_string_lossy().to_string();
-            if name.starts_with(".tantivy-") || !entry.file_type().map_err(index_error)?.is_file() {
-                continue;
+        let mut attempts = 0;
+        let files = loop {
+            match self.upload_committed(loaded, generation).await? {
+                Some(files) => break files,
+                // A merge ended meanwhile and removed a segment the meta named.
+                None if attempts < PUBLISH_ATTEMPTS => attempts += 1,
+                None => {
+                    return Err(index_error(
+                        "the index kept changing while its files were uploaded",
+                    ));
+                }
             }
-            let key = if MUTABLE.contains(&name.as_str()) {
-                format!("index/gen/{generation}/{name}")
-            } else {
-                format!("index/files/{name}")
-            };
-            if loaded.manifest.files.get(&name) != Some(&key) {
-                let body = std::fs::read(entry.path()).map_err(index_error)?;
-                self.store
-                    .put(
-                        &key,
-                        body.into(),
-                        "application/octet-stream",
-                        PutMode::Overwrite,
-                    )
-                    .await
-                    .map_err(index_error)?;
-            }
-            files.insert(name, key);
-        }
+        };
         let kept: std::collections::BTreeSet<String> = files.values().cloned().collect();
         let named = |key: &String| kept.contains(key);
         let retired = loaded
@@ -169,6 +188,53 @@ impl S3Index {
             self.delete_quietly(key).await;
         }
         Ok(())
+    }
+
+    /// Uploads the files of the index as last committed that the manifest does not hold yet,
+    /// and returns every file's key; `None` when a file of that commit was removed meanwhile.
+    ///
+    /// Tantivy merges segments in the background: a merge writes its new segment's files
+    /// while this runs, and once it ends removes the segments it merged. So the commit is read
+    /// from `meta.json` first, and only the files of the segments it names are taken: a merged
+    /// segment still being written is never uploaded half-written (and then, being written
+    /// once, never again), and a segment removed meanwhile is a reason to start again.
+    async fn upload_committed(
+        &self,
+        loaded: &Loaded,
+        generation: u64,
+    ) -> Result<Option<BTreeMap<String, String>>, IndexError> {
+        let meta = std::fs::read(loaded.dir.join("meta.json")).map_err(index_error)?;
+        let names = committed_names(&loaded.dir, &meta)?;
+        let mut files = BTreeMap::new();
+        for name in names {
+            let key = if MUTABLE.contains(&name.as_str()) {
+                format!("index/gen/{generation}/{name}")
+            } else {
+                format!("index/files/{name}")
+            };
+            if loaded.manifest.files.get(&name) != Some(&key) {
+                let body = if name == "meta.json" {
+                    meta.clone()
+                } else {
+                    match std::fs::read(loaded.dir.join(&name)) {
+                        Ok(body) => body,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                        Err(e) => return Err(index_error(e)),
+                    }
+                };
+                self.store
+                    .put(
+                        &key,
+                        body.into(),
+                        "application/octet-stream",
+                        PutMode::Overwrite,
+                    )
+                    .await
+                    .map_err(index_error)?;
+            }
+            files.insert(name, key);
+        }
+        Ok(Some(files))
     }
 
     async fn delete_quietly(&self, key: &str) {

@@ -484,6 +484,16 @@ fn the_same_binary_harvests_into_s3_on_an_aws_compatible_endpoint() {
     );
     let sources = json(&aws(&["sources", "--json"]));
     assert_eq!(sources[0]["name"], "remote");
+    // With no index queue of the stack's, run-test's indexer put the records in the index on
+    // S3 (in commits of many records, not one each).
+    let found = json(&aws(&["catalog", "search", "--q", "land cover", "--json"]));
+    assert_eq!(found["total"], 1, "{found}");
+    assert_eq!(found["records"][0]["id"], "sheaf-example-land-cover");
+    let status = aws(&["catalog", "status", "--json"]);
+    assert!(status.status.success(), "{status:?}");
+    let status = json(&status);
+    assert_eq!(status["indexed"], 4, "{status}");
+    assert_eq!(status["consistent"], true, "{status}");
 }
 
 /// `sheaf redrive QUEUE` names the queues it knows when given another, and reports what it

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::{JobOptions, Kind, Message, PipelineError, get_job, handle, start_job_with};
 use crate::domain::job::Job;
-use crate::queue::{MAX_RECEIVE_COUNT, MemoryQueue, QueueName};
+use crate::queue::{MAX_RECEIVE_COUNT, MemoryQueue, Queue, QueueName};
 use crate::services::Services;
 
 /// Progress of a synchronous run: objects done out of those gathered (once known).
@@ -88,13 +88,25 @@ pub async fn run_test_with(
     let import = Arc::new(MemoryQueue::new());
     // The stages run here; record changes go on the process's own index queue, applied by
     // an indexer task beside them (or by `serve`'s indexer when it holds the index).
+    let mut queues = services
+        .queues
+        .clone()
+        .with(QueueName::Gather, gather.clone())
+        .with(QueueName::Fetch, fetch.clone())
+        .with(QueueName::Import, import.clone());
+    // Against a bucket alone (no queue of the stack's) the index would take each record in a
+    // commit of its own, about a dozen S3 requests a record: the changes wait in memory for
+    // the indexer's next drain instead.
+    let index_in_memory = services
+        .queues
+        .get(QueueName::Index)
+        .is_err()
+        .then(|| Arc::new(MemoryQueue::new()));
+    if let Some(index) = &index_in_memory {
+        queues = queues.with(QueueName::Index, index.clone());
+    }
     let local = Services {
-        queues: services
-            .queues
-            .clone()
-            .with(QueueName::Gather, gather.clone())
-            .with(QueueName::Fetch, fetch.clone())
-            .with(QueueName::Import, import.clone()),
+        queues,
         ..services.clone()
     };
     let job = start_job_with(&local, source, options).await?;
@@ -178,6 +190,15 @@ pub async fn run_test_with(
                     .map_err(|e| PipelineError::Conflict(format!("the indexer failed: {e}")))??;
             }
             super::index::drain(&local).await?;
+            if let Some(index) = &index_in_memory
+                && index.depth().await?.visible > 0
+            {
+                return Err(PipelineError::Conflict(
+                    "another process writes the search index: this run's record changes are \
+                     not in it (`sheaf catalog rebuild` puts them in)"
+                        .into(),
+                ));
+            }
             return Ok(current);
         }
         // Every fetch and import has run to its end, each retried in place: a check that

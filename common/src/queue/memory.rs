@@ -1,7 +1,9 @@
 //! An in-process queue for `run-test`, which drains every stage synchronously; delays are
-//! ignored because nothing else runs beside it.
+//! ignored because nothing else runs beside it. A received message stays in flight until it
+//! is deleted, and goes back to the front when its visibility is changed (a drain that hands
+//! its messages back loses none); it never comes back by itself.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -12,6 +14,8 @@ use super::{Queue, QueueDepth, QueueError, Received};
 #[derive(Default)]
 pub struct MemoryQueue {
     messages: Mutex<VecDeque<String>>,
+    /// Received and not yet deleted, by receipt.
+    in_flight: Mutex<HashMap<String, String>>,
 }
 
 impl MemoryQueue {
@@ -52,14 +56,36 @@ impl Queue for MemoryQueue {
                 receive_count: 1,
             });
         }
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .map_err(|e| QueueError::backend("memory", e))?;
+        for m in &out {
+            in_flight.insert(m.receipt.clone(), m.body.clone());
+        }
         Ok(out)
     }
 
-    async fn delete(&self, _: &str) -> Result<(), QueueError> {
+    async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
+        self.in_flight
+            .lock()
+            .map_err(|e| QueueError::backend("memory", e))?
+            .remove(receipt);
         Ok(())
     }
 
-    async fn change_visibility(&self, _: &str, _: Duration) -> Result<(), QueueError> {
+    async fn change_visibility(&self, receipt: &str, _: Duration) -> Result<(), QueueError> {
+        let body = self
+            .in_flight
+            .lock()
+            .map_err(|e| QueueError::backend("memory", e))?
+            .remove(receipt);
+        if let Some(body) = body {
+            self.messages
+                .lock()
+                .map_err(|e| QueueError::backend("memory", e))?
+                .push_front(body);
+        }
         Ok(())
     }
 
@@ -69,8 +95,14 @@ impl Queue for MemoryQueue {
             .lock()
             .map_err(|e| QueueError::backend("memory", e))?
             .len() as u64;
+        let in_flight = self
+            .in_flight
+            .lock()
+            .map_err(|e| QueueError::backend("memory", e))?
+            .len() as u64;
         Ok(QueueDepth {
             visible,
+            in_flight,
             ..Default::default()
         })
     }
@@ -81,5 +113,34 @@ impl Queue for MemoryQueue {
             .map_err(|e| QueueError::backend("memory", e))?
             .clear();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A drain that hands its messages back (another process writes the index) loses none.
+    #[tokio::test]
+    async fn a_received_message_stays_until_deleted_and_comes_back_when_handed_back() {
+        let queue = MemoryQueue::new();
+        for body in ["one", "two", "three"] {
+            queue.send(body.into(), Duration::ZERO).await.unwrap();
+        }
+        let received = queue.receive(2, Duration::from_secs(60)).await.unwrap();
+        let bodies: Vec<&str> = received.iter().map(|m| m.body.as_str()).collect();
+        assert_eq!(bodies, ["one", "two"]);
+        let depth = queue.depth().await.unwrap();
+        assert_eq!((depth.visible, depth.in_flight), (1, 2));
+        queue.delete(&received[0].receipt).await.unwrap();
+        queue
+            .change_visibility(&received[1].receipt, Duration::ZERO)
+            .await
+            .unwrap();
+        let depth = queue.depth().await.unwrap();
+        assert_eq!((depth.visible, depth.in_flight), (2, 0));
+        assert_eq!(queue.pop().as_deref(), Some("two"));
+        assert_eq!(queue.pop().as_deref(), Some("three"));
+        assert_eq!(queue.pop(), None);
     }
 }

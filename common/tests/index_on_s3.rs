@@ -73,6 +73,28 @@ async fn readers_load_what_the_one_writer_published() {
     );
 
     // Only the files of the last generation, and those it retired, are left.
+    assert_eq!(
+        stored_index_files(&store).await,
+        expected_index_files(&store).await
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&store.get("index/manifest.json").await.unwrap().body).unwrap();
+    assert_eq!(manifest["generation"], 6);
+}
+
+/// The index's objects in the store.
+async fn stored_index_files(store: &Arc<dyn ObjectStore>) -> BTreeSet<String> {
+    store
+        .list("index/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key)
+        .collect()
+}
+
+/// The objects the manifest names: its generation's files, those it retired, and itself.
+async fn expected_index_files(store: &Arc<dyn ObjectStore>) -> BTreeSet<String> {
     let manifest: serde_json::Value =
         serde_json::from_slice(&store.get("index/manifest.json").await.unwrap().body).unwrap();
     let mut expected: BTreeSet<String> = manifest["files"]
@@ -89,15 +111,7 @@ async fn readers_load_what_the_one_writer_published() {
             .map(|v| v.as_str().unwrap().to_string()),
     );
     expected.insert("index/manifest.json".into());
-    let stored: BTreeSet<String> = store
-        .list("index/")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.key)
-        .collect();
-    assert_eq!(stored, expected);
-    assert_eq!(manifest["generation"], 6);
+    expected
 }
 
 /// Tantivy merges segments in the background while the writer uploads a commit: every
@@ -150,4 +164,9 @@ async fn commits_published_while_segments_merge_stay_whole() {
             .expect("the published generation reads");
         assert_eq!(hits.total, ((commit + 1) * A_COMMIT) as u64);
     }
+    // No upload that started again left a file behind.
+    assert_eq!(
+        stored_index_files(&store).await,
+        expected_index_files(&store).await
+    );
 }

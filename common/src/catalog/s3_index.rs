@@ -153,8 +153,13 @@ impl S3Index {
     async fn publish(&self, loaded: &mut Loaded) -> Result<(), IndexError> {
         let generation = loaded.generation + 1;
         let mut attempts = 0;
+        // Every key put, by any attempt: an earlier attempt's that no generation names go.
+        let mut uploaded = Vec::new();
         let files = loop {
-            match self.upload_committed(loaded, generation).await? {
+            match self
+                .upload_committed(loaded, generation, &mut uploaded)
+                .await?
+            {
                 Some(files) => break files,
                 // A merge ended meanwhile and removed a segment the meta named.
                 None if attempts < PUBLISH_ATTEMPTS => attempts += 1,
@@ -167,6 +172,9 @@ impl S3Index {
         };
         let kept: std::collections::BTreeSet<String> = files.values().cloned().collect();
         let named = |key: &String| kept.contains(key);
+        for key in uploaded.iter().filter(|k| !named(k)) {
+            self.delete_quietly(key).await;
+        }
         let retired = loaded
             .manifest
             .files
@@ -190,8 +198,9 @@ impl S3Index {
         Ok(())
     }
 
-    /// Uploads the files of the index as last committed that the manifest does not hold yet,
-    /// and returns every file's key; `None` when a file of that commit was removed meanwhile.
+    /// Uploads the files of the index as last committed that the manifest does not hold yet
+    /// (noting each key in `uploaded`), and returns every file's key; `None` when a file of
+    /// that commit was removed meanwhile.
     ///
     /// Tantivy merges segments in the background: a merge writes its new segment's files
     /// while this runs, and once it ends removes the segments it merged. So the commit is read
@@ -202,6 +211,7 @@ impl S3Index {
         &self,
         loaded: &Loaded,
         generation: u64,
+        uploaded: &mut Vec<String>,
     ) -> Result<Option<BTreeMap<String, String>>, IndexError> {
         let meta = std::fs::read(loaded.dir.join("meta.json")).map_err(index_error)?;
         let names = committed_names(&loaded.dir, &meta)?;
@@ -231,6 +241,7 @@ impl S3Index {
                     )
                     .await
                     .map_err(index_error)?;
+                uploaded.push(key.clone());
             }
             files.insert(name, key);
         }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::{JobOptions, Kind, Message, PipelineError, get_job, handle, start_job_with};
 use crate::domain::job::Job;
-use crate::queue::{MAX_RECEIVE_COUNT, MemoryQueue, Queue, QueueName};
+use crate::queue::{MAX_RECEIVE_COUNT, MemoryQueue, QueueName};
 use crate::services::Services;
 
 /// Progress of a synchronous run: objects done out of those gathered (once known).
@@ -191,7 +191,7 @@ pub async fn run_test_with(
             }
             super::index::drain(&local).await?;
             if let Some(index) = &index_in_memory
-                && index.depth().await?.visible > 0
+                && index.depth_now() > 0
             {
                 return Err(PipelineError::Conflict(
                     "another process writes the search index: this run's record changes are \

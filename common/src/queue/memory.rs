@@ -4,7 +4,7 @@
 //! its messages back loses none); it never comes back by itself.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -34,13 +34,15 @@ impl MemoryQueue {
     }
 }
 
+/// One of the queue's lists, or the reason it cannot be had (a thread panicked holding it).
+fn locked<T>(list: &Mutex<T>) -> Result<MutexGuard<'_, T>, QueueError> {
+    list.lock().map_err(|e| QueueError::backend("memory", e))
+}
+
 #[async_trait]
 impl Queue for MemoryQueue {
     async fn send(&self, body: String, _delay: Duration) -> Result<(), QueueError> {
-        self.messages
-            .lock()
-            .map_err(|e| QueueError::backend("memory", e))?
-            .push_back(body);
+        locked(&self.messages)?.push_back(body);
         Ok(())
     }
 
@@ -56,10 +58,7 @@ impl Queue for MemoryQueue {
                 receive_count: 1,
             });
         }
-        let mut in_flight = self
-            .in_flight
-            .lock()
-            .map_err(|e| QueueError::backend("memory", e))?;
+        let mut in_flight = locked(&self.in_flight)?;
         for m in &out {
             in_flight.insert(m.receipt.clone(), m.body.clone());
         }
@@ -67,39 +66,21 @@ impl Queue for MemoryQueue {
     }
 
     async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
-        self.in_flight
-            .lock()
-            .map_err(|e| QueueError::backend("memory", e))?
-            .remove(receipt);
+        locked(&self.in_flight)?.remove(receipt);
         Ok(())
     }
 
     async fn change_visibility(&self, receipt: &str, _: Duration) -> Result<(), QueueError> {
-        let body = self
-            .in_flight
-            .lock()
-            .map_err(|e| QueueError::backend("memory", e))?
-            .remove(receipt);
+        let body = locked(&self.in_flight)?.remove(receipt);
         if let Some(body) = body {
-            self.messages
-                .lock()
-                .map_err(|e| QueueError::backend("memory", e))?
-                .push_front(body);
+            locked(&self.messages)?.push_front(body);
         }
         Ok(())
     }
 
     async fn depth(&self) -> Result<QueueDepth, QueueError> {
-        let visible = self
-            .messages
-            .lock()
-            .map_err(|e| QueueError::backend("memory", e))?
-            .len() as u64;
-        let in_flight = self
-            .in_flight
-            .lock()
-            .map_err(|e| QueueError::backend("memory", e))?
-            .len() as u64;
+        let visible = locked(&self.messages)?.len() as u64;
+        let in_flight = locked(&self.in_flight)?.len() as u64;
         Ok(QueueDepth {
             visible,
             in_flight,
@@ -108,10 +89,7 @@ impl Queue for MemoryQueue {
     }
 
     async fn purge(&self) -> Result<(), QueueError> {
-        self.messages
-            .lock()
-            .map_err(|e| QueueError::backend("memory", e))?
-            .clear();
+        locked(&self.messages)?.clear();
         Ok(())
     }
 }

@@ -133,13 +133,15 @@ impl LocalDb {
         let checkpointer = connect(path)?;
         let (writer, jobs) = mpsc::channel::<Job>();
         let (committed, commits) = mpsc::channel::<()>();
+        let checkpointing = Arc::new(Mutex::new(()));
+        let turns = checkpointing.clone();
         std::thread::Builder::new()
             .name("sheaf-db-writer".into())
-            .spawn(move || write_loop(conn, jobs, committed, wal_pages, checkpoint_pages))
+            .spawn(move || write_loop(conn, jobs, committed, wal_pages, checkpoint_pages, turns))
             .map_err(|e| DbError(e.to_string()))?;
         std::thread::Builder::new()
             .name("sheaf-db-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpointer, commits))
+            .spawn(move || checkpoint_loop(checkpointer, commits, checkpointing))
             .map_err(|e| DbError(e.to_string()))?;
         let db = Arc::new(LocalDb {
             path: path.to_path_buf(),
@@ -262,6 +264,7 @@ fn write_loop(
     committed: mpsc::Sender<()>,
     wal_pages: Arc<AtomicI64>,
     checkpoint_pages: i64,
+    checkpointing: Arc<Mutex<()>>,
 ) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
@@ -279,10 +282,8 @@ fn write_loop(
         // the next transaction) now that the writes it holds are answered; the writes that
         // queue meanwhile go in the next transaction. While a reader still needs the WAL's
         // older pages, the checkpoint stops short, and it is tried after each commit.
-        if wal_pages.load(Ordering::Relaxed) >= checkpoint_pages
-            && let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-        {
-            tracing::warn!(error = %e, "database checkpoint failed; the next commit retries it");
+        if wal_pages.load(Ordering::Relaxed) >= checkpoint_pages {
+            checkpoint(&conn, &checkpointing);
         }
         let _ = committed.send(());
     }
@@ -293,14 +294,27 @@ fn write_loop(
 /// has to. Checkpointing in the writer's commits (SQLite's default, every 1,000 pages) held
 /// every write behind two fsyncs about 200 times a 10,000-document harvest. Ends with the
 /// writer.
-fn checkpoint_loop(conn: Connection, commits: mpsc::Receiver<()>) {
+fn checkpoint_loop(conn: Connection, commits: mpsc::Receiver<()>, checkpointing: Arc<Mutex<()>>) {
     while commits.recv().is_ok() {
         std::thread::sleep(CHECKPOINT_AFTER);
         // The commits made meanwhile are in this checkpoint too.
         while commits.try_recv().is_ok() {}
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "database checkpoint failed; the next commit retries it");
-        }
+        checkpoint(&conn, &checkpointing);
+    }
+}
+
+/// One PASSIVE checkpoint, taking turns with the file's other checkpointing thread. SQLite
+/// lets one checkpoint run at a time and answers another "busy" at once, without waiting: the
+/// writer's, refused while the checkpointer thread was copying (and a loaded machine can hold
+/// that thread off the CPU for long), let the WAL grow past its threshold by the writer's every
+/// commit meanwhile (16 MB instead of 0.4 MB in a test). Taking turns, the writer waits for
+/// the copy under way and then completes its own.
+fn checkpoint(conn: &Connection, checkpointing: &Mutex<()>) {
+    let _turn = checkpointing
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        tracing::warn!(error = %e, "database checkpoint failed; the next commit retries it");
     }
 }
 

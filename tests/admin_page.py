@@ -48,6 +48,26 @@ def browser():
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 
 
+# The page redraws its tables while it refreshes, so an element found one moment may be gone
+# the next (Selenium's StaleElementReferenceException, seen on a loaded machine): a row is read
+# whole, in one script, from the page as it is at that moment.
+READ_ROW = """
+const row = document.querySelector(arguments[0]);
+if (!row) return null;
+return {
+  cells: Array.from(row.querySelectorAll("td"), (td) => td.innerText.trim()),
+  status: row.querySelector("td.status")?.innerText.trim() ?? "",
+  progress: row.querySelector("progress") !== null,
+};
+"""
+
+
+def read_row(driver, selector):
+    """The row's cells' text, its status and whether it shows a progress bar; None when the
+    page has no such row."""
+    return driver.execute_script(READ_ROW, selector)
+
+
 def main():
     base, token, waf_url, screenshot = sys.argv[1:5]
     driver = browser()
@@ -80,21 +100,20 @@ def main():
         deadline = time.time() + 120
         progress_seen = False
         while True:
-            rows = driver.find_elements(By.CSS_SELECTOR, row)
-            if rows:
-                progress_seen = progress_seen or bool(rows[0].find_elements(By.TAG_NAME, "progress"))
-                status = rows[0].find_element(By.CSS_SELECTOR, "td.status").text
-                if status in ("finished", "aborted"):
+            seen = read_row(driver, row)
+            if seen:
+                progress_seen = progress_seen or seen["progress"]
+                if seen["status"] in ("finished", "aborted"):
                     break
             if time.time() > deadline:
                 raise SystemExit("the page never showed the job of from-page finished")
             time.sleep(0.5)
-        cells = [c.text for c in driver.find_elements(By.CSS_SELECTOR, row + " td")]
-        out["job_row"] = cells
+        out["job_row"] = seen["cells"]
         out["progress_bar_seen"] = progress_seen
         out["message"] = driver.find_element(By.ID, "message").text
-        out["source_row"] = driver.find_element(
-            By.CSS_SELECTOR, "#sources-body tr[data-source='from-page'] td.last-job").text
+        last_job = "#sources-body tr[data-source='from-page'] td.last-job"
+        out["source_row"] = driver.execute_script(
+            "return document.querySelector(arguments[0])?.innerText.trim() ?? null;", last_job)
         out["sections"] = [h.text for h in driver.find_elements(By.CSS_SELECTOR, "main h2")]
 
         height = driver.execute_script("return document.documentElement.scrollHeight")

@@ -154,7 +154,7 @@ impl S3Index {
         let generation = loaded.generation + 1;
         let mut attempts = 0;
         // Every key put, by any attempt: an earlier attempt's that no generation names go.
-        let mut uploaded = Vec::new();
+        let mut uploaded = std::collections::BTreeSet::new();
         let files = loop {
             match self
                 .upload_committed(loaded, generation, &mut uploaded)
@@ -198,9 +198,11 @@ impl S3Index {
         Ok(())
     }
 
-    /// Uploads the files of the index as last committed that the manifest does not hold yet
-    /// (noting each key in `uploaded`), and returns every file's key; `None` when a file of
-    /// that commit was removed meanwhile.
+    /// Uploads the files of the index as last committed that neither the manifest nor an
+    /// earlier attempt (`uploaded`, where each key put is noted) holds yet, and returns every
+    /// file's key; `None` when a file of that commit was removed meanwhile. A segment's files
+    /// are written once, so its key holds the same bytes whichever attempt put it; the
+    /// commit's own files (`MUTABLE`) change from one attempt to the next, and are put again.
     ///
     /// Tantivy merges segments in the background: a merge writes its new segment's files
     /// while this runs, and once it ends removes the segments it merged. So the commit is read
@@ -211,18 +213,21 @@ impl S3Index {
         &self,
         loaded: &Loaded,
         generation: u64,
-        uploaded: &mut Vec<String>,
+        uploaded: &mut std::collections::BTreeSet<String>,
     ) -> Result<Option<BTreeMap<String, String>>, IndexError> {
         let meta = std::fs::read(loaded.dir.join("meta.json")).map_err(index_error)?;
         let names = committed_names(&loaded.dir, &meta)?;
         let mut files = BTreeMap::new();
         for name in names {
-            let key = if MUTABLE.contains(&name.as_str()) {
+            let mutable = MUTABLE.contains(&name.as_str());
+            let key = if mutable {
                 format!("index/gen/{generation}/{name}")
             } else {
                 format!("index/files/{name}")
             };
-            if loaded.manifest.files.get(&name) != Some(&key) {
+            let held = loaded.manifest.files.get(&name) == Some(&key)
+                || (!mutable && uploaded.contains(&key));
+            if !held {
                 let body = if name == "meta.json" {
                     meta.clone()
                 } else {
@@ -241,7 +246,7 @@ impl S3Index {
                     )
                     .await
                     .map_err(index_error)?;
-                uploaded.push(key.clone());
+                uploaded.insert(key.clone());
             }
             files.insert(name, key);
         }

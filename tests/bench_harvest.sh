@@ -19,6 +19,10 @@
 # SHEAF_BENCH_BASELINE=PATH: a `sheaf` binary built from an earlier commit, whose local runs
 # alternate with this build's, for a change measured side by side in one run.
 # SHEAF_BENCH_WRAP, when set, prefixes each harvest (a profiler: `strace -c -f -o FILE`).
+# SHEAF_BENCH_TEMPLATES=DIR: the WAF's documents are copies of the ISO 19139 documents in DIR
+# (each with a fileIdentifier; those without are left out) rather than the project's six test
+# records of about 4 KB: real-world documents are larger (the real-fixture set's
+# `$SHEAF_EXTRA_FIXTURES/iso19139`, 14 KB on average).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -115,13 +119,20 @@ print("  requests a document: " + ", ".join(f"{k} {v / n:.2f}" for k, v in count
 
 for n in "${sizes[@]}"; do
   site="$work/site/waf$n"
-  python3 - "$site" "$n" tests/records/waf <<'PY'
-import os, re, sys, time
-site, n, records = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-names = ["iso19139/coastal-erosion.xml", "iso19139/seabed-habitats.xml", "iso19139/glider-mission.xml",
-         "iso19139/wms-service.xml", "iso19139/regional/lakes-inventory.xml", "iso19139/regional/forest-plots.xml"]
-templates = [open(os.path.join(records, t), encoding="utf-8").read() for t in names]
-ident = re.compile(r"(<gmd:fileIdentifier><gco:CharacterString>)([^<]*)(</gco:CharacterString>)")
+  python3 - "$site" "$n" tests/records/waf "${SHEAF_BENCH_TEMPLATES:-}" <<'PY'
+import glob, os, re, sys, time
+site, n, records, chosen = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+ident = re.compile(r"(<gmd:fileIdentifier>\s*<gco:CharacterString>)([^<]*)(</gco:CharacterString>)")
+if chosen:
+    paths = sorted(glob.glob(os.path.join(chosen, "**", "*.xml"), recursive=True))
+    templates = [t for t in (open(p, encoding="utf-8").read() for p in paths) if ident.search(t)]
+    if not templates:
+        sys.exit(f"no ISO 19139 document with a fileIdentifier in {chosen}")
+else:
+    names = ["iso19139/coastal-erosion.xml", "iso19139/seabed-habitats.xml", "iso19139/glider-mission.xml",
+             "iso19139/wms-service.xml", "iso19139/regional/lakes-inventory.xml", "iso19139/regional/forest-plots.xml"]
+    templates = [open(os.path.join(records, t), encoding="utf-8").read() for t in names]
+print(f"{len(templates)} template documents, {sum(map(len, templates)) // len(templates)} bytes on average", flush=True)
 # Last modified an hour ago, as a WAF's documents are when a harvest comes (a file modified
 # within the minute its listing was read is always asked for again).
 hour_ago = time.time() - 3600

@@ -3,7 +3,8 @@
 //! round (default 20,000), five rounds; prints the median microseconds a document and the
 //! rate in MB/s.
 //!
-//! `cargo bench -p sheaf-common --bench parse [-- N]`
+//! `cargo bench -p sheaf-common --bench parse [-- N]`; `SHEAF_BENCH_DOCUMENTS=DIR` reads the
+//! ISO 19139 documents in `DIR` instead (real-world ones are larger than the test records).
 
 use std::time::Instant;
 
@@ -14,8 +15,12 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(20_000);
-    let folder =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/records/waf/iso19139");
+    let folder = match std::env::var_os("SHEAF_BENCH_DOCUMENTS") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/records/waf/iso19139")
+        }
+    };
     let mut documents: Vec<Vec<u8>> = std::fs::read_dir(&folder)
         .expect("the ISO 19139 test records")
         .filter_map(Result::ok)

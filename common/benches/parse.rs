@@ -22,7 +22,7 @@ fn main() {
         }
     };
     let mut documents: Vec<Vec<u8>> = std::fs::read_dir(&folder)
-        .expect("the ISO 19139 test records")
+        .unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
         .filter_map(Result::ok)
         .map(|entry| entry.path())
         .filter(|path| path.extension().is_some_and(|e| e == "xml"))

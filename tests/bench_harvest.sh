@@ -137,7 +137,7 @@ else:
     names = ["iso19139/coastal-erosion.xml", "iso19139/seabed-habitats.xml", "iso19139/glider-mission.xml",
              "iso19139/wms-service.xml", "iso19139/regional/lakes-inventory.xml", "iso19139/regional/forest-plots.xml"]
     templates = [open(os.path.join(records, t), encoding="utf-8").read() for t in names]
-print(f"{len(templates)} template documents, {sum(map(len, templates)) // len(templates)} bytes on average", flush=True)
+print(f"{len(templates)} template documents, {sum(len(t.encode()) for t in templates) // len(templates)} bytes on average", flush=True)
 # Last modified an hour ago, as a WAF's documents are when a harvest comes (a file modified
 # within the minute its listing was read is always asked for again).
 hour_ago = time.time() - 3600
